@@ -1,0 +1,24 @@
+"""The training models by name: one table, one `build_model`."""
+
+from tf_translate.models.cyclegan import CycleGAN, PatchGANDiscriminator, ResNetGenerator
+
+# name -> (training model class, preset keyword arguments). Overrides win over presets.
+MODELS = {
+    "cyclegan": (CycleGAN, {}),
+}
+
+
+def build_model(name, **overrides):
+    """Builds the training model registered as `name` with the reference defaults.
+
+    Args:
+        name: a key of `MODELS` (e.g. "cyclegan").
+        **overrides: constructor arguments replacing the defaults (e.g. image_size=128).
+    """
+    if name not in MODELS:
+        raise ValueError(f"unknown model {name!r}; valid models: {', '.join(sorted(MODELS))}")
+    model_class, preset = MODELS[name]
+    return model_class(**{**preset, **overrides})
+
+
+__all__ = ["MODELS", "build_model", "CycleGAN", "PatchGANDiscriminator", "ResNetGenerator"]

@@ -1,0 +1,91 @@
+"""What every training model shares: optimizer construction, XLA and mixed-precision
+handling, and the small interface the CLI, checkpoints, grids and export rely on.
+
+A training model subclasses `TranslationModel` and defines:
+- `optimizer_variables()`: {optimizer attribute name: the variables it updates};
+- `default_optimizers(total_steps, steps_per_epoch)`: {attribute name: optimizer};
+- `generators()`: {direction such as "a2b": network mapping [-1, 1] images};
+- `sample_rows(batch)`: [(row title, [-1, 1] images)] for the sample grid;
+- `train_step(data)`.
+"""
+
+import keras
+import tensorflow as tf
+
+
+def make_adam(learning_rate, beta_1, beta_2=0.999):
+    """Adam, wrapped for loss scaling under the mixed_float16 policy.
+
+    Only `compile(optimizer=...)` wraps optimizers automatically; ours are attributes,
+    so we wrap them here. bfloat16 and float32 need no loss scaling.
+    """
+    optimizer = keras.optimizers.Adam(learning_rate, beta_1=beta_1, beta_2=beta_2)
+    if keras.mixed_precision.global_policy().name == "mixed_float16":
+        optimizer = keras.optimizers.LossScaleOptimizer(optimizer)
+    return optimizer
+
+
+def current_learning_rate(optimizer):
+    """The learning rate the optimizer will use at its current step, as float32."""
+    inner = getattr(optimizer, "inner_optimizer", optimizer)
+    lr = inner.learning_rate
+    return tf.cast(lr, tf.float32)
+
+
+class TranslationModel(keras.Model):
+    """Base of the training models (CycleGAN, UGATIT, StarGAN, ...)."""
+
+    def compile(self, total_steps=None, steps_per_epoch=1, jit_compile=True, **optimizers):
+        """Sets the optimizers (the reference's when not given) and XLA.
+
+        Args:
+            total_steps: training length; the learning rate is constant for the first
+                half and decays linearly over the second (the references' schedule).
+                None keeps it constant.
+            steps_per_epoch: decay granularity (junyanz decays once per epoch).
+            jit_compile: compile the whole train step with XLA. Under a distribution
+                strategy XLA cannot compile the cross-replica updates on CPU, so it is
+                turned off there.
+            **optimizers: optimizers by attribute name (e.g. `g_optimizer=...`).
+        """
+        defaults = self.default_optimizers(total_steps, steps_per_epoch)
+        unknown = set(optimizers) - set(defaults)
+        if unknown:
+            raise ValueError(f"unknown optimizers {sorted(unknown)}; expected {sorted(defaults)}")
+        for name, default in defaults.items():
+            setattr(self, name, optimizers.get(name) or default)
+        if tf.distribute.has_strategy() and tf.distribute.get_strategy().num_replicas_in_sync > 1:
+            jit_compile = False
+        super().compile(optimizer=None, jit_compile=jit_compile)
+
+    def build_optimizers(self):
+        """Creates optimizer slots now, so a checkpoint can be loaded before training."""
+        for name, variables in self.optimizer_variables().items():
+            getattr(self, name).build(variables)
+
+    @staticmethod
+    def replicas():
+        """Replicas in sync: per-replica mean losses are divided by it."""
+        return tf.distribute.get_strategy().num_replicas_in_sync
+
+    def gradients(self, optimizer_name, tape, loss):
+        """Gradients of `loss` for the variables the named optimizer updates.
+
+        The loss is divided by the replica count (our losses are per-replica means) and
+        multiplied by the loss scale when the optimizer is a LossScaleOptimizer
+        (`scale_loss` is otherwise the identity), so float32 and mixed precision share
+        one path. Both factors are constants, so they enter as the output gradient and
+        the caller's tape needs to record nothing extra.
+        """
+        optimizer = getattr(self, optimizer_name)
+        variables = self.optimizer_variables()[optimizer_name]
+        factor = optimizer.scale_loss(tf.constant(1.0 / self.replicas(), tf.float32))
+        return tape.gradient(loss, variables, output_gradients=tf.cast(factor, loss.dtype))
+
+    def apply_gradients(self, optimizer_name, grads):
+        """Applies (and unscales, under loss scaling) gradients from `gradients`."""
+        getattr(self, optimizer_name).apply(grads, self.optimizer_variables()[optimizer_name])
+
+    def networks(self):
+        """{attribute name: network} of every network the model trains."""
+        return {name: value for name, value in vars(self).items() if isinstance(value, keras.Model)}

@@ -1,0 +1,304 @@
+"""CycleGAN: ResNet generator, 70x70 PatchGAN discriminator and the training model.
+
+Reference: Zhu et al., "Unpaired Image-to-Image Translation using Cycle-Consistent
+Adversarial Networks", ICCV 2017; junyanz/pytorch-CycleGAN-and-pix2pix
+(`models/networks.py`, `models/cycle_gan_model.py`).
+"""
+
+import keras
+import tensorflow as tf
+from keras import layers
+
+from tf_translate.image_pool import ImagePool
+from tf_translate.layers import InstanceNormalization, ReflectionPadding2D
+from tf_translate.losses import l1_loss, lsgan_fake_loss, lsgan_real_loss
+from tf_translate.models.base import TranslationModel, current_learning_rate, make_adam
+from tf_translate.schedules import LinearDecay
+
+# junyanz `init_weights(init_type="normal", init_gain=0.02)`: conv weights N(0, 0.02), bias 0.
+REFERENCE_INIT = keras.initializers.RandomNormal(mean=0.0, stddev=0.02)
+
+
+def conv(filters, kernel_size, strides=1, padding=0, use_bias=True, name=None):
+    """A conv with PyTorch's explicit zero padding (`padding` pixels each side).
+
+    Keras "same" pads asymmetrically for even inputs and strides 2, which shifts the
+    sampling grid by one pixel against the reference; explicit padding keeps weights
+    imported from PyTorch exact.
+    """
+    conv_layer = layers.Conv2D(
+        filters, kernel_size, strides=strides, padding="valid", use_bias=use_bias,
+        kernel_initializer=REFERENCE_INIT, name=name)
+    if not padding:
+        return conv_layer
+    return keras.Sequential([layers.ZeroPadding2D(padding), conv_layer], name=name and name + "_padded")
+
+
+@keras.saving.register_keras_serializable(package="tf_translate")
+class ResidualBlock(layers.Layer):
+    """x + [reflect pad, 3x3 conv, IN, ReLU, reflect pad, 3x3 conv, IN](x).
+
+    Reference: `ResnetBlock` in junyanz `networks.py` (padding_type="reflect", no dropout).
+    """
+
+    def __init__(self, filters, **kwargs):
+        super().__init__(**kwargs)
+        self.filters = filters
+        self.body = [
+            ReflectionPadding2D(1), conv(filters, 3), InstanceNormalization(), layers.ReLU(),
+            ReflectionPadding2D(1), conv(filters, 3), InstanceNormalization(),
+        ]
+
+    def build(self, input_shape):
+        shape = input_shape
+        for layer in self.body:
+            layer.build(shape)
+            shape = layer.compute_output_shape(shape)
+
+    def call(self, x):
+        y = x
+        for layer in self.body:
+            y = layer(y)
+        return x + y
+
+    def compute_output_shape(self, input_shape):
+        return input_shape
+
+    def get_config(self):
+        return {**super().get_config(), "filters": self.filters}
+
+
+@keras.saving.register_keras_serializable(package="tf_translate")
+class ResNetGenerator(keras.Model):
+    """The junyanz `resnet_9blocks` / `resnet_6blocks` generator.
+
+    c7s1-64, d128, d256, R256 x N, u128, u64, c7s1-3, tanh; non-affine instance norm, so
+    every conv has a bias (11,378,179 parameters with 9 blocks).
+
+    Args:
+        filters: width of the first layer (reference `--ngf`, 64).
+        num_residual_blocks: 9 (`resnet_9blocks`) or 6 (`resnet_6blocks`).
+        upsampling: "transpose" (the reference's ConvTranspose 3x3 s2, padding 1,
+            output_padding 1) or "resize_conv" (nearest x2 then 3x3 conv; no
+            checkerboard artefacts, same parameter count).
+        output_channels: channels of the output image.
+    Reference: `ResnetGenerator` in junyanz `networks.py`.
+    """
+
+    def __init__(self, filters=64, num_residual_blocks=9, upsampling="transpose",
+                 output_channels=3, **kwargs):
+        if upsampling not in ("transpose", "resize_conv"):
+            raise ValueError(f"upsampling must be 'transpose' or 'resize_conv', got {upsampling!r}")
+        super().__init__(**kwargs)
+        self.filters = filters
+        self.num_residual_blocks = num_residual_blocks
+        self.upsampling = upsampling
+        self.output_channels = output_channels
+
+        stack = [ReflectionPadding2D(3), conv(filters, 7), InstanceNormalization(), layers.ReLU()]
+        for mult in (2, 4):
+            stack += [conv(filters * mult, 3, strides=2, padding=1), InstanceNormalization(), layers.ReLU()]
+        stack += [ResidualBlock(filters * 4) for _ in range(num_residual_blocks)]
+        for mult in (2, 1):
+            stack += [self._upsample(filters * mult), InstanceNormalization(), layers.ReLU()]
+        stack += [ReflectionPadding2D(3), conv(output_channels, 7), layers.Activation("tanh", dtype="float32")]
+        self.stack = stack
+
+    def _upsample(self, filters):
+        if self.upsampling == "resize_conv":
+            return keras.Sequential([layers.UpSampling2D(2, interpolation="nearest"),
+                                     ReflectionPadding2D(1), conv(filters, 3)])
+        # PyTorch ConvTranspose2d(k3, s2, padding 1, output_padding 1) writes output pixel
+        # 2i + k - 1; Keras "valid" writes 2i + k, one row/column more. Cropping the first
+        # row and column gives the reference's grid exactly.
+        return keras.Sequential([
+            layers.Conv2DTranspose(filters, 3, strides=2, padding="valid",
+                                   kernel_initializer=REFERENCE_INIT),
+            layers.Cropping2D(((1, 0), (1, 0))),
+        ])
+
+    def build(self, input_shape):
+        shape = tuple(input_shape)
+        for layer in self.stack:
+            layer.build(shape)
+            shape = layer.compute_output_shape(shape)
+        self.built = True
+
+    def call(self, x):
+        for layer in self.stack:
+            x = layer(x)
+        return x
+
+    def compute_output_shape(self, input_shape):
+        return tuple(input_shape[:-1]) + (self.output_channels,)
+
+    def get_config(self):
+        return {"filters": self.filters, "num_residual_blocks": self.num_residual_blocks,
+                "upsampling": self.upsampling, "output_channels": self.output_channels,
+                "name": self.name}
+
+
+@keras.saving.register_keras_serializable(package="tf_translate")
+class PatchGANDiscriminator(keras.Model):
+    """The junyanz 70x70 PatchGAN (`--netD basic`, `n_layers_D` 3).
+
+    C64 (no norm) - C128 - C256 - C512 (stride 1) - 1-channel conv; 4x4 kernels, zero
+    padding 1, LeakyReLU 0.2, non-affine IN. 30x30 logits for a 256 input; LSGAN
+    applies no sigmoid. Outputs float32.
+
+    Args:
+        filters: width of the first layer (reference `--ndf`, 64).
+        num_layers: strided layers after the first (reference `--n_layers_D`, 3).
+    Reference: `NLayerDiscriminator` in junyanz `networks.py`.
+    """
+
+    def __init__(self, filters=64, num_layers=3, **kwargs):
+        super().__init__(**kwargs)
+        self.filters = filters
+        self.num_layers = num_layers
+        stack = [conv(filters, 4, strides=2, padding=1), layers.LeakyReLU(0.2)]
+        for n in range(1, num_layers + 1):
+            stride = 2 if n < num_layers else 1
+            stack += [conv(filters * min(2 ** n, 8), 4, strides=stride, padding=1),
+                      InstanceNormalization(), layers.LeakyReLU(0.2)]
+        stack += [conv(1, 4, padding=1), layers.Activation("linear", dtype="float32")]
+        self.stack = stack
+
+    def build(self, input_shape):
+        shape = tuple(input_shape)
+        for layer in self.stack:
+            layer.build(shape)
+            shape = layer.compute_output_shape(shape)
+        self.built = True
+
+    def call(self, x):
+        for layer in self.stack:
+            x = layer(x)
+        return x
+
+    def get_config(self):
+        return {"filters": self.filters, "num_layers": self.num_layers, "name": self.name}
+
+
+@keras.saving.register_keras_serializable(package="tf_translate")
+class CycleGAN(TranslationModel):
+    """The CycleGAN training model: two generators, two PatchGANs, two image pools.
+
+    `generator_ab` is the reference's netG_A (the paper's G: X→Y), `generator_ba` netG_B
+    (F: Y→X). Discriminators are named by the domain they judge: `discriminator_b`
+    judges B images (the paper's D_Y, the reference's netD_A, which judges G_A's
+    outputs) and `discriminator_a` judges A images (D_X, netD_B).
+
+    One `train_step` is the reference iteration: the generators' update (LSGAN + cycle +
+    identity) then both discriminators' update on pooled fakes (loss x 0.5). The
+    discriminators' loss reads only pre-step weights and fakes made by the pre-step
+    generators, so both gradients are taken before either update is applied; the
+    result equals the reference's sequential order.
+
+    Args:
+        image_size: training crop (reference `--crop_size`, 256).
+        filters, num_residual_blocks, upsampling: see `ResNetGenerator`.
+        discriminator_filters: reference `--ndf` (64).
+        cycle_weight: reference `--lambda_A` = `--lambda_B` (10).
+        identity_weight: absolute identity weight, `--lambda_identity` x lambda (0.5 x 10).
+        pool_size: reference `--pool_size` (50).
+        learning_rate, beta_1: Adam settings (`--lr` 2e-4, `--beta1` 0.5).
+        seed: seed for the image pools.
+    Reference: junyanz `models/cycle_gan_model.py`.
+    """
+
+    def __init__(self, image_size=256, filters=64, num_residual_blocks=9, upsampling="transpose",
+                 discriminator_filters=64, cycle_weight=10.0, identity_weight=5.0, pool_size=50,
+                 learning_rate=2e-4, beta_1=0.5, seed=None, **kwargs):
+        super().__init__(**kwargs)
+        self.image_size = image_size
+        self.filters = filters
+        self.num_residual_blocks = num_residual_blocks
+        self.upsampling = upsampling
+        self.discriminator_filters = discriminator_filters
+        self.cycle_weight = cycle_weight
+        self.identity_weight = identity_weight
+        self.pool_size = pool_size
+        self.learning_rate = learning_rate
+        self.beta_1 = beta_1
+        self.seed = seed
+
+        generator = dict(filters=filters, num_residual_blocks=num_residual_blocks, upsampling=upsampling)
+        self.generator_ab = ResNetGenerator(**generator, name="generator_ab")
+        self.generator_ba = ResNetGenerator(**generator, name="generator_ba")
+        self.discriminator_a = PatchGANDiscriminator(discriminator_filters, name="discriminator_a")
+        self.discriminator_b = PatchGANDiscriminator(discriminator_filters, name="discriminator_b")
+        self.pool_a = ImagePool(pool_size, seed=seed, name="pool_a")
+        self.pool_b = ImagePool(pool_size, seed=None if seed is None else seed + 1, name="pool_b")
+        image_shape = (None, image_size, image_size, 3)
+        for network in (self.generator_ab, self.generator_ba, self.discriminator_a, self.discriminator_b):
+            network.build((None, None, None, 3))
+        self.pool_a.build(image_shape)
+        self.pool_b.build(image_shape)
+        self.built = True
+
+    def default_optimizers(self, total_steps, steps_per_epoch):
+        def adam():
+            lr = self.learning_rate
+            if total_steps:
+                epochs = max(2, total_steps // steps_per_epoch)
+                lr = LinearDecay(lr, epochs // 2, epochs - epochs // 2, steps_per_epoch)
+            return make_adam(lr, self.beta_1)
+        return {"g_optimizer": adam(), "d_optimizer": adam()}
+
+    def optimizer_variables(self):
+        return {
+            "g_optimizer": self.generator_ab.trainable_variables + self.generator_ba.trainable_variables,
+            "d_optimizer": self.discriminator_a.trainable_variables + self.discriminator_b.trainable_variables,
+        }
+
+    def generators(self):
+        return {"a2b": self.generator_ab, "b2a": self.generator_ba}
+
+    def sample_rows(self, batch):
+        real_a, real_b = batch
+        fake_b = self.generator_ab(real_a, training=False)
+        fake_a = self.generator_ba(real_b, training=False)
+        return [("real A", real_a), ("fake B", fake_b), ("reconstructed A", self.generator_ba(fake_b)),
+                ("real B", real_b), ("fake A", fake_a), ("reconstructed B", self.generator_ab(fake_a))]
+
+    def train_step(self, data):
+        real_a, real_b = data
+        with tf.GradientTape() as tape:
+            fake_b = self.generator_ab(real_a, training=True)
+            fake_a = self.generator_ba(real_b, training=True)
+            cycle_loss = (l1_loss(self.generator_ba(fake_b, training=True), real_a)
+                          + l1_loss(self.generator_ab(fake_a, training=True), real_b))
+            adversarial_loss = (lsgan_real_loss(self.discriminator_b(fake_b))
+                                + lsgan_real_loss(self.discriminator_a(fake_a)))
+            identity_loss = tf.constant(0.0)
+            if self.identity_weight:
+                identity_loss = (l1_loss(self.generator_ab(real_b, training=True), real_b)
+                                 + l1_loss(self.generator_ba(real_a, training=True), real_a))
+            g_loss = adversarial_loss + self.cycle_weight * cycle_loss + self.identity_weight * identity_loss
+        g_grads = self.gradients("g_optimizer", tape, g_loss)
+
+        pooled_a = tf.stop_gradient(self.pool_a(fake_a))
+        pooled_b = tf.stop_gradient(self.pool_b(fake_b))
+        with tf.GradientTape() as tape:
+            d_a_loss = 0.5 * (lsgan_real_loss(self.discriminator_a(real_a, training=True))
+                              + lsgan_fake_loss(self.discriminator_a(pooled_a, training=True)))
+            d_b_loss = 0.5 * (lsgan_real_loss(self.discriminator_b(real_b, training=True))
+                              + lsgan_fake_loss(self.discriminator_b(pooled_b, training=True)))
+            d_loss = d_a_loss + d_b_loss
+        d_grads = self.gradients("d_optimizer", tape, d_loss)
+
+        learning_rate = current_learning_rate(self.g_optimizer)  # the rate this step uses
+        self.apply_gradients("g_optimizer", g_grads)
+        self.apply_gradients("d_optimizer", d_grads)
+        return {"g_loss": g_loss, "d_loss": d_loss, "adversarial_loss": adversarial_loss,
+                "cycle_loss": cycle_loss, "identity_loss": identity_loss,
+                "d_a_loss": d_a_loss, "d_b_loss": d_b_loss,
+                "learning_rate": learning_rate}
+
+    def get_config(self):
+        return {"image_size": self.image_size, "filters": self.filters,
+                "num_residual_blocks": self.num_residual_blocks, "upsampling": self.upsampling,
+                "discriminator_filters": self.discriminator_filters, "cycle_weight": self.cycle_weight,
+                "identity_weight": self.identity_weight, "pool_size": self.pool_size,
+                "learning_rate": self.learning_rate, "beta_1": self.beta_1, "seed": self.seed}
