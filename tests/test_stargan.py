@@ -1,0 +1,333 @@
+"""StarGAN: networks, losses, label rules, data and the training model.
+
+Expected values come from REFERENCE.md (parameter counts), from hand computations or
+from NumPy versions written from yunjey/stargan's semantics.
+"""
+
+import os
+import random
+
+import keras
+import numpy as np
+import pytest
+import tensorflow as tf
+from PIL import Image
+
+from tf_translate import data_stargan
+from tf_translate.losses_stargan import (classification_loss, gradient_penalty,
+                                         grid_target_labels, hair_color_indices,
+                                         sample_target_labels)
+from tf_translate.models.stargan import StarGANDiscriminator, StarGANGenerator
+
+
+def _rng(seed=0):
+    return np.random.default_rng(seed)
+
+
+def _tiny_images(batch=2, size=32, seed=0):
+    return _rng(seed).uniform(-1, 1, (batch, size, size, 3)).astype("float32")
+
+
+# --- networks ------------------------------------------------------------------------
+
+def test_parameter_counts_match_reference():
+    g = StarGANGenerator()
+    g.build([(None, 128, 128, 3), (None, 5)])
+    assert g.count_params() == 8_430_528
+    d = StarGANDiscriminator(image_size=128)
+    d.build((None, 128, 128, 3))
+    assert d.count_params() == 44_762_048
+    d256 = StarGANDiscriminator(image_size=256)
+    d256.build((None, 256, 256, 3))
+    assert d256.count_params() == 44_884_928
+
+
+def test_transposed_conv_grid_matches_pytorch_padding_1():
+    """The generator's 4x4 s2 transposed conv against PyTorch's ConvTranspose2d(p=1),
+    written as a scatter of the full output and a one-pixel crop on each side."""
+    g = StarGANGenerator(filters=8, num_domains=3, num_residual_blocks=1)
+    g.build([(None, 32, 32, 3), (None, 3)])
+    up = next(l for l in g.stack if isinstance(l, keras.layers.Conv2DTranspose))
+    x = _rng(1).normal(size=(1, 5, 6, up.kernel.shape[-1])).astype("float32")
+    w = np.asarray(up.kernel)  # [kh, kw, out, in]
+    full = np.zeros((1, 2 * 5 + 2, 2 * 6 + 2, w.shape[2]), np.float32)
+    for i in range(5):
+        for j in range(6):
+            full[0, 2 * i:2 * i + 4, 2 * j:2 * j + 4] += np.einsum("aboi,i->abo", w, x[0, i, j])
+    np.testing.assert_allclose(np.asarray(up(x)), full[:, 1:-1, 1:-1], atol=1e-5)
+
+
+def test_generator_tiles_label_after_image_channels():
+    g = StarGANGenerator(filters=8, num_domains=3, num_residual_blocks=1)
+    x = _tiny_images()
+    c = np.array([[1, 0, 0], [0, 1, 1]], np.float32)
+    y = np.asarray(g([x, c]))
+    # The same stack fed by hand with [image, tiled label] channels.
+    h = np.concatenate([x, np.broadcast_to(c[:, None, None, :], (2, 32, 32, 3))], axis=-1)
+    for layer in g.stack:
+        h = layer(h)
+    np.testing.assert_allclose(y, np.asarray(h), atol=1e-5)
+    # And the label matters: swapping the labels changes each output.
+    y_swapped = np.asarray(g([x, c[::-1]]))
+    assert np.abs(y - y_swapped).reshape(2, -1).max(axis=1).min() > 1e-4
+
+
+def test_discriminator_heads_and_bad_sizes():
+    d = StarGANDiscriminator(image_size=32, filters=8, num_domains=4, num_layers=4)
+    src, cls = d(_tiny_images())
+    assert src.dtype == "float32" and cls.dtype == "float32"
+    assert tuple(src.shape) == (2, 2, 2, 1) and tuple(cls.shape) == (2, 4)
+    # The class head is a conv whose kernel covers the final 2x2 map: a dot product.
+    h = _tiny_images()
+    for layer in d.stack:
+        h = layer(h)
+    kernel = np.asarray(d.cls_head.layers[-1].kernel if isinstance(d.cls_head, keras.Sequential)
+                        else d.cls_head.kernel)
+    np.testing.assert_allclose(np.asarray(cls), np.einsum("bhwc,hwck->bk", np.asarray(h), kernel),
+                               atol=1e-4)
+    with pytest.raises(ValueError, match="multiple of 2\\*\\*num_layers"):
+        StarGANDiscriminator(image_size=100, num_layers=6)
+
+
+def test_keras_round_trip(tmp_path):
+    g = StarGANGenerator(filters=8, num_domains=3, num_residual_blocks=1)
+    d = StarGANDiscriminator(image_size=32, filters=8, num_domains=3, num_layers=5)
+    x, c = _tiny_images(), np.eye(3, dtype=np.float32)[[0, 2]]
+    y, (src, cls) = g([x, c]), d(x)
+    g.save(tmp_path / "g.keras")
+    d.save(tmp_path / "d.keras")
+    g2 = keras.saving.load_model(tmp_path / "g.keras")
+    d2 = keras.saving.load_model(tmp_path / "d.keras")
+    assert g2.get_config() == g.get_config() and d2.get_config() == d.get_config()
+    np.testing.assert_allclose(np.asarray(g2([x, c])), np.asarray(y), atol=1e-6)
+    src2, cls2 = d2(x)
+    np.testing.assert_allclose(np.asarray(src2), np.asarray(src), atol=1e-6)
+    np.testing.assert_allclose(np.asarray(cls2), np.asarray(cls), atol=1e-6)
+
+
+# --- losses --------------------------------------------------------------------------
+
+def test_gradient_penalty_linear_critic_is_norm_of_weights():
+    w = tf.Variable(_rng(2).normal(size=(1, 4, 4, 3)).astype("float32") * 0.2)
+    real, fake = _tiny_images(3, 4, seed=3), _tiny_images(3, 4, seed=4)
+    alpha = _rng(5).uniform(size=(3, 1, 1, 1)).astype("float32")
+    norm = np.linalg.norm(w.numpy())
+    with tf.GradientTape() as tape:
+        # f(x) = sum(w * x): the gradient is w for every sample, so GP = (||w|| - 1)^2.
+        gp = gradient_penalty(lambda x: tf.reduce_sum(w * x, axis=[1, 2, 3]), real, fake, alpha)
+    np.testing.assert_allclose(float(gp), (norm - 1.0) ** 2, rtol=1e-5)
+    # Second order through the nested tape: d/dw (||w|| - 1)^2 = 2 (||w|| - 1) w / ||w||.
+    np.testing.assert_allclose(tape.gradient(gp, w).numpy(), 2 * (norm - 1) * w.numpy() / norm,
+                               rtol=1e-4, atol=1e-6)
+    # A PatchGAN-shaped critic: the gradient is of the sum over its map (grad_outputs=ones).
+    gp_map = gradient_penalty(lambda x: w * x, real, fake, alpha)
+    np.testing.assert_allclose(float(gp_map), (norm - 1.0) ** 2, rtol=1e-5)
+
+
+def test_gradient_penalty_mixes_real_and_fake_per_sample():
+    real, fake = _tiny_images(3, 4, seed=6), _tiny_images(3, 4, seed=7)
+    alpha = np.array([0.0, 0.3, 1.0], np.float32).reshape(3, 1, 1, 1)
+    # f(x) = sum(x^2) / 2 has gradient x_hat.
+    gp = gradient_penalty(lambda x: 0.5 * tf.reduce_sum(x * x, axis=[1, 2, 3]), real, fake, alpha)
+    x_hat = alpha * real + (1 - alpha) * fake
+    expected = np.mean((np.linalg.norm(x_hat.reshape(3, -1), axis=1) - 1.0) ** 2)
+    np.testing.assert_allclose(float(gp), expected, rtol=1e-5)
+
+
+def _np_bce(logits, labels):
+    return np.maximum(logits, 0) - logits * labels + np.log1p(np.exp(-np.abs(logits)))
+
+
+def test_classification_loss_multi_label_with_mask():
+    logits = _rng(8).normal(size=(4, 7)).astype("float32")
+    labels = (_rng(9).uniform(size=(4, 7)) > 0.5).astype("float32")
+    # Without a mask: BCE summed over attributes and batch, divided by the batch (yunjey).
+    np.testing.assert_allclose(float(classification_loss(logits, labels)),
+                               _np_bce(logits, labels).sum() / 4, rtol=1e-5)
+    # CelebA part known (5), RaFD part unknown (2): only the first 5 columns count.
+    mask = np.array([1, 1, 1, 1, 1, 0, 0], np.float32)
+    expected = _np_bce(logits[:, :5], labels[:, :5]).sum() / 4
+    np.testing.assert_allclose(float(classification_loss(logits, labels, mask)), expected, rtol=1e-5)
+    # Unknown logits and labels may hold anything.
+    other_logits, other_labels = logits.copy(), labels.copy()
+    other_logits[:, 5:] += 100.0
+    other_labels[:, 5:] = 1.0 - other_labels[:, 5:]
+    np.testing.assert_allclose(float(classification_loss(other_logits, other_labels, mask)),
+                               expected, rtol=1e-5)
+    x = tf.constant(logits)
+    with tf.GradientTape() as tape:
+        tape.watch(x)
+        loss = classification_loss(x, labels, mask)
+    grad = tape.gradient(loss, x).numpy()
+    assert np.all(grad[:, 5:] == 0) and np.all(np.abs(grad[:, :5]) > 0)
+
+
+def test_classification_loss_single_label_softmax_over_known_slice():
+    logits = _rng(10).normal(size=(3, 6)).astype("float32")
+    ids = np.array([0, 2, 1])
+    labels = np.zeros((3, 6), np.float32)
+    labels[np.arange(3), 3 + ids] = 1.0  # RaFD one-hots in columns 3..5
+    mask = np.array([0, 0, 0, 1, 1, 1], np.float32)
+    part = logits[:, 3:]
+    log_softmax = part - np.log(np.exp(part).sum(axis=1, keepdims=True))
+    expected = -log_softmax[np.arange(3), ids].mean()  # F.cross_entropy on out_cls[:, c_dim:]
+    got = classification_loss(logits, labels, mask, multi_label=False)
+    np.testing.assert_allclose(float(got), expected, rtol=1e-5)
+    # Per-sample masks: a sample of the other dataset adds 0 but still counts in B.
+    rows = np.array([[1], [1], [0]], np.float32) * mask
+    got_rows = classification_loss(logits, labels, rows, multi_label=False)
+    np.testing.assert_allclose(float(got_rows), -log_softmax[np.arange(2), ids[:2]].sum() / 3,
+                               rtol=1e-5)
+
+
+# --- target labels -------------------------------------------------------------------
+
+def test_sample_target_labels_permutes_the_batch():
+    # One-hot rows plus a last column holding the row id.
+    labels = tf.constant(np.concatenate([np.eye(8), np.arange(8)[:, None]], 1), tf.float32)
+    step = tf.function(sample_target_labels, jit_compile=True)
+    a = step(labels, tf.constant([1, 2]))
+    b = step(labels, tf.constant([1, 2]))
+    np.testing.assert_array_equal(a.numpy(), b.numpy())
+    # Every target is one of the batch's own labels, each used exactly once.
+    assert sorted(a.numpy()[:, -1].tolist()) == list(range(8))
+    np.testing.assert_array_equal(a.numpy()[:, :8], np.eye(8)[a.numpy()[:, -1].astype(int)])
+    orders = {tuple(step(labels, tf.constant([s, 0])).numpy()[:, -1]) for s in range(5)}
+    assert len(orders) > 1 and any(o != tuple(range(8)) for o in orders)
+
+
+def test_grid_target_labels_follow_create_labels():
+    attrs = ["Black_Hair", "Blond_Hair", "Brown_Hair", "Male", "Young"]
+    hair = hair_color_indices(attrs)
+    assert hair == [0, 1, 2]
+    labels = np.array([[1, 0, 0, 1, 0], [0, 0, 1, 0, 1]], np.float32)
+    cols = [t.numpy() for t in grid_target_labels(labels, hair)]
+    expected = [
+        [[1, 0, 0, 1, 0], [1, 0, 0, 0, 1]],  # black hair
+        [[0, 1, 0, 1, 0], [0, 1, 0, 0, 1]],  # blond hair
+        [[0, 0, 1, 1, 0], [0, 0, 1, 0, 1]],  # brown hair
+        [[1, 0, 0, 0, 0], [0, 0, 1, 1, 1]],  # Male reversed
+        [[1, 0, 0, 1, 1], [0, 0, 1, 0, 0]],  # Young reversed
+    ]
+    np.testing.assert_array_equal(np.array(cols), np.array(expected, np.float32))
+    one_hot = [t.numpy() for t in grid_target_labels(np.eye(3, dtype=np.float32)[[2, 0]],
+                                                     multi_label=False)]
+    np.testing.assert_array_equal(np.array(one_hot), np.eye(3)[:, None, :].repeat(2, axis=1))
+
+
+# --- data ----------------------------------------------------------------------------
+
+ATTR_NAMES = ["Bald", "Black_Hair", "Blond_Hair", "Male", "Young"]
+
+
+def _write_attr_file(path, rows, count=None, names=ATTR_NAMES):
+    lines = [str(len(rows) if count is None else count), " ".join(names) + " "]
+    lines += [f"{name}  " + "  ".join(str(v) for v in values) for name, values in rows]
+    path.write_text("\n".join(lines) + "\n")
+    return str(path)
+
+
+ROWS = [("000001.jpg", [-1, 1, -1, 1, -1]), ("000002.jpg", [-1, -1, 1, -1, 1]),
+        ("000003.jpg", [1, -1, -1, 1, 1])]
+
+
+def test_read_celeba_attributes(tmp_path):
+    path = _write_attr_file(tmp_path / "list_attr_celeba.txt", ROWS)
+    files, labels = data_stargan.read_celeba_attributes(path, ["Blond_Hair", "Young", "Male"])
+    assert files == ["000001.jpg", "000002.jpg", "000003.jpg"]
+    np.testing.assert_array_equal(labels, [[0, 0, 1], [1, 1, 0], [0, 1, 1]])
+
+
+@pytest.mark.parametrize("rows,count,attrs,message", [
+    (ROWS, None, ["Blond_Hair", "Blonde_Hair"],
+     "unknown attribute\\(s\\) Blonde_Hair .*valid: Bald, Black_Hair, Blond_Hair, Male, Young"),
+    (ROWS, 4, ["Male"], "says 4 images on line 1 but lists 3"),
+    (ROWS[:1] + [("000002.jpg", [1, 1, -1])] + ROWS[2:], None, ["Male"],
+     "line 4: expected a filename and 5 values, got 4 fields"),
+    (ROWS[:2] + [("000003.jpg", [1, 0, -1, 1, 1])], None, ["Male"],
+     "line 5: attribute values must be -1 or 1, got '0'"),
+])
+def test_read_celeba_attributes_errors(tmp_path, rows, count, attrs, message):
+    path = _write_attr_file(tmp_path / "list_attr_celeba.txt", rows, count)
+    with pytest.raises(ValueError, match=message) as info:
+        data_stargan.read_celeba_attributes(path, attrs)
+    assert "\n" not in str(info.value)
+
+
+def test_celeba_split_is_the_reference_split():
+    n = 2010
+    lines = list(range(n))
+    random.seed(1234)  # yunjey data_loader.py: random.seed(1234); random.shuffle(lines)
+    random.shuffle(lines)
+    test = [line for i, line in enumerate(lines) if (i + 1) < 2000]
+    train = [line for i, line in enumerate(lines) if not (i + 1) < 2000]
+    assert data_stargan.celeba_split(n, "test") == test and len(test) == 1999
+    assert data_stargan.celeba_split(n, "train") == train
+
+
+def _write_images(folder, names, size=(40, 50), seed=0):
+    os.makedirs(folder, exist_ok=True)
+    arrays = {}
+    for k, name in enumerate(names):
+        a = _rng(seed + k).integers(0, 256, (size[1], size[0], 3), dtype=np.uint8)
+        Image.fromarray(a).save(os.path.join(folder, name))
+        arrays[name] = a
+    return arrays
+
+
+def test_celeba_dataset_crops_and_labels(tmp_path):
+    names = [r[0].replace(".jpg", ".png") for r in ROWS]
+    rows = [(n, v) for n, (_, v) in zip(names, ROWS)]
+    arrays = _write_images(tmp_path / "img", names)
+    path = _write_attr_file(tmp_path / "attrs.txt", rows)
+    # 3 images < 1999: all are in the reference's test split, in shuffled order.
+    ds = data_stargan.celeba_dataset(str(tmp_path / "img"), path, ["Male", "Young"], image_size=32,
+                                     crop_size=32, batch_size=3, mode="test")
+    images, labels = next(iter(ds))
+    order = data_stargan.celeba_split(3, "test")
+    for b, i in enumerate(order):
+        # 40x50 (w x h): torchvision CenterCrop(32) takes rows 9..40, columns 4..35.
+        expected = arrays[names[i]][9:41, 4:36].astype(np.float32) / 255.0 * 2 - 1
+        np.testing.assert_allclose(images[b].numpy(), expected, atol=1e-6)
+        np.testing.assert_array_equal(labels[b].numpy(),
+                                      [ROWS[i][1][3] == 1, ROWS[i][1][4] == 1])
+    # Training: reference train split is empty for 3 images, so flips are checked on the
+    # loader and on a train pipeline over the same files.
+    flipped = data_stargan.load_image(str(tmp_path / "img" / names[0]), 32, 32, flip=True)
+    np.testing.assert_allclose(flipped, arrays[names[0]][:, ::-1][9:41, 4:36] / 255.0 * 2 - 1,
+                               atol=1e-6)
+    paths = [str(tmp_path / "img" / n) for n in names]
+    train = data_stargan._image_dataset(paths * 4, np.zeros((12, 1)), 32, 32, 12, True, seed=3)
+    images, _ = next(iter(train))
+    crops = {n: arrays[n][9:41, 4:36] / 255.0 * 2 - 1 for n in names}
+    kinds = set()
+    for image in images.numpy():
+        matches = [(n, f) for n in names for f in (False, True)
+                   if np.allclose(image, crops[n][:, ::-1] if f else crops[n], atol=1e-6)]
+        assert len(matches) == 1
+        kinds.add(matches[0][1])
+    assert kinds == {False, True}
+
+
+def test_celeba_dataset_missing_images(tmp_path):
+    _write_images(tmp_path / "img", ["000001.jpg", "000003.jpg"])
+    path = _write_attr_file(tmp_path / "attrs.txt", ROWS)
+    with pytest.raises(ValueError, match="1 of 3 images listed in attrs.txt are missing .*000002.jpg"):
+        data_stargan.celeba_dataset(str(tmp_path / "img"), path, ["Male"], mode="test")
+
+
+def test_domain_folders_and_unified_labels(tmp_path):
+    _write_images(tmp_path / "rafd" / "sad", ["a.png", "b.png"], size=(16, 16))
+    _write_images(tmp_path / "rafd" / "happy", ["c.png"], size=(16, 16))
+    ds, names = data_stargan.domain_folder_dataset(str(tmp_path / "rafd"), image_size=16,
+                                                   crop_size=None, batch_size=3, mode="test")
+    assert names == ["happy", "sad"]
+    _, labels = next(iter(ds))
+    np.testing.assert_array_equal(labels.numpy(), [[1, 0], [0, 1], [0, 1]])
+    os.makedirs(tmp_path / "rafd" / "angry")
+    with pytest.raises(ValueError, match="angry holds no images"):
+        data_stargan.domain_folder_dataset(str(tmp_path / "rafd"))
+    u = data_stargan.unified_labels(np.array([[1, 0, 1]], np.float32), 0, (3, 2))
+    np.testing.assert_array_equal(u.numpy(), [[1, 0, 1, 0, 0, 1, 0]])
+    u = data_stargan.unified_labels(np.array([[0, 1]], np.float32), 1, (3, 2))
+    np.testing.assert_array_equal(u.numpy(), [[0, 0, 0, 0, 1, 0, 1]])
