@@ -1,0 +1,29 @@
+"""tf_translate: image-to-image translation GANs (CycleGAN, StarGAN, U-GAT-IT, ...) in TF2/Keras."""
+
+import re
+
+from setuptools import find_packages, setup
+
+version = re.search(r'__version__ = "([^"]+)"', open("tf_translate/__init__.py").read()).group(1)
+
+setup(
+    name="tf_translate",
+    version=version,
+    description=__doc__,
+    long_description=open("README.md").read(),
+    long_description_content_type="text/markdown",
+    packages=find_packages(include=["tf_translate", "tf_translate.*"]),
+    python_requires=">=3.10",
+    # TensorFlow is chosen by an extra, because `tensorflow` and `tensorflow-cpu` install
+    # into the same folder and must never both be required: `[cpu]` (small CPU wheel) or
+    # `[gpu]` (CUDA build with its libraries). Without either, an existing TensorFlow
+    # >= 2.16 is used; `import tf_translate` says how to install one if none is there.
+    install_requires=["keras>=3.0", "tensorboard", "numpy", "pillow"],
+    extras_require={
+        "cpu": ["tensorflow-cpu>=2.16"],
+        "gpu": ["tensorflow[and-cuda]>=2.16"],
+        "test": ["pytest", "scikit-image"],
+        "torch": ["torch"],
+    },
+    entry_points={"console_scripts": ["tf-translate = tf_translate.cli:main"]},
+)

@@ -1,0 +1,238 @@
+"""Image folders -> tf.data pipelines, input validation, and the built-in demo data.
+
+Decoding goes through Pillow (in parallel tf.data workers) because it reads every
+format users bring (JPEG, PNG incl. 16-bit and palette, BMP, GIF, WebP, TIFF, CMYK
+JPEG) and converts them all to 8-bit RGB the same way.
+"""
+
+import os
+import sys
+
+import numpy as np
+import tensorflow as tf
+from PIL import Image, ImageDraw
+
+IMAGE_EXTENSIONS = (".jpg", ".jpeg", ".png", ".bmp", ".gif", ".webp", ".tif", ".tiff")
+
+
+def list_images(folder):
+    """Sorted image paths in `folder` (not recursive); a one-line error if there are none."""
+    if not os.path.isdir(folder):
+        raise ValueError(f"image folder {folder!r} does not exist or is not a folder")
+    paths = sorted(os.path.join(folder, name) for name in os.listdir(folder)
+                   if name.lower().endswith(IMAGE_EXTENSIONS))
+    if not paths:
+        raise ValueError(f"image folder {folder!r} holds no images ({', '.join(IMAGE_EXTENSIONS)})")
+    return paths
+
+
+def to_rgb(image):
+    """An 8-bit RGB copy of any Pillow image (gray, palette, RGBA, 16-bit, CMYK, ...).
+
+    Transparent pixels are composited on white; 16-bit and 32-bit gray are rescaled
+    from their full range, not clipped.
+    """
+    if image.mode in ("I;16", "I;16B", "I;16L", "I", "F"):
+        array = np.asarray(image, dtype=np.float64)
+        top = 65535.0 if image.mode.startswith("I;16") or array.max() > 255 else 255.0
+        image = Image.fromarray(np.clip(array / top * 255.0 + 0.5, 0, 255).astype(np.uint8))
+    if image.mode == "P":
+        image = image.convert("RGBA")
+    if image.mode in ("RGBA", "LA", "PA"):
+        background = Image.new("RGBA", image.size, (255, 255, 255, 255))
+        image = Image.alpha_composite(background, image.convert("RGBA"))
+    return image.convert("RGB")
+
+
+def read_rgb(path, size=None):
+    """Decodes `path` to a uint8 RGB array, resized (bicubic, as the reference) to `size`."""
+    with Image.open(path) as image:
+        image.seek(0)  # first frame of a GIF / animated WebP
+        image.load()
+        rgb = to_rgb(image)
+    if size is not None:
+        rgb = rgb.resize((size, size), Image.BICUBIC)
+    return np.asarray(rgb, dtype=np.uint8)
+
+
+def check_images(paths):
+    """Splits `paths` into readable ones and (path, reason) for empty or corrupt files.
+
+    Pillow's header parse plus `verify()` catches empty, non-image and damaged files
+    quickly; a file truncated in its pixel data is caught later, when it is decoded.
+    """
+    good, bad = [], []
+    for path in paths:
+        try:
+            if os.path.getsize(path) == 0:
+                raise ValueError("empty file")
+            with Image.open(path) as image:
+                image.verify()
+            good.append(path)
+        except Exception as error:  # Pillow raises many types for bad files
+            bad.append((path, str(error).splitlines()[0] if str(error) else type(error).__name__))
+    return good, bad
+
+
+class SkipReport:
+    """Counts and names the files a pipeline skipped, each reported once."""
+
+    def __init__(self, stream=sys.stderr):
+        self.skipped = {}
+        self.stream = stream
+
+    def add(self, path, reason):
+        if path not in self.skipped:
+            self.skipped[path] = reason
+            print(f"tf_translate: skipped {path}: {reason} ({len(self.skipped)} skipped so far)",
+                  file=self.stream)
+
+
+def image_folder_dataset(folder, image_size=256, load_size=286, training=True, report=None, seed=None):
+    """A dataset of float32 [-1, 1] images of `image_size` from the images in `folder`.
+
+    Training: resize to `load_size`, random crop to `image_size`, random horizontal
+    flip, shuffled every epoch (the reference's `resize_and_crop` + flip). Otherwise:
+    resize straight to `image_size`. Unreadable files are skipped and reported once
+    with their names. Decoded, resized images are cached in memory when they fit in
+    1 GB, so later epochs cost no decoding.
+
+    Returns:
+        (dataset, number of usable images)
+    """
+    report = report or SkipReport()
+    paths, bad = check_images(list_images(folder))
+    for path, reason in bad:
+        report.add(path, reason)
+    if not paths:
+        raise ValueError(f"image folder {folder!r} holds no readable images ({len(bad)} corrupt)")
+    decode_size = load_size if training else image_size
+
+    def decode(path):
+        path = path.decode()
+        try:
+            return read_rgb(path, decode_size), True
+        except Exception as error:
+            report.add(path, str(error).splitlines()[0] if str(error) else type(error).__name__)
+            return np.zeros((decode_size, decode_size, 3), np.uint8), False
+
+    def load(path):
+        image, ok = tf.numpy_function(decode, [path], (tf.uint8, tf.bool), stateful=False)
+        image.set_shape((decode_size, decode_size, 3))
+        ok.set_shape(())
+        return image, ok
+
+    dataset = tf.data.Dataset.from_tensor_slices(paths)
+    dataset = dataset.map(load, num_parallel_calls=tf.data.AUTOTUNE, deterministic=not training)
+    dataset = dataset.filter(decoded_ok).map(drop_flag)
+    if len(paths) * decode_size * decode_size * 3 <= 1 << 30:
+        dataset = dataset.cache()
+    if training:
+        dataset = dataset.shuffle(min(len(paths), 10_000), seed=seed, reshuffle_each_iteration=True)
+        random = tf.random.Generator.from_seed(seed) if seed is not None else tf.random.Generator.from_non_deterministic_state()
+
+        def augment(image):
+            image = tf.image.stateless_random_crop(image, (image_size, image_size, 3), random.make_seeds(1)[:, 0])
+            return tf.image.stateless_random_flip_left_right(image, random.make_seeds(1)[:, 0])
+        dataset = dataset.map(augment, num_parallel_calls=tf.data.AUTOTUNE)
+    dataset = dataset.map(to_unit_range, num_parallel_calls=tf.data.AUTOTUNE)
+    return dataset, len(paths)
+
+
+def decoded_ok(image, ok):
+    return ok
+
+
+def drop_flag(image, ok):
+    return image
+
+
+def to_unit_range(image):
+    """uint8 [0, 255] -> float32 [-1, 1]."""
+    return tf.cast(image, tf.float32) / 127.5 - 1.0
+
+
+def domain_folders(data, split="train"):
+    """(folder A, folder B) from `DIR` in the reference layout (`DIR/trainA`, `DIR/trainB`)
+    or from two folders given as a pair."""
+    if isinstance(data, (list, tuple)):
+        if len(data) != 2:
+            raise ValueError(f"--data takes one folder with {split}A/{split}B or two folders, got {len(data)}")
+        return tuple(data)
+    folders = (os.path.join(data, split + "A"), os.path.join(data, split + "B"))
+    for folder in folders:
+        if not os.path.isdir(folder):
+            raise ValueError(f"{folder!r} is missing: --data must hold {split}A and {split}B "
+                             "(the reference layout) or be given as two folders")
+    return folders
+
+
+def unpaired_dataset(data, batch_size=1, image_size=256, load_size=286, split="train", seed=None):
+    """A dataset of `(a_batch, b_batch)` for the training models' `fit`.
+
+    The two domains are shuffled independently and repeated; one epoch is
+    max(len(A), len(B)) // batch_size steps, as the reference's unaligned dataset.
+
+    Returns:
+        (dataset, steps per epoch, SkipReport)
+    """
+    folder_a, folder_b = domain_folders(data, split)
+    report = SkipReport()
+    training = split == "train"
+    a, count_a = image_folder_dataset(folder_a, image_size, load_size, training, report, seed)
+    b, count_b = image_folder_dataset(folder_b, image_size, load_size, training, report,
+                                      None if seed is None else seed + 1)
+    steps_per_epoch = max(1, max(count_a, count_b) // batch_size)
+    dataset = tf.data.Dataset.zip((a.repeat(), b.repeat()))
+    dataset = dataset.batch(batch_size, drop_remainder=True).prefetch(tf.data.AUTOTUNE)
+    return dataset, steps_per_epoch, report
+
+
+# ---------------------------------------------------------------------------------
+# Built-in demo data: two domains with a known ground-truth mapping from A to B.
+
+DEMO_PERMUTATION = (2, 0, 1)  # B = A with its colour channels rotated: (R, G, B) -> (B, R, G)
+
+
+def demo_scene(rng, size):
+    """One random scene for domain A: warm-toned gradient background and 1-3 shapes.
+
+    Colours are drawn from an asymmetric (warm) distribution, so the channel rotation
+    that makes domain B is identifiable from unpaired data.
+    """
+    def warm():
+        return (int(rng.integers(150, 256)), int(rng.integers(60, 200)), int(rng.integers(0, 90)))
+
+    top, bottom = np.array(warm(), float), np.array(warm(), float) * 0.5
+    ramp = np.linspace(0.0, 1.0, size)[:, None, None]
+    canvas = Image.fromarray(((1 - ramp) * top + ramp * bottom).repeat(size, axis=1).astype(np.uint8))
+    draw = ImageDraw.Draw(canvas)
+    for _ in range(int(rng.integers(1, 4))):
+        x0, y0 = rng.integers(0, size * 3 // 4, size=2)
+        extent = rng.integers(size // 6, size // 2)
+        box = [int(x0), int(y0), int(x0 + extent), int(y0 + extent)]
+        (draw.ellipse if rng.random() < 0.5 else draw.rectangle)(box, fill=warm())
+    return np.asarray(canvas, dtype=np.uint8)
+
+
+def demo_ground_truth(images_a):
+    """The true B image for each A image (uint8 or float, channels last)."""
+    return images_a[..., list(DEMO_PERMUTATION)]
+
+
+def write_demo_dataset(root, size=64, train_count=400, test_count=50, seed=0):
+    """Writes the demo data in the reference layout (trainA, trainB, testA, testB).
+
+    trainA and trainB are different scenes (unpaired); testB holds the ground truth of
+    testA, file for file, so the translation error can be measured.
+    """
+    rng = np.random.default_rng(seed)
+    for split, count in (("train", train_count), ("test", test_count)):
+        for domain in "AB":
+            os.makedirs(os.path.join(root, split + domain), exist_ok=True)
+        for i in range(count):
+            scene_a = demo_scene(rng, size)
+            scene_b = scene_a if split == "test" else demo_scene(rng, size)
+            Image.fromarray(scene_a).save(os.path.join(root, f"{split}A", f"{i:04d}.png"))
+            Image.fromarray(demo_ground_truth(scene_b)).save(os.path.join(root, f"{split}B", f"{i:04d}.png"))
+    return root
