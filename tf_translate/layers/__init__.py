@@ -1,6 +1,9 @@
 """Layers shared by the networks: padding, normalisation, attention."""
 
-from tf_translate.layers.normalization import InstanceNormalization
+from tf_translate.layers.cam import CAMAttention
+from tf_translate.layers.normalization import LIN, AdaLIN, Clipper, InstanceNormalization, SoftAdaLIN
 from tf_translate.layers.padding import ReflectionPadding2D
+from tf_translate.layers.spectral_norm import SpectralNorm
 
-__all__ = ["InstanceNormalization", "ReflectionPadding2D"]
+__all__ = ["AdaLIN", "CAMAttention", "Clipper", "InstanceNormalization", "LIN",
+           "ReflectionPadding2D", "SoftAdaLIN", "SpectralNorm"]

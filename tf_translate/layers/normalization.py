@@ -7,6 +7,8 @@ large activations overflows to inf and silently zeroes the output), then cast ba
 import keras
 from keras import ops
 
+from tf_translate.layers.initializers import torch_bias_init, torch_kernel_init
+
 
 def instance_moments(x, unbiased=False):
     """Mean and variance over H and W of an NHWC tensor, in float32.
@@ -69,3 +71,229 @@ class InstanceNormalization(keras.layers.Layer):
 
     def get_config(self):
         return {**super().get_config(), "epsilon": self.epsilon, "affine": self.affine}
+
+
+@keras.saving.register_keras_serializable(package="tf_translate")
+class Clipper(keras.constraints.Constraint):
+    """Clips a weight to [min_value, max_value] after every optimizer step.
+
+    Keras 3 optimizers apply a variable's constraint right after its update, which is
+    what the references do by hand with `RhoClipper(0, 1)` / `WClipper(0, 1)` after each
+    generator step.
+
+    Args:
+        min_value: lower bound.
+        max_value: upper bound.
+    Reference: `RhoClipper` in UGATIT-pytorch `networks.py`; `WClipper` in photo2cartoon
+    `models/networks.py`.
+    """
+
+    def __init__(self, min_value=0.0, max_value=1.0):
+        if not min_value < max_value:
+            raise ValueError(f"Clipper needs min_value < max_value, got {min_value}, {max_value}")
+        self.min_value = float(min_value)
+        self.max_value = float(max_value)
+
+    def __call__(self, w):
+        return ops.clip(w, self.min_value, self.max_value)
+
+    def get_config(self):
+        return {"min_value": self.min_value, "max_value": self.max_value}
+
+
+def layer_instance_mix(x, weight_in, weight_ln, epsilon=1e-5):
+    """weight_in * IN(x) + weight_ln * LN(x) in float32, with unbiased variances.
+
+    IN normalises over H, W and LN over H, W, C, each with Bessel's correction as
+    `torch.var` computes it in U-GAT-IT's `adaILN`/`ILN`. `weight_in` and `weight_ln`
+    broadcast against the channel axis.
+    """
+    x = ops.cast(x, "float32")
+    in_mean, in_var = instance_moments(x, unbiased=True)
+    ln_mean, ln_var = layer_moments(x, unbiased=True)
+    out_in = (x - in_mean) * ops.rsqrt(in_var + epsilon)
+    out_ln = (x - ln_mean) * ops.rsqrt(ln_var + epsilon)
+    return weight_in * out_in + weight_ln * out_ln
+
+
+class _LayerInstanceNorm(keras.layers.Layer):
+    """The ρ-weighted IN/LN mix shared by `AdaLIN` and `LIN`.
+
+    `rho_mode="clip"`: ρ has shape (C,), the output is ρ·IN + (1−ρ)·LN and a `Clipper`
+    keeps ρ in [0, 1] (U-GAT-IT, photo2cartoon). `rho_mode="softmax"`: ρ has shape
+    (C, 2) and softmax(ρ) over the last axis gives (w_IN, w_LN) (NICE-GAN; no clipper).
+    """
+
+    CLIP_INIT = None
+    SOFTMAX_INIT = None
+
+    def __init__(self, epsilon=1e-5, rho_mode="clip", **kwargs):
+        if rho_mode not in ("clip", "softmax"):
+            raise ValueError(f"rho_mode must be 'clip' or 'softmax', got {rho_mode!r}")
+        super().__init__(**kwargs)
+        self.epsilon = float(epsilon)
+        self.rho_mode = rho_mode
+
+    def _add_rho(self, channels):
+        if self.rho_mode == "clip":
+            self.rho = self.add_weight(
+                shape=(channels,), initializer=keras.initializers.Constant(self.CLIP_INIT),
+                constraint=Clipper(0.0, 1.0), autocast=False, name="rho")
+        else:
+            start = self.SOFTMAX_INIT
+            self.rho = self.add_weight(
+                shape=(channels, 2), autocast=False, name="rho",
+                initializer=lambda shape, dtype=None: ops.tile(
+                    ops.convert_to_tensor([start], dtype=dtype or "float32"), (shape[0], 1)))
+
+    def mix_weights(self):
+        """(w_IN, w_LN), each of shape (C,), in float32."""
+        rho = ops.cast(self.rho, "float32")
+        if self.rho_mode == "clip":
+            return rho, 1.0 - rho
+        weights = ops.softmax(rho, axis=-1)
+        return weights[:, 0], weights[:, 1]
+
+    def _normalize(self, x):
+        weight_in, weight_ln = self.mix_weights()
+        return layer_instance_mix(x, weight_in, weight_ln, self.epsilon)
+
+    def compute_output_shape(self, input_shape):
+        return input_shape
+
+    def get_config(self):
+        return {**super().get_config(), "epsilon": self.epsilon, "rho_mode": self.rho_mode}
+
+
+@keras.saving.register_keras_serializable(package="tf_translate")
+class AdaLIN(_LayerInstanceNorm):
+    """Adaptive layer-instance normalisation: (ρ·IN(x) + (1−ρ)·LN(x))·γ + β.
+
+    γ and β come from the caller (U-GAT-IT's MLP on the attention features), one per
+    sample and channel; ρ is learned per channel, starting at 0.9 (`rho_mode="clip"`) or
+    at the logits (3.2, 1.0) of NICE-GAN's `adaILN` (`rho_mode="softmax"`, ≈ 0.9 / 0.1).
+    Unbiased variances, eps 1e-5, statistics in float32.
+
+    Call args:
+        x: NHWC features.
+        gamma, beta: [B, C] scale and offset.
+    Args:
+        epsilon: added to the variances.
+        rho_mode: "clip" (ρ clamped to [0, 1]) or "softmax" (NICE-GAN).
+    Reference: Kim et al., "U-GAT-IT", ICLR 2020; `adaILN` in UGATIT-pytorch
+    `networks.py`, `adaLIN` in photo2cartoon `models/networks.py`, `adaILN` in
+    NICE-GAN-pytorch `networks.py` (its unused `using_bn` option is not ported).
+    """
+
+    CLIP_INIT = 0.9
+    SOFTMAX_INIT = (3.2, 1.0)
+
+    def build(self, input_shape):
+        self._add_rho(input_shape[-1])
+
+    def call(self, x, gamma, beta):
+        y = self._normalize(x)
+        gamma = ops.cast(gamma, "float32")[:, None, None, :]
+        beta = ops.cast(beta, "float32")[:, None, None, :]
+        return ops.cast(y * gamma + beta, self.compute_dtype)
+
+
+@keras.saving.register_keras_serializable(package="tf_translate")
+class LIN(_LayerInstanceNorm):
+    """Layer-instance normalisation with learned per-channel γ (init 1) and β (init 0).
+
+    The U-GAT-IT decoder's upsampling blocks use it. ρ starts at 0.0 (pure LN) in
+    `rho_mode="clip"`, or at NICE-GAN `ILN`'s logits (1.0, 3.2) in `rho_mode="softmax"`.
+
+    Args:
+        epsilon: added to the variances.
+        rho_mode: "clip" (ρ clamped to [0, 1]) or "softmax" (NICE-GAN).
+    Reference: `ILN` in UGATIT-pytorch and NICE-GAN-pytorch `networks.py`, `LIN` in
+    photo2cartoon `models/networks.py`.
+    """
+
+    CLIP_INIT = 0.0
+    SOFTMAX_INIT = (1.0, 3.2)
+
+    def build(self, input_shape):
+        channels = input_shape[-1]
+        self._add_rho(channels)
+        self.gamma = self.add_weight(shape=(channels,), initializer="ones", autocast=False, name="gamma")
+        self.beta = self.add_weight(shape=(channels,), initializer="zeros", autocast=False, name="beta")
+
+    def call(self, x):
+        y = self._normalize(x) * ops.cast(self.gamma, "float32") + ops.cast(self.beta, "float32")
+        return ops.cast(y, self.compute_dtype)
+
+
+@keras.saving.register_keras_serializable(package="tf_translate")
+class SoftAdaLIN(keras.layers.Layer):
+    """AdaLIN whose γ, β blend a style code with a per-block content code.
+
+    γ = (1 − w_γ)·s_γ(style) + w_γ·c_γ(content), and likewise β. c_γ, c_β are
+    Linear-ReLU-Linear MLPs and s_γ, s_β single Linear layers, all with bias as in the
+    reference; w_γ, w_β are per-channel weights starting at 0 (pure style) and clamped
+    to [0, 1] (the reference's `WClipper(0, --w_clipper=1)`). The blend feeds `AdaLIN`
+    (ρ from 0.9, clamped to [0, 1]).
+
+    Call args:
+        x: NHWC features with `channels` channels.
+        content: [B, channels] content features (GAP of an encoder residual block).
+        style: [B, channels] style features (the generator's FC MLP output).
+    Args:
+        channels: width of x, content and style (reference `num_features`).
+        epsilon: added to the variances.
+    Reference: Pan et al., photo2cartoon (minivision-ai), `SoftAdaLIN` in
+    `models/networks.py`.
+    """
+
+    def __init__(self, channels, epsilon=1e-5, **kwargs):
+        super().__init__(**kwargs)
+        self.channels = int(channels)
+        self.epsilon = float(epsilon)
+        fc = lambda name, activation=None: keras.layers.Dense(
+            self.channels, activation=activation, kernel_initializer=torch_kernel_init(),
+            bias_initializer=torch_bias_init(self.channels), name=name)
+        self.content_gamma = [fc("c_gamma_1", "relu"), fc("c_gamma_2")]
+        self.content_beta = [fc("c_beta_1", "relu"), fc("c_beta_2")]
+        self.style_gamma = fc("s_gamma")
+        self.style_beta = fc("s_beta")
+        self.norm = AdaLIN(epsilon, name="adalin")
+
+    def build(self, input_shape):
+        if input_shape[-1] != self.channels:
+            raise ValueError(f"SoftAdaLIN({self.channels}) got {input_shape[-1]} input channels")
+        code_shape = (input_shape[0], self.channels)
+        for layer in self.content_gamma + self.content_beta + [self.style_gamma, self.style_beta]:
+            layer.build(code_shape)
+        self.norm.build(input_shape)
+        clip = Clipper(0.0, 1.0)
+        self.w_gamma = self.add_weight(shape=(self.channels,), initializer="zeros", constraint=clip,
+                                       autocast=False, name="w_gamma")
+        self.w_beta = self.add_weight(shape=(self.channels,), initializer="zeros", constraint=clip,
+                                      autocast=False, name="w_beta")
+
+    def blend(self, content, style):
+        """The (γ, β) fed to AdaLIN, in float32."""
+        c_gamma, c_beta = content, content
+        for layer in self.content_gamma:
+            c_gamma = layer(c_gamma)
+        for layer in self.content_beta:
+            c_beta = layer(c_beta)
+        s_gamma, s_beta = self.style_gamma(style), self.style_beta(style)
+        w_gamma = ops.cast(self.w_gamma, "float32")
+        w_beta = ops.cast(self.w_beta, "float32")
+        f32 = lambda t: ops.cast(t, "float32")
+        gamma = (1.0 - w_gamma) * f32(s_gamma) + w_gamma * f32(c_gamma)
+        beta = (1.0 - w_beta) * f32(s_beta) + w_beta * f32(c_beta)
+        return gamma, beta
+
+    def call(self, x, content, style):
+        gamma, beta = self.blend(content, style)
+        return self.norm(x, gamma, beta)
+
+    def compute_output_shape(self, input_shape):
+        return input_shape
+
+    def get_config(self):
+        return {**super().get_config(), "channels": self.channels, "epsilon": self.epsilon}

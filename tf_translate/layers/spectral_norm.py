@@ -1,0 +1,107 @@
+"""Spectral normalisation with PyTorch's semantics (`torch.nn.utils.spectral_norm`)."""
+
+import math
+
+import keras
+from keras import layers, ops
+
+
+def _l2_normalize(v, epsilon):
+    # F.normalize: v / max(||v||, eps).
+    return v / ops.maximum(ops.sqrt(ops.sum(ops.square(v))), epsilon)
+
+
+def _random_unit_vector(shape, dtype=None):
+    return _l2_normalize(keras.random.normal(shape, dtype=dtype or "float32"), 1e-12)
+
+
+@keras.saving.register_keras_serializable(package="tf_translate")
+class SpectralNorm(layers.Wrapper):
+    """Wraps a `Conv2D` or `Dense` so that it computes with W / σ(W).
+
+    Why not `keras.layers.SpectralNormalization`: that layer writes W/σ into the kernel
+    and passes no gradient through σ. PyTorch's `spectral_norm`, which the U-GAT-IT,
+    photo2cartoon and NICE-GAN discriminators use, keeps the raw kernel (`weight_orig`)
+    as the trained weight and divides by σ in the forward pass, so the gradient also
+    flows through σ = uᵀ W v (u and v held constant). This layer does the same:
+
+    - the wrapped layer's kernel stays the raw trainable weight;
+    - `u` (length = output units) and `v` (length = the other kernel axes flattened)
+      are non-trainable float32 weights, random unit vectors at build, as in torch;
+    - each call with `training=True` runs `power_iterations` steps
+      v ← normalize(Wᵀu), u ← normalize(W v) without gradient and stores u, v;
+      other calls reuse the stored u, v (torch's `eval()` behaviour);
+    - σ = uᵀ W v in float32, and the wrapped op runs with the kernel W / σ.
+
+    W here is torch's `weight.flatten(1)` ([out, rest]); for a Keras kernel
+    [..., out] that is reshape(kernel, [rest, out])ᵀ. Its `rest` axis is ordered
+    (kh, kw, in) rather than torch's (in, kh, kw): permute `weight_v` when importing.
+
+    Args:
+        layer: an unbuilt or built `keras.layers.Conv2D` or `keras.layers.Dense`.
+        power_iterations: power-method steps per training call (torch default 1).
+        epsilon: floor of the norms in the normalisation (torch default 1e-12).
+    Reference: Miyato et al., "Spectral Normalization for Generative Adversarial
+    Networks", ICLR 2018; `torch/nn/utils/spectral_norm.py`.
+    """
+
+    def __init__(self, layer, power_iterations=1, epsilon=1e-12, **kwargs):
+        if not isinstance(layer, (layers.Conv2D, layers.Dense)):
+            raise ValueError(f"SpectralNorm wraps Conv2D or Dense, got {type(layer).__name__}")
+        if getattr(layer, "data_format", "channels_last") != "channels_last":
+            raise ValueError("SpectralNorm supports channels_last (NHWC) convolutions only")
+        if power_iterations < 1:
+            raise ValueError(f"power_iterations must be >= 1, got {power_iterations}")
+        super().__init__(layer, **kwargs)
+        self.power_iterations = int(power_iterations)
+        self.epsilon = float(epsilon)
+
+    def build(self, input_shape):
+        if not self.layer.built:
+            self.layer.build(input_shape)
+        kernel_shape = tuple(self.layer.kernel.shape)
+        units = kernel_shape[-1]
+        rest = math.prod(kernel_shape[:-1])
+        self.u = self.add_weight(shape=(units,), initializer=_random_unit_vector, dtype="float32",
+                                 trainable=False, autocast=False, name="u")
+        self.v = self.add_weight(shape=(rest,), initializer=_random_unit_vector, dtype="float32",
+                                 trainable=False, autocast=False, name="v")
+        self.built = True
+
+    def normalized_kernel(self, training=False):
+        """W / σ in float32 (with gradient through σ); updates u, v when training."""
+        kernel = ops.cast(self.layer.kernel, "float32")
+        units = kernel.shape[-1]
+        matrix = ops.reshape(kernel, (-1, units))  # [rest, out] = torch weight_mat transposed
+        u = ops.convert_to_tensor(self.u)
+        v = ops.convert_to_tensor(self.v)
+        if training:
+            w_const = ops.stop_gradient(matrix)
+            for _ in range(self.power_iterations):
+                v = _l2_normalize(ops.matmul(w_const, u), self.epsilon)  # W^T u in torch terms
+                u = _l2_normalize(ops.matmul(v, w_const), self.epsilon)  # W v
+            self.u.assign(u)
+            self.v.assign(v)
+        u = ops.stop_gradient(u)
+        v = ops.stop_gradient(v)
+        sigma = ops.sum(u * ops.matmul(v, matrix))
+        return kernel / sigma
+
+    def call(self, inputs, training=False):
+        kernel = ops.cast(self.normalized_kernel(training=bool(training)), self.compute_dtype)
+        if isinstance(self.layer, layers.Conv2D):
+            outputs = self.layer.convolution_op(inputs, kernel)
+        else:
+            outputs = ops.matmul(inputs, kernel)
+        if self.layer.use_bias:
+            outputs = outputs + ops.cast(self.layer.bias, self.compute_dtype)
+        if self.layer.activation is not None:
+            outputs = self.layer.activation(outputs)
+        return outputs
+
+    def compute_output_shape(self, input_shape):
+        return self.layer.compute_output_shape(input_shape)
+
+    def get_config(self):
+        return {**super().get_config(), "power_iterations": self.power_iterations,
+                "epsilon": self.epsilon}
