@@ -38,15 +38,19 @@ def conv(filters, kernel_size, strides=1, padding=0, use_bias=True, name=None):
 class ResidualBlock(layers.Layer):
     """x + [reflect pad, 3x3 conv, IN, ReLU, reflect pad, 3x3 conv, IN](x).
 
+    Args:
+        filters: channels in and out.
+        norm_affine: instance norm with a learned per-channel scale and offset.
     Reference: `ResnetBlock` in junyanz `networks.py` (padding_type="reflect", no dropout).
     """
 
-    def __init__(self, filters, **kwargs):
+    def __init__(self, filters, norm_affine=False, **kwargs):
         super().__init__(**kwargs)
         self.filters = filters
+        self.norm_affine = norm_affine
         self.body = [
-            ReflectionPadding2D(1), conv(filters, 3), InstanceNormalization(), layers.ReLU(),
-            ReflectionPadding2D(1), conv(filters, 3), InstanceNormalization(),
+            ReflectionPadding2D(1), conv(filters, 3), InstanceNormalization(affine=norm_affine), layers.ReLU(),
+            ReflectionPadding2D(1), conv(filters, 3), InstanceNormalization(affine=norm_affine),
         ]
 
     def build(self, input_shape):
@@ -65,7 +69,7 @@ class ResidualBlock(layers.Layer):
         return input_shape
 
     def get_config(self):
-        return {**super().get_config(), "filters": self.filters}
+        return {**super().get_config(), "filters": self.filters, "norm_affine": self.norm_affine}
 
 
 @keras.saving.register_keras_serializable(package="tf_translate")
@@ -82,11 +86,16 @@ class ResNetGenerator(keras.Model):
             output_padding 1) or "resize_conv" (nearest x2 then 3x3 conv; no
             checkerboard artefacts, same parameter count).
         output_channels: channels of the output image.
+        norm_affine: instance norm with a learned scale and offset. The reference's
+            default is non-affine; checkpoints of its older versions (and of projects
+            built on it, e.g. vintagify) use affine instance norm. Its code keeps the
+            conv biases either way (`use_bias` tests only for InstanceNorm2d), so the
+            affine variant has 11,388,675 parameters with 9 blocks.
     Reference: `ResnetGenerator` in junyanz `networks.py`.
     """
 
     def __init__(self, filters=64, num_residual_blocks=9, upsampling="transpose",
-                 output_channels=3, **kwargs):
+                 output_channels=3, norm_affine=False, **kwargs):
         if upsampling not in ("transpose", "resize_conv"):
             raise ValueError(f"upsampling must be 'transpose' or 'resize_conv', got {upsampling!r}")
         super().__init__(**kwargs)
@@ -94,13 +103,15 @@ class ResNetGenerator(keras.Model):
         self.num_residual_blocks = num_residual_blocks
         self.upsampling = upsampling
         self.output_channels = output_channels
+        self.norm_affine = norm_affine
 
-        stack = [ReflectionPadding2D(3), conv(filters, 7), InstanceNormalization(), layers.ReLU()]
+        norm = lambda: InstanceNormalization(affine=norm_affine)
+        stack = [ReflectionPadding2D(3), conv(filters, 7), norm(), layers.ReLU()]
         for mult in (2, 4):
-            stack += [conv(filters * mult, 3, strides=2, padding=1), InstanceNormalization(), layers.ReLU()]
-        stack += [ResidualBlock(filters * 4) for _ in range(num_residual_blocks)]
+            stack += [conv(filters * mult, 3, strides=2, padding=1), norm(), layers.ReLU()]
+        stack += [ResidualBlock(filters * 4, norm_affine) for _ in range(num_residual_blocks)]
         for mult in (2, 1):
-            stack += [self._upsample(filters * mult), InstanceNormalization(), layers.ReLU()]
+            stack += [self._upsample(filters * mult), norm(), layers.ReLU()]
         stack += [ReflectionPadding2D(3), conv(output_channels, 7), layers.Activation("tanh", dtype="float32")]
         self.stack = stack
 
@@ -135,7 +146,7 @@ class ResNetGenerator(keras.Model):
     def get_config(self):
         return {"filters": self.filters, "num_residual_blocks": self.num_residual_blocks,
                 "upsampling": self.upsampling, "output_channels": self.output_channels,
-                "name": self.name}
+                "norm_affine": self.norm_affine, "name": self.name}
 
 
 @keras.saving.register_keras_serializable(package="tf_translate")
@@ -197,7 +208,7 @@ class CycleGAN(TranslationModel):
 
     Args:
         image_size: training crop (reference `--crop_size`, 256).
-        filters, num_residual_blocks, upsampling: see `ResNetGenerator`.
+        filters, num_residual_blocks, upsampling, norm_affine: see `ResNetGenerator`.
         discriminator_filters: reference `--ndf` (64).
         cycle_weight: reference `--lambda_A` = `--lambda_B` (10).
         identity_weight: absolute identity weight, `--lambda_identity` x lambda (0.5 x 10).
@@ -209,7 +220,7 @@ class CycleGAN(TranslationModel):
 
     def __init__(self, image_size=256, filters=64, num_residual_blocks=9, upsampling="transpose",
                  discriminator_filters=64, cycle_weight=10.0, identity_weight=5.0, pool_size=50,
-                 learning_rate=2e-4, beta_1=0.5, seed=None, **kwargs):
+                 learning_rate=2e-4, beta_1=0.5, seed=None, norm_affine=False, **kwargs):
         super().__init__(**kwargs)
         self.image_size = image_size
         self.filters = filters
@@ -222,8 +233,10 @@ class CycleGAN(TranslationModel):
         self.learning_rate = learning_rate
         self.beta_1 = beta_1
         self.seed = seed
+        self.norm_affine = norm_affine
 
-        generator = dict(filters=filters, num_residual_blocks=num_residual_blocks, upsampling=upsampling)
+        generator = dict(filters=filters, num_residual_blocks=num_residual_blocks, upsampling=upsampling,
+                         norm_affine=norm_affine)
         self.generator_ab = ResNetGenerator(**generator, name="generator_ab")
         self.generator_ba = ResNetGenerator(**generator, name="generator_ba")
         self.discriminator_a = PatchGANDiscriminator(discriminator_filters, name="discriminator_a")
@@ -263,7 +276,7 @@ class CycleGAN(TranslationModel):
                 ("real B", real_b), ("fake A", fake_a), ("reconstructed B", self.generator_ab(fake_a))]
 
     def train_step(self, data):
-        real_a, real_b = data
+        real_a, real_b, _ = keras.utils.unpack_x_y_sample_weight(data)
         with tf.GradientTape() as tape:
             fake_b = self.generator_ab(real_a, training=True)
             fake_a = self.generator_ba(real_b, training=True)
@@ -301,4 +314,5 @@ class CycleGAN(TranslationModel):
                 "num_residual_blocks": self.num_residual_blocks, "upsampling": self.upsampling,
                 "discriminator_filters": self.discriminator_filters, "cycle_weight": self.cycle_weight,
                 "identity_weight": self.identity_weight, "pool_size": self.pool_size,
-                "learning_rate": self.learning_rate, "beta_1": self.beta_1, "seed": self.seed}
+                "learning_rate": self.learning_rate, "beta_1": self.beta_1, "seed": self.seed,
+                "norm_affine": self.norm_affine}

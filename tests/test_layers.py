@@ -1,0 +1,49 @@
+import keras
+import numpy as np
+import pytest
+
+from tf_translate.layers import InstanceNormalization, ReflectionPadding2D
+
+
+def test_reflection_padding_matches_numpy_reflect():
+    x = np.arange(2 * 5 * 4 * 3, dtype=np.float32).reshape(2, 5, 4, 3)
+    out = ReflectionPadding2D(2)(x).numpy()
+    np.testing.assert_array_equal(out, np.pad(x, [(0, 0), (2, 2), (2, 2), (0, 0)], mode="reflect"))
+
+
+def numpy_instance_norm(x, eps=1e-5):
+    mean = x.mean(axis=(1, 2), keepdims=True)
+    var = x.var(axis=(1, 2), keepdims=True)  # biased, as torch.nn.InstanceNorm2d
+    return (x - mean) / np.sqrt(var + eps)
+
+
+def test_instance_norm_matches_torch_semantics():
+    x = np.random.default_rng(0).normal(3.0, 2.0, (2, 6, 5, 4)).astype(np.float32)
+    layer = InstanceNormalization()
+    np.testing.assert_allclose(layer(x).numpy(), numpy_instance_norm(x), atol=1e-5)
+    assert not layer.weights  # non-affine: no parameters, as the reference
+
+
+def test_affine_instance_norm_applies_scale_and_offset():
+    x = np.random.default_rng(1).normal(size=(2, 4, 4, 3)).astype(np.float32)
+    layer = InstanceNormalization(affine=True)
+    layer.build(x.shape)
+    gamma, beta = np.array([1.0, 2.0, 0.5], np.float32), np.array([0.0, -1.0, 3.0], np.float32)
+    layer.set_weights([gamma, beta])
+    np.testing.assert_allclose(layer(x).numpy(), numpy_instance_norm(x) * gamma + beta, atol=1e-5)
+
+
+def test_instance_norm_statistics_stay_float32_under_float16():
+    # Activations with std ~300: an fp16 variance overflows (300^2 * n > 65504).
+    x = np.random.default_rng(2).normal(0.0, 300.0, (1, 64, 64, 8)).astype(np.float32)
+    layer = InstanceNormalization(dtype="mixed_float16")
+    out = layer(x.astype(np.float16)).numpy()
+    assert out.dtype == np.float16
+    assert np.all(np.isfinite(out))
+    np.testing.assert_allclose(out.astype(np.float32), numpy_instance_norm(x.astype(np.float16).astype(np.float32)),
+                               atol=5e-3)
+
+
+def test_reflection_padding_config_round_trip():
+    layer = ReflectionPadding2D(3)
+    assert ReflectionPadding2D.from_config(layer.get_config()).padding == 3
