@@ -17,7 +17,8 @@ from tf_translate import data_stargan
 from tf_translate.losses_stargan import (classification_loss, gradient_penalty,
                                          grid_target_labels, hair_color_indices,
                                          sample_target_labels)
-from tf_translate.models.stargan import StarGANDiscriminator, StarGANGenerator
+from tf_translate.models.stargan import (StarGAN, StarGANDecay, StarGANDiscriminator,
+                                         StarGANGenerator)
 
 
 def _rng(seed=0):
@@ -37,6 +38,20 @@ def test_parameter_counts_match_reference():
     d = StarGANDiscriminator(image_size=128)
     d.build((None, 128, 128, 3))
     assert d.count_params() == 44_762_048
+    # PyTorch's default init (yunjey never re-initialises): U(+-1/sqrt(fan_in)) for
+    # weights and biases, fan_in = in_channels * k * k (out_channels for transposed).
+    def inner(layer):
+        return layer.layers[-1] if isinstance(layer, keras.Sequential) else layer
+    for layer, fan_in in [(inner(d.stack[2]), 64 * 16), (inner(g.stack[0]), 8 * 49),
+                          (next(l for l in g.stack if isinstance(l, keras.layers.Conv2DTranspose)),
+                           128 * 16)]:
+        kernel, bound = layer.kernel.numpy(), 1 / np.sqrt(fan_in)
+        assert np.abs(kernel).max() <= bound
+        assert kernel.std() == pytest.approx(bound / np.sqrt(3), rel=0.05)
+    bias = inner(d.stack[2]).bias.numpy()
+    assert np.abs(bias).max() <= 1 / 32 and bias.std() > 0.5 / 32 / np.sqrt(3)
+    blocks = [b for b in g.stack if b.__class__.__name__ == "StarGANResidualBlock"]
+    assert not np.allclose(inner(blocks[0].body[0]).kernel.numpy(), inner(blocks[1].body[0]).kernel.numpy())
     d256 = StarGANDiscriminator(image_size=256)
     d256.build((None, 256, 256, 3))
     assert d256.count_params() == 44_884_928
@@ -331,3 +346,111 @@ def test_domain_folders_and_unified_labels(tmp_path):
     np.testing.assert_array_equal(u.numpy(), [[1, 0, 1, 0, 0, 1, 0]])
     u = data_stargan.unified_labels(np.array([[0, 1]], np.float32), 1, (3, 2))
     np.testing.assert_array_equal(u.numpy(), [[0, 0, 0, 0, 1, 0, 1]])
+
+
+# --- training model ------------------------------------------------------------------
+
+def _tiny_stargan(**kwargs):
+    return StarGAN(image_size=32, filters=8, num_residual_blocks=1, discriminator_filters=8,
+                   discriminator_layers=5, seed=1, **kwargs)
+
+
+def _fit_steps(model, dataset, steps):
+    """Runs `steps` single-step fits; returns per step (G moved, D moved, logs)."""
+    moved = []
+    for _ in range(steps):
+        g0 = [v.numpy().copy() for v in model.generator.trainable_variables]
+        d0 = [v.numpy().copy() for v in model.discriminator.trainable_variables]
+        logs = model.fit(dataset, steps_per_epoch=1, epochs=1, verbose=0).history
+        changed = lambda old, net: any(not np.array_equal(a, v.numpy())
+                                       for a, v in zip(old, net.trainable_variables))
+        moved.append((changed(g0, model.generator), changed(d0, model.discriminator),
+                      {k: float(v[-1]) for k, v in logs.items()}))
+    return moved
+
+
+def test_jit_step_updates_generator_every_fifth_step():
+    model = _tiny_stargan(num_domains=3)
+    model.compile(jit_compile=True)
+    assert model.jit_compile
+    x = _tiny_images(4)
+    c = np.eye(3, dtype=np.float32)[[0, 1, 2, 0]]
+    moved = _fit_steps(model, tf.data.Dataset.from_tensors((x, c)).repeat(), 6)
+    assert [g for g, _, _ in moved] == [False, False, False, False, True, False]
+    assert all(d for _, d, _ in moved)
+    assert int(model.d_optimizer.iterations) == 6 and int(model.g_optimizer.iterations) == 1
+    logs = [l for _, _, l in moved]
+    assert logs[0]["g_loss"] == 0.0 and logs[4]["g_loss"] == logs[5]["g_loss"] != 0.0
+    assert logs[4]["rec_loss"] > 0.0 and logs[0]["gp"] > 0.0
+
+
+def test_two_dataset_step_trains_generator_on_both_halves_of_an_iteration():
+    """With two datasets one reference iteration is a CelebA then a RaFD batch; the
+    generator updates on both batches of every n_critic-th iteration."""
+    model = _tiny_stargan(num_domains=3, num_domains_2=2, n_critic=2)
+    model.compile(jit_compile=True)
+    celeba = tf.data.Dataset.from_tensors(
+        (_tiny_images(2, seed=1), np.array([[1, 0, 1], [0, 1, 0]], np.float32)))
+    rafd = tf.data.Dataset.from_tensors((_tiny_images(2, seed=2), np.eye(2, dtype=np.float32)))
+    both = data_stargan.multi_dataset([celeba, rafd])
+    first, second = list(both.take(2).as_numpy_iterator())
+    np.testing.assert_array_equal(first[1], [[1, 0, 1, 0, 0, 1, 0], [0, 1, 0, 0, 0, 1, 0]])
+    np.testing.assert_array_equal(second[1], [[0, 0, 0, 1, 0, 0, 1], [0, 0, 0, 0, 1, 0, 1]])
+    assert model.generator.num_domains == 7 and model.discriminator.num_domains == 5
+    moved = _fit_steps(model, both, 4)
+    assert [g for g, _, _ in moved] == [False, False, True, True]
+    # The critic's class loss on a RaFD batch is softmax CE over the 2 RaFD logits only.
+    logits = _rng(3).normal(size=(2, 5)).astype("float32")
+    part = logits[:, 3:]
+    ce = -np.mean((part - np.log(np.exp(part).sum(1, keepdims=True)))[[0, 1], [0, 1]])
+    np.testing.assert_allclose(float(model.classification_loss(logits, second[1])), ce, rtol=1e-5)
+    bce = _np_bce(logits[:, :3], first[1][:, :3]).sum() / 2
+    np.testing.assert_allclose(float(model.classification_loss(logits, first[1])), bce, rtol=1e-5)
+
+
+def _reference_rates(num_iters, num_iters_decay, lr_update_step, lr0=1e-4):
+    """The learning rate of every iteration, by running yunjey's decay loop."""
+    rates, lr = [], lr0
+    for i in range(num_iters):
+        rates.append(lr)
+        if (i + 1) % lr_update_step == 0 and (i + 1) > (num_iters - num_iters_decay):
+            lr -= lr0 / float(num_iters_decay)
+    return np.array(rates)
+
+
+def test_learning_rate_schedule_follows_the_reference_loop():
+    n, decay, every = 60, 30, 5
+    rates = _reference_rates(n, decay, every)
+    d = StarGANDecay(1e-4, n - decay, decay, every, to_zero=False)
+    g = StarGANDecay(1e-4, n - decay, decay, every, to_zero=False, period=5)
+    np.testing.assert_allclose([float(d(i)) for i in range(n)], rates, rtol=1e-6)
+    # The generator's k-th update runs in iteration 5k + 4.
+    np.testing.assert_allclose([float(g(k)) for k in range(n // 5)], rates[4::5], rtol=1e-6)
+    # to_zero: each drop is lr_update_step times larger, so the rate reaches 0.
+    linear = 1e-4 - (1e-4 - rates) * every
+    np.testing.assert_allclose([float(StarGANDecay(1e-4, n - decay, decay, every)(i))
+                                for i in range(n)], linear, rtol=1e-5, atol=1e-12)
+    assert linear[-1] == pytest.approx(1e-4 * every / decay)
+    # With the reference settings the code's decay is 1e-9 per drop: the last iteration
+    # runs at lr0 - 99e-9 (the 100th drop comes after it), about 0.999 lr0 (REFERENCE 2.2).
+    final = _reference_rates(200_000, 100_000, 1000)[-1]
+    assert final == pytest.approx(1e-4 - 99e-9, rel=1e-9)
+    assert float(StarGANDecay(1e-4, 100_000, 100_000, 1000, to_zero=False)(199_999)) == \
+        pytest.approx(final, rel=1e-6)
+    # Two datasets: two optimizer steps per iteration.
+    two = StarGANDecay(1e-4, n - decay, decay, every, to_zero=False, steps_per_iteration=2)
+    np.testing.assert_allclose([float(two(s)) for s in range(2 * n)], np.repeat(rates, 2), rtol=1e-6)
+
+
+def test_stargan_config_round_trip_and_grid():
+    model = _tiny_stargan(num_domains=3, domain_names=["Black_Hair", "Blond_Hair", "Male"])
+    clone = StarGAN.from_config(model.get_config())
+    assert clone.get_config() == model.get_config()
+    labels = np.array([[1, 0, 1], [0, 1, 0]], np.float32)
+    titles = [t for t, _ in model.sample_rows((_tiny_images(), labels))]
+    assert titles == ["input", "Black_Hair", "Blond_Hair", "Male"]
+    grid = dict(model.grid_labels(labels))
+    np.testing.assert_array_equal(grid["Male"].numpy(), [[1, 0, 0], [0, 1, 1]])
+    np.testing.assert_array_equal(grid["Blond_Hair"].numpy(), [[0, 1, 1], [0, 1, 0]])
+    with pytest.raises(ValueError, match="domain_names has 2 names for num_domains=3"):
+        _tiny_stargan(num_domains=3, domain_names=["a", "b"])

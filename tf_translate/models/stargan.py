@@ -9,9 +9,16 @@ Multi-Domain Image-to-Image Translation", CVPR 2018; yunjey/stargan (`model.py`,
 import math
 
 import keras
+import tensorflow as tf
 from keras import layers, ops
 
 from tf_translate.layers import InstanceNormalization
+from tf_translate.losses import l1_loss
+from tf_translate.losses_stargan import (classification_loss, gradient_penalty,
+                                         grid_target_labels, hair_color_indices,
+                                         sample_target_labels, wgan_critic_loss,
+                                         wgan_generator_loss)
+from tf_translate.models.base import TranslationModel, current_learning_rate, make_adam
 from tf_translate.models.cyclegan import conv
 
 
@@ -219,3 +226,270 @@ class StarGANDiscriminator(keras.Model):
     def get_config(self):
         return {"image_size": self.image_size, "filters": self.filters,
                 "num_domains": self.num_domains, "num_layers": self.num_layers, "name": self.name}
+
+
+@keras.saving.register_keras_serializable(package="tf_translate")
+class StarGANDecay(keras.optimizers.schedules.LearningRateSchedule):
+    """yunjey's step-wise linear decay, as a schedule of one optimizer's own step.
+
+    The reference, after iteration i (0-based), lowers the rate when (i + 1) is a
+    multiple of `update_every` (`--lr_update_step` 1000) and i + 1 > `decay_start`
+    (`num_iters - num_iters_decay`). The rate used at iteration i is therefore
+    lr0 * (1 - max(0, floor(i / U) - floor(decay_start / U)) * drop).
+    `to_zero=True` (default) drops U / decay_iterations each time, the linear decay to 0
+    the paper describes; `to_zero=False` drops 1 / decay_iterations as `solver.py`
+    actually does (`g_lr -= g_lr0 / num_iters_decay`), which ends at 0.999 lr0 with the
+    reference settings, i.e. no real decay.
+
+    Keras calls a schedule with the optimizer's update count, so the iteration is
+    recovered as (step // steps_per_iteration) * period + period - 1: the critic
+    optimizer uses period 1 and the generator's period `n_critic` (its k-th update
+    happens in iteration 5k + 4); `steps_per_iteration` is 2 with two datasets, which
+    the reference trains in turn within one iteration.
+
+    Reference: `Solver.train` ("Decay learning rates") in yunjey `solver.py`.
+    """
+
+    def __init__(self, initial_learning_rate, decay_start, decay_iterations, update_every=1000,
+                 to_zero=True, steps_per_iteration=1, period=1):
+        self.initial_learning_rate = float(initial_learning_rate)
+        self.decay_start = int(decay_start)
+        self.decay_iterations = max(1, int(decay_iterations))
+        self.update_every = int(update_every)
+        self.to_zero = bool(to_zero)
+        self.steps_per_iteration = int(steps_per_iteration)
+        self.period = int(period)
+
+    def __call__(self, step):
+        step = ops.cast(step, "int64")
+        iteration = (step // self.steps_per_iteration) * self.period + (self.period - 1)
+        drops = ops.maximum(0, iteration // self.update_every - self.decay_start // self.update_every)
+        drop = (self.update_every if self.to_zero else 1) / self.decay_iterations
+        rate = self.initial_learning_rate * (1.0 - ops.cast(drops, "float32") * drop)
+        return ops.maximum(0.0, rate)
+
+    def get_config(self):
+        return {"initial_learning_rate": self.initial_learning_rate, "decay_start": self.decay_start,
+                "decay_iterations": self.decay_iterations, "update_every": self.update_every,
+                "to_zero": self.to_zero, "steps_per_iteration": self.steps_per_iteration,
+                "period": self.period}
+
+
+@keras.saving.register_keras_serializable(package="tf_translate")
+class StarGAN(TranslationModel):
+    """The StarGAN training model: one generator, one critic with a class head.
+
+    `generator` is the reference's G, `discriminator` its D (the paper's D_src and
+    D_cls). `fit` takes `(images, labels)` batches: labels [B, num_domains] of 0/1
+    attributes (`multi_label=True`, CelebA) or one-hots (RaFD). With a second dataset
+    (`num_domains_2 > 0`, the reference's `--dataset Both`) labels are the unified
+    `[c1, c2, mask]` of `data_stargan.unified_labels`, each batch from one dataset
+    (`data_stargan.multi_dataset` alternates them), and only the known labels are
+    classified (the mask vector).
+
+    One `train_step` is one critic update (the reference iteration; with two datasets,
+    half of one). Targets are the batch's labels permuted (`sample_target_labels`).
+    Critic: -D(x) + D(G(x, c')) + cls_weight * BCE/CE(D_cls(x), c) + gp_weight * GP.
+    Every `n_critic`-th iteration the generator is then updated against the *updated*
+    critic: -D(G(x, c')) + cls_weight * cls(D_cls(G(x, c')), c') + rec_weight *
+    |x - G(G(x, c'), c)|. The generator branch is a `tf.cond` on the critic's step
+    count inside the compiled step, so its forward and backward passes run only on
+    those steps; the generator losses logged in between are the last computed ones.
+
+    Args:
+        image_size: training resolution (reference `--image_size`, 128).
+        num_domains: labels of the (first) dataset (reference `--c_dim`, 5).
+        filters, num_residual_blocks: see `StarGANGenerator` (`--g_conv_dim`,
+            `--g_repeat_num`).
+        discriminator_filters, discriminator_layers: see `StarGANDiscriminator`
+            (`--d_conv_dim`, `--d_repeat_num`).
+        multi_label: the first dataset's labels are independent attributes (BCE) or one
+            domain (softmax CE).
+        num_domains_2: labels of a second dataset (reference `--c2_dim`, used only with
+            `--dataset Both`); 0 trains on one dataset.
+        multi_label_2: the same for the second dataset (RaFD: False).
+        domain_names: names of the first dataset's labels (CelebA attributes); gives the
+            grid's titles and which columns are mutually exclusive hair colours.
+        gp_weight, cls_weight, rec_weight: reference `--lambda_gp` 10, `--lambda_cls` 1,
+            `--lambda_rec` 10.
+        n_critic: critic updates per generator update (`--n_critic` 5).
+        learning_rate, beta_1, beta_2: Adam (`--g_lr` = `--d_lr` 1e-4, `--beta1` 0.5,
+            `--beta2` 0.999).
+        lr_update_step, decay_to_zero: see `StarGANDecay` (`--lr_update_step` 1000).
+        seed: seed of the target permutation and the GP mixing weights.
+    Reference: `Solver.train` and `Solver.train_multi` in yunjey `solver.py`.
+    """
+
+    def __init__(self, image_size=128, num_domains=5, filters=64, num_residual_blocks=6,
+                 discriminator_filters=64, discriminator_layers=6, multi_label=True,
+                 num_domains_2=0, multi_label_2=False, domain_names=None, gp_weight=10.0,
+                 cls_weight=1.0, rec_weight=10.0, n_critic=5, learning_rate=1e-4, beta_1=0.5,
+                 beta_2=0.999, lr_update_step=1000, decay_to_zero=True, seed=None, **kwargs):
+        if n_critic < 1:
+            raise ValueError(f"n_critic must be >= 1, got {n_critic}")
+        if domain_names is not None and len(domain_names) != num_domains:
+            raise ValueError(f"domain_names has {len(domain_names)} names for "
+                             f"num_domains={num_domains}")
+        super().__init__(**kwargs)
+        self.image_size = image_size
+        self.num_domains = num_domains
+        self.filters = filters
+        self.num_residual_blocks = num_residual_blocks
+        self.discriminator_filters = discriminator_filters
+        self.discriminator_layers = discriminator_layers
+        self.multi_label = multi_label
+        self.num_domains_2 = num_domains_2
+        self.multi_label_2 = multi_label_2
+        self.domain_names = None if domain_names is None else list(domain_names)
+        self.gp_weight = gp_weight
+        self.cls_weight = cls_weight
+        self.rec_weight = rec_weight
+        self.n_critic = n_critic
+        self.learning_rate = learning_rate
+        self.beta_1 = beta_1
+        self.beta_2 = beta_2
+        self.lr_update_step = lr_update_step
+        self.decay_to_zero = decay_to_zero
+        self.seed = seed
+
+        # With two datasets G reads [c1, c2, mask] and D classifies c1 + c2 (reference
+        # `build_model`: c_dim + c2_dim + 2 and c_dim + c2_dim).
+        self.num_datasets = 2 if num_domains_2 else 1
+        classes = num_domains + num_domains_2
+        self.label_size = classes + (2 if num_domains_2 else 0)
+        self.generator = StarGANGenerator(filters, self.label_size, num_residual_blocks,
+                                          name="generator")
+        self.discriminator = StarGANDiscriminator(image_size, discriminator_filters, classes,
+                                                  discriminator_layers, name="discriminator")
+        self.seed_generator = keras.random.SeedGenerator(seed, name="seed_generator")
+        # Generator losses of the last generator update, logged on critic-only steps.
+        self.last_generator_losses = self.add_weight(
+            shape=(4,), initializer="zeros", trainable=False, name="last_generator_losses")
+        self.generator.build([(None, None, None, 3), (None, self.label_size)])
+        self.discriminator.build((None, image_size, image_size, 3))
+        self.built = True
+
+    def default_optimizers(self, total_steps, steps_per_epoch):
+        # `total_steps` counts train steps; as in the reference (num_iters 200k,
+        # num_iters_decay 100k) the rate decays over the second half. steps_per_epoch is
+        # not used: the reference decays every `lr_update_step` iterations.
+        def adam(period):
+            lr = self.learning_rate
+            if total_steps:
+                iterations = total_steps // self.num_datasets
+                decay = iterations // 2
+                lr = StarGANDecay(lr, iterations - decay, decay, self.lr_update_step,
+                                  self.decay_to_zero, self.num_datasets, period)
+            return make_adam(lr, self.beta_1, self.beta_2)
+        # The critic first: its step count is the run's step count.
+        return {"d_optimizer": adam(1), "g_optimizer": adam(self.n_critic)}
+
+    def compile(self, *args, **kwargs):
+        """As `TranslationModel.compile`, then creates the optimizer slots, since the
+        generator's update runs inside a `tf.cond` where no variable may be created."""
+        super().compile(*args, **kwargs)
+        self.build_optimizers()
+
+    def optimizer_variables(self):
+        return {"d_optimizer": self.discriminator.trainable_variables,
+                "g_optimizer": self.generator.trainable_variables}
+
+    def generators(self):
+        return {"label": self.generator}
+
+    def hair_colors(self):
+        """Indices of the mutually exclusive hair-colour labels (by `domain_names`)."""
+        return hair_color_indices(self.domain_names or [])
+
+    def grid_labels(self, labels):
+        """[(title, target labels)] for the results grid: one column per target domain
+        (`create_labels`), then with two datasets one per second-dataset domain."""
+        labels = tf.convert_to_tensor(labels, tf.float32)
+        names = self.domain_names or [f"domain {i}" for i in range(self.num_domains)]
+        own = grid_target_labels(labels[:, :self.num_domains], self.hair_colors(), self.multi_label)
+        if not self.num_domains_2:
+            return list(zip(names, own))
+        batch = tf.shape(labels)[0]
+        zeros_1 = tf.zeros([batch, self.num_domains])
+        zeros_2 = tf.zeros([batch, self.num_domains_2])
+        mask_1 = tf.tile([[1.0, 0.0]], [batch, 1])
+        mask_2 = tf.tile([[0.0, 1.0]], [batch, 1])
+        second = grid_target_labels(zeros_2, (), self.multi_label_2)
+        return ([(n, tf.concat([c, zeros_2, mask_1], 1)) for n, c in zip(names, own)]
+                + [(f"dataset 2 domain {i}", tf.concat([zeros_1, c, mask_2], 1))
+                   for i, c in enumerate(second)])
+
+    def sample_rows(self, batch):
+        images, labels = batch
+        rows = [("input", images)]
+        for title, target in self.grid_labels(labels):
+            rows.append((title, self.generator([images, target], training=False)))
+        return rows
+
+    def classification_loss(self, logits, labels):
+        """BCE / CE on the known labels: the whole label with one dataset; with two, each
+        dataset's slice weighted by its mask bit (0 for the other dataset's samples)."""
+        if not self.num_domains_2:
+            return classification_loss(logits, labels, multi_label=self.multi_label)
+        c1, c2 = self.num_domains, self.num_domains_2
+        mask = labels[:, c1 + c2:]
+        return (classification_loss(logits[:, :c1], labels[:, :c1], mask[:, :1], self.multi_label)
+                + classification_loss(logits[:, c1:], labels[:, c1:c1 + c2], mask[:, 1:],
+                                      self.multi_label_2))
+
+    def train_step(self, data):
+        images, labels = data
+        images = tf.cast(images, tf.float32)
+        labels = tf.cast(labels, tf.float32)
+        batch = tf.shape(images)[0]
+        step = self.d_optimizer.iterations  # critic updates so far
+        iteration = step // self.num_datasets
+        seed = keras.random.randint([2], 0, 2 ** 31 - 1, seed=self.seed_generator, dtype="int32")
+        targets = sample_target_labels(labels, seed)
+        alpha = keras.random.uniform([batch, 1, 1, 1], seed=self.seed_generator)
+        learning_rate = current_learning_rate(self.d_optimizer)
+
+        # Critic update.
+        fakes = tf.stop_gradient(self.generator([images, targets], training=True))
+        with tf.GradientTape() as tape:
+            src_real, cls_real = self.discriminator(images, training=True)
+            src_fake, _ = self.discriminator(fakes, training=True)
+            d_adversarial = wgan_critic_loss(src_real, src_fake)
+            d_cls = self.classification_loss(cls_real, labels)
+            gp = gradient_penalty(lambda x: self.discriminator(x, training=True)[0],
+                                  images, fakes, alpha)
+            d_loss = d_adversarial + self.cls_weight * d_cls + self.gp_weight * gp
+        self.apply_gradients("d_optimizer", self.gradients("d_optimizer", tape, d_loss))
+
+        # Generator update every n_critic-th iteration, against the updated critic.
+        def generator_step():
+            with tf.GradientTape() as tape:
+                fake = self.generator([images, targets], training=True)
+                src, cls = self.discriminator(fake, training=True)
+                adversarial = wgan_generator_loss(src)
+                cls_loss = self.classification_loss(cls, targets)
+                rec_loss = l1_loss(self.generator([fake, labels], training=True), images)
+                g_loss = adversarial + self.rec_weight * rec_loss + self.cls_weight * cls_loss
+            self.apply_gradients("g_optimizer", self.gradients("g_optimizer", tape, g_loss))
+            losses = tf.stack([g_loss, adversarial, cls_loss, rec_loss])
+            self.last_generator_losses.assign(losses)
+            return losses
+
+        g_losses = tf.cond(tf.equal((iteration + 1) % self.n_critic, 0), generator_step,
+                           lambda: tf.convert_to_tensor(self.last_generator_losses))
+        return {"d_loss": d_loss, "d_adversarial_loss": d_adversarial, "d_cls_loss": d_cls,
+                "gp": gp, "g_loss": g_losses[0], "adversarial_loss": g_losses[1],
+                "cls_loss": g_losses[2], "rec_loss": g_losses[3], "learning_rate": learning_rate}
+
+    def get_config(self):
+        return {"image_size": self.image_size, "num_domains": self.num_domains,
+                "filters": self.filters, "num_residual_blocks": self.num_residual_blocks,
+                "discriminator_filters": self.discriminator_filters,
+                "discriminator_layers": self.discriminator_layers, "multi_label": self.multi_label,
+                "num_domains_2": self.num_domains_2, "multi_label_2": self.multi_label_2,
+                "domain_names": self.domain_names, "gp_weight": self.gp_weight,
+                "cls_weight": self.cls_weight, "rec_weight": self.rec_weight,
+                "n_critic": self.n_critic, "learning_rate": self.learning_rate,
+                "beta_1": self.beta_1, "beta_2": self.beta_2,
+                "lr_update_step": self.lr_update_step, "decay_to_zero": self.decay_to_zero,
+                "seed": self.seed}
