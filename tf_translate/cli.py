@@ -43,6 +43,13 @@ def parse_args(argv):
     export.add_argument("--output", required=True, help="model folder; the SavedModel goes to OUTPUT/VERSION")
     export.add_argument("--direction", default="a2b")
     export.add_argument("--version", type=int, default=1)
+
+    imports = commands.add_parser("import-torch", help="convert a reference PyTorch generator checkpoint")
+    imports.add_argument("--model", required=True, help="cyclegan (junyanz latest_net_G_A.pth)")
+    imports.add_argument("--checkpoint", required=True, help="the A->B generator checkpoint")
+    imports.add_argument("--checkpoint-b", help="the B->A generator checkpoint (run directories only)")
+    imports.add_argument("--output", required=True,
+                         help="a new run directory, or a generator file ending in .weights.h5 or .keras")
     return parser.parse_args(argv)
 
 
@@ -73,10 +80,16 @@ def run(args):
         translate_images(args)
     elif args.command == "export":
         from tf_translate.export import export_saved_model
+        from tf_translate.torch_import import check_imported_direction
         from tf_translate.training import load_run
-        model, _ = load_run(args.run_dir)
+        model, record = load_run(args.run_dir)
+        check_imported_direction(record, args.direction)
         path = export_saved_model(pick_generator(model, args.direction), args.output, args.version)
         print(f"SavedModel written to {path}")
+    elif args.command == "import-torch":
+        from tf_translate.torch_import import import_torch
+        path = import_torch(args.model, args.checkpoint, args.output, args.checkpoint_b)
+        print(f"imported {args.checkpoint} into {path}")
 
 
 def translate_images(args):
@@ -86,9 +99,11 @@ def translate_images(args):
 
     from tf_translate.data import check_images, list_images, read_rgb
     from tf_translate.export import GeneratorModule
+    from tf_translate.torch_import import check_imported_direction
     from tf_translate.training import load_run
 
-    model, _ = load_run(args.run_dir)
+    model, record = load_run(args.run_dir)
+    check_imported_direction(record, args.direction)
     module = GeneratorModule(pick_generator(model, args.direction))
     if os.path.isdir(args.input):
         paths = list_images(args.input)

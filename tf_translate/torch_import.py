@@ -1,0 +1,342 @@
+"""Import generators from the reference PyTorch checkpoints.
+
+`tf-translate import-torch --model cyclegan --checkpoint latest_net_G_A.pth --output RUN`
+turns a junyanz CycleGAN generator state dict into a run directory (run.json + checkpoint,
+usable by `translate` and `export`), a generator `.weights.h5`, or a `.keras` file.
+
+Checkpoints are read with `torch.load(..., weights_only=True)`, which refuses to unpickle
+anything but tensors and plain containers: a checkpoint cannot run code here. PyTorch is
+an optional extra (`pip install 'tf_translate[torch]'`).
+
+Weights are matched by name against the key layout the reference code produces for the
+architecture read from the checkpoint itself; a key that is missing, unexpected or of
+the wrong shape is an error that lists every such key.
+
+Layout conversions: a conv weight (out, in, kh, kw) becomes a Keras kernel
+(kh, kw, in, out); a ConvTranspose weight (in, out, kh, kw) becomes a Conv2DTranspose
+kernel (kh, kw, out, in). Both are the same axis permutation (2, 3, 1, 0). Neither
+kernel is flipped: PyTorch's ConvTranspose2d and TF's conv2d_transpose are both the
+adjoint of the corresponding convolution.
+"""
+
+import os
+import re
+from collections import OrderedDict
+
+import keras
+import numpy as np
+
+# Buffers PyTorch < 0.4 (and junyanz versions with track_running_stats=True) saved for
+# instance norm. The reference's loader drops them (`__patch_instance_norm_state_dict`
+# in `models/base_model.py`) and its default test mode normalises with each image's own
+# statistics, which is what our InstanceNormalization does.
+INSTANCE_NORM_BUFFERS = ("running_mean", "running_var", "num_batches_tracked")
+MAX_LISTED = 12
+
+
+def listing(keys):
+    """A short, readable list of keys for an error message."""
+    keys = list(keys)
+    shown = ", ".join(keys[:MAX_LISTED])
+    return shown + (f", ... ({len(keys) - MAX_LISTED} more)" if len(keys) > MAX_LISTED else "")
+
+
+def load_state_dict(path, entry=None):
+    """The tensors of a PyTorch checkpoint as an ordered {key: float32 ndarray}.
+
+    Args:
+        path: a `.pth` / `.pt` / `.ckpt` file written by `torch.save`.
+        entry: for checkpoints that hold several networks in one dict (UGATIT-pytorch
+            saves {"genA2B": ..., "genB2A": ..., ...}), the name of the one to read.
+    """
+    try:
+        import torch
+    except ImportError:
+        raise ValueError("import-torch needs PyTorch: pip install 'tf_translate[torch]'") from None
+    if not os.path.isfile(path):
+        raise ValueError(f"checkpoint {path!r} does not exist")
+    try:
+        loaded = torch.load(path, map_location="cpu", weights_only=True)
+    except Exception as error:  # UnpicklingError for arbitrary objects, RuntimeError for bad files
+        raise ValueError(f"cannot read {path!r} as a weights-only PyTorch checkpoint "
+                         f"({str(error).strip().splitlines()[0]})") from None
+    if entry is not None:
+        if not isinstance(loaded, dict) or entry not in loaded:
+            found = listing(loaded) if isinstance(loaded, dict) else type(loaded).__name__
+            raise ValueError(f"{path!r} has no entry {entry!r} (found: {found})")
+        loaded = loaded[entry]
+    if not isinstance(loaded, dict):
+        raise ValueError(f"{path!r} holds a {type(loaded).__name__}, not a state dict")
+    state = OrderedDict()
+    for key, value in loaded.items():
+        if not isinstance(value, torch.Tensor):
+            raise ValueError(f"{path!r}: entry {key!r} is a {type(value).__name__}, not a tensor; "
+                             "is this a state dict of a single network?")
+        state[key] = value.detach().to(torch.float32).numpy() if value.is_floating_point() else value.numpy()
+    return state
+
+
+def strip_data_parallel(state):
+    """Removes the `module.` prefix `nn.DataParallel` adds when a wrapped net is saved."""
+    if state and all(key.startswith("module.") for key in state):
+        return OrderedDict((key[len("module."):], value) for key, value in state.items())
+    return state
+
+
+def drop_instance_norm_buffers(state, norm_prefixes):
+    """`state` without the running-statistics buffers of the instance norms listed."""
+    norm_prefixes = set(norm_prefixes)
+    return OrderedDict((key, value) for key, value in state.items()
+                       if not (key.rsplit(".", 1)[-1] in INSTANCE_NORM_BUFFERS
+                               and key.rsplit(".", 1)[0] in norm_prefixes))
+
+
+def check_keys(state, expected, what):
+    """Raises one ValueError naming every missing and every unexpected key."""
+    missing = [key for key in expected if key not in state]
+    unexpected = [key for key in state if key not in set(expected)]
+    if missing or unexpected:
+        parts = []
+        if missing:
+            parts.append(f"missing keys: {listing(missing)}")
+        if unexpected:
+            parts.append(f"unexpected keys: {listing(unexpected)}")
+        raise ValueError(f"the checkpoint does not match {what}; " + "; ".join(parts))
+
+
+def torch_to_keras(kind, array):
+    """A PyTorch parameter in the layout of the Keras weight it becomes.
+
+    kind: "conv", "conv_transpose" or "dense" for the weight of such a layer; anything
+    else (biases, norm parameters) is copied as it is. An array of the wrong rank is
+    returned unchanged, for `assign` to report.
+    """
+    if kind in ("conv", "conv_transpose") and np.ndim(array) == 4:
+        # conv (out, in, kh, kw) -> (kh, kw, in, out); transpose (in, out, kh, kw) -> (kh, kw, out, in)
+        return np.transpose(array, (2, 3, 1, 0))
+    if kind == "dense" and np.ndim(array) == 2:
+        return np.transpose(array)  # Linear (out, in) -> Dense (in, out)
+    return array
+
+
+def assign(pairs, what):
+    """Sets each Keras variable from its PyTorch array: [(variable, kind, key, array)].
+
+    All shapes are checked first; every mismatch is listed in one ValueError.
+    """
+    converted, wrong = [], []
+    for variable, kind, key, array in pairs:
+        value = torch_to_keras(kind, array)
+        if tuple(value.shape) != tuple(variable.shape):
+            wrong.append(f"{key} {tuple(array.shape)} (needs {tuple(variable.shape)} in Keras layout)")
+        converted.append((variable, value))
+    if wrong:
+        raise ValueError(f"the checkpoint does not match {what}; wrong shapes: {listing(wrong)}")
+    for variable, value in converted:
+        variable.assign(value.astype(variable.dtype))
+
+
+# ---------------------------------------------------------------------------------------
+# CycleGAN (junyanz `ResnetGenerator`)
+
+
+def cyclegan_layers(generator):
+    """The weighted layers of a ResNetGenerator in forward order: [(kind, layer)].
+
+    kind is "conv", "conv_transpose" or "norm"; each is one module of the reference's
+    `nn.Sequential`, in the same order.
+    """
+    from tf_translate.layers import InstanceNormalization
+    from tf_translate.models.cyclegan import ResidualBlock
+
+    found = []
+
+    def visit(layer):
+        if isinstance(layer, ResidualBlock):
+            for inner in layer.body:
+                visit(inner)
+        elif isinstance(layer, keras.Sequential):
+            for inner in layer.layers:
+                visit(inner)
+        elif isinstance(layer, keras.layers.Conv2DTranspose):
+            found.append(("conv_transpose", layer))
+        elif isinstance(layer, keras.layers.Conv2D):
+            found.append(("conv", layer))
+        elif isinstance(layer, InstanceNormalization):
+            found.append(("norm", layer))
+
+    for layer in generator.stack:
+        visit(layer)
+    return found
+
+
+def cyclegan_module_names(num_blocks, block_attribute="conv_block"):
+    """Module names of junyanz `ResnetGenerator` (reflect padding, no dropout, transposed
+    up-sampling) in forward order, each with its kind.
+
+    Sequential indices: 0 pad, 1 conv, 2 norm, 3 relu, then (conv, norm, relu) twice for
+    the down-sampling, the blocks (inside each: 0 pad, 1 conv, 2 norm, 3 relu, 4 pad,
+    5 conv, 6 norm), (transpose conv, norm, relu) twice, pad, conv, tanh.
+    """
+    names = [("model.1", "conv"), ("model.2", "norm"), ("model.4", "conv"), ("model.5", "norm"),
+             ("model.7", "conv"), ("model.8", "norm")]
+    for index in range(10, 10 + num_blocks):
+        block = f"model.{index}.{block_attribute}"
+        names += [(f"{block}.1", "conv"), (f"{block}.2", "norm"), (f"{block}.5", "conv"), (f"{block}.6", "norm")]
+    up = 10 + num_blocks
+    names += [(f"model.{up}", "conv_transpose"), (f"model.{up + 1}", "norm"),
+              (f"model.{up + 3}", "conv_transpose"), (f"model.{up + 4}", "norm"),
+              (f"model.{up + 7}", "conv")]
+    return names
+
+
+def read_cyclegan_architecture(state):
+    """(filters, num_blocks, block attribute, norm_affine, output channels) from the keys.
+
+    Residual blocks are `model.<i>.<attribute>.<j>.*` (the reference names the attribute
+    `conv_block`; some projects built on it use another name). Affine instance norm shows
+    as weights on `model.2`, the norm after the first conv.
+    """
+    if "model.1.weight" not in state or np.ndim(state["model.1.weight"]) != 4:
+        raise ValueError("not a junyanz CycleGAN ResnetGenerator state dict: no 4-D 'model.1.weight' "
+                         f"(keys start: {listing(list(state)[:6])})")
+    block_keys = [re.match(r"model\.(\d+)\.([A-Za-z_]\w*)\.\d+\.", key) for key in state]
+    blocks = sorted({int(m.group(1)) for m in block_keys if m})
+    attributes = [m.group(2) for m in block_keys if m]
+    attribute = max(set(attributes), key=attributes.count) if attributes else "conv_block"
+    num_blocks = len(blocks)
+    if blocks != list(range(10, 10 + num_blocks)):
+        raise ValueError(f"residual blocks at unexpected positions model.{blocks} "
+                         "(expected model.10, model.11, ...)")
+    last = f"model.{17 + num_blocks}.weight"
+    output_channels = state[last].shape[0] if last in state and np.ndim(state[last]) == 4 else 3
+    filters = state["model.1.weight"].shape[0]
+    return filters, num_blocks, attribute, "model.2.weight" in state, output_channels
+
+
+def cyclegan_generator_from_state_dict(state, name="generator_ab"):
+    """A ResNetGenerator holding the weights of a junyanz `netG_A` / `netG_B` state dict.
+
+    Both variants load: non-affine instance norm (the reference default; each conv has a
+    bias) and affine instance norm (older checkpoints, vintagify), detected from the keys.
+    Width (`--ngf`) and block count come from the checkpoint too.
+
+    Args:
+        state: {key: array} from `load_state_dict`.
+    Returns:
+        the built generator.
+    Reference: `ResnetGenerator` / `ResnetBlock` in junyanz `models/networks.py`.
+    """
+    from tf_translate.models.cyclegan import ResNetGenerator
+
+    state = strip_data_parallel(state)
+    filters, num_blocks, attribute, affine, output_channels = read_cyclegan_architecture(state)
+    modules = cyclegan_module_names(num_blocks, attribute)
+    state = drop_instance_norm_buffers(state, [m for m, kind in modules if kind == "norm"])
+    expected = []
+    for module, kind in modules:
+        if kind != "norm" or affine:
+            expected += [f"{module}.weight", f"{module}.bias"]
+    what = (f"a CycleGAN ResnetGenerator with {num_blocks} blocks, ngf {filters}, "
+            f"{'affine' if affine else 'non-affine'} instance norm")
+    check_keys(state, expected, what)
+
+    generator = ResNetGenerator(filters=filters, num_residual_blocks=num_blocks,
+                                output_channels=output_channels, norm_affine=affine, name=name)
+    generator.build((None, None, None, int(state["model.1.weight"].shape[1])))
+    layers = cyclegan_layers(generator)
+    assert [kind for kind, _ in layers] == [kind for _, kind in modules], "layer order drifted"
+    pairs = []
+    for (kind, layer), (module, _) in zip(layers, modules):
+        if kind == "norm":
+            if affine:
+                pairs += [(layer.gamma, kind, f"{module}.weight", state[f"{module}.weight"]),
+                          (layer.beta, kind, f"{module}.bias", state[f"{module}.bias"])]
+        else:
+            pairs += [(layer.kernel, kind, f"{module}.weight", state[f"{module}.weight"]),
+                      (layer.bias, "bias", f"{module}.bias", state[f"{module}.bias"])]
+    assign(pairs, what)
+    return generator
+
+
+def cyclegan_run_config(generator):
+    """The CycleGAN training-model arguments that rebuild `generator`'s architecture."""
+    config = generator.get_config()
+    return {"filters": config["filters"], "num_residual_blocks": config["num_residual_blocks"],
+            "norm_affine": config["norm_affine"]}
+
+
+# name -> (generator from a state dict, training-model config for it, checkpoint entry)
+IMPORTERS = {
+    "cyclegan": (cyclegan_generator_from_state_dict, cyclegan_run_config, None),
+}
+
+
+def import_generator(model_name, checkpoint, name="generator_ab"):
+    """The Keras generator for `model_name` with the weights of a PyTorch `checkpoint`."""
+    if model_name not in IMPORTERS:
+        raise ValueError(f"import-torch supports --model {', '.join(sorted(IMPORTERS))}; got {model_name!r}")
+    from_state_dict, _, entry = IMPORTERS[model_name]
+    return from_state_dict(load_state_dict(checkpoint, entry), name=name)
+
+
+def import_torch(model_name, checkpoint, output, checkpoint_b=None):
+    """Converts a reference checkpoint into a run directory or a Keras file.
+
+    Args:
+        model_name: "cyclegan".
+        checkpoint: the A→B generator (`latest_net_G_A.pth`).
+        output: `*.weights.h5` (generator weights), `*.keras` (generator with its
+            config) or a new run directory (run.json + checkpoint.weights.h5).
+        checkpoint_b: optional B→A generator (`latest_net_G_B.pth`) for a run directory.
+            Without it the run's B→A generator keeps its initial weights and run.json
+            records that it was not imported.
+    Returns:
+        the path written.
+    """
+    generator = import_generator(model_name, checkpoint)
+    if output.endswith(".weights.h5") or output.endswith(".keras"):
+        if checkpoint_b:
+            raise ValueError("--checkpoint-b needs a run directory as --output (a file holds one generator)")
+        os.makedirs(os.path.dirname(os.path.abspath(output)), exist_ok=True)
+        if output.endswith(".keras"):
+            generator.save(output)
+        else:
+            generator.save_weights(output)
+        return output
+    return write_imported_run(model_name, output, generator, checkpoint,
+                              import_generator(model_name, checkpoint_b, "generator_ba") if checkpoint_b else None,
+                              checkpoint_b)
+
+
+def write_imported_run(model_name, run_dir, generator_ab, checkpoint, generator_ba=None, checkpoint_b=None):
+    """A run directory whose a2b (and b2a, when given) generators hold imported weights."""
+    from tf_translate import __version__
+    from tf_translate.models import build_model
+    from tf_translate.training import RUN_FILE, save_checkpoint, write_json_atomically
+
+    if os.path.exists(os.path.join(run_dir, RUN_FILE)):
+        raise ValueError(f"{run_dir!r} already holds a run: choose a new --output")
+    _, run_config, _ = IMPORTERS[model_name]
+    model = build_model(model_name, **run_config(generator_ab))
+    model.compile()
+    model.build_optimizers()  # load_run loads optimizer state too; fresh slots keep the file complete
+    model.generator_ab.set_weights(generator_ab.get_weights())
+    if generator_ba is not None:
+        model.generator_ba.set_weights(generator_ba.get_weights())
+    os.makedirs(run_dir, exist_ok=True)
+    save_checkpoint(model, run_dir)
+    write_json_atomically(os.path.join(run_dir, RUN_FILE), {
+        "model": model_name, "config": model.get_config(), "flags": {}, "version": __version__,
+        "imported": {"a2b": os.path.abspath(checkpoint),
+                     "b2a": os.path.abspath(checkpoint_b) if checkpoint_b else None}})
+    return run_dir
+
+
+def check_imported_direction(run, direction):
+    """Refuses a generator that an imported run did not receive from PyTorch."""
+    imported = run.get("imported")
+    if imported is not None and imported.get(direction, "") is None:
+        raise ValueError(f"this run was imported without a {direction} checkpoint, so its {direction} "
+                         "generator is untrained; import again with --checkpoint-b")
+
