@@ -6,13 +6,12 @@ Multi-Domain Image-to-Image Translation", CVPR 2018; yunjey/stargan (`model.py`,
 `solver.py`, `main.py`).
 """
 
-import math
-
 import keras
 import tensorflow as tf
 from keras import layers, ops
 
 from tf_translate.layers import InstanceNormalization
+from tf_translate.layers.initializers import torch_bias_init, torch_kernel_init
 from tf_translate.losses import l1_loss
 from tf_translate.losses_stargan import (classification_loss, gradient_penalty,
                                          grid_target_labels, hair_color_indices,
@@ -25,19 +24,16 @@ from tf_translate.models.cyclegan import conv
 def torch_default_init(conv_or_padded, fan_in, use_bias=True):
     """Gives a layer from `conv()` PyTorch's default initialisation; returns it.
 
-    yunjey/stargan never re-initialises its modules, so weights keep PyTorch's default:
-    `kaiming_uniform_(a=sqrt(5))`, i.e. U(-1/sqrt(fan_in), 1/sqrt(fan_in)), and the bias
-    U(-1/sqrt(fan_in), 1/sqrt(fan_in)). The Keras VarianceScaling below is the same
-    distribution, and Keras computes a Conv2DTranspose kernel's fan-in from its output
-    channels exactly as PyTorch does for ConvTranspose2d. `conv()` fixes the junyanz
-    N(0, 0.02) initialiser, so we swap the initialisers before the layer is built.
+    yunjey/stargan never re-initialises its modules, so weights and biases keep torch's
+    defaults (`layers/initializers.py`). Keras computes a Conv2DTranspose kernel's
+    fan-in from its output channels, exactly as torch does for ConvTranspose2d.
+    `conv()` fixes the junyanz N(0, 0.02) initialiser, so the initialisers are swapped
+    before the layer is built.
     """
     inner = conv_or_padded.layers[-1] if isinstance(conv_or_padded, keras.Sequential) else conv_or_padded
-    inner.kernel_initializer = keras.initializers.VarianceScaling(
-        scale=1.0 / 3.0, mode="fan_in", distribution="uniform")
+    inner.kernel_initializer = torch_kernel_init()
     if use_bias:
-        bound = 1.0 / math.sqrt(fan_in)
-        inner.bias_initializer = keras.initializers.RandomUniform(-bound, bound)
+        inner.bias_initializer = torch_bias_init(fan_in)
     return conv_or_padded
 
 
