@@ -77,7 +77,7 @@ def check_images(paths):
 class SkipReport:
     """Counts and names the files a pipeline skipped, each reported once."""
 
-    def __init__(self, stream=sys.stderr):
+    def __init__(self, stream=None):
         self.skipped = {}
         self.stream = stream
 
@@ -85,7 +85,7 @@ class SkipReport:
         if path not in self.skipped:
             self.skipped[path] = reason
             print(f"tf_translate: skipped {path}: {reason} ({len(self.skipped)} skipped so far)",
-                  file=self.stream)
+                  file=self.stream or sys.stderr)
 
 
 def image_folder_dataset(folder, image_size=256, load_size=286, training=True, report=None, seed=None):

@@ -2,6 +2,7 @@
 
 import json
 import os
+import warnings
 
 import keras
 import numpy as np
@@ -56,18 +57,23 @@ def load_checkpoint(model, run_dir):
         return False
     model.build_optimizers()
     try:
-        model.load_weights(path)
+        with warnings.catch_warnings():
+            # Keras only warns when a saved optimizer does not fit and then skips its
+            # state; a resumed run without its moments and step would silently differ.
+            warnings.filterwarnings("error", message="Skipping variable loading")
+            model.load_weights(path)
     except Exception as error:
         raise ValueError(f"checkpoint {path!r} does not fit this {type(model).__name__} model "
                          f"({str(error).splitlines()[0]})") from None
     return True
 
 
-def load_run(run_dir, **compile_kwargs):
+def load_run(run_dir):
     """Rebuilds the model a run directory describes and loads its checkpoint."""
     run = read_run(run_dir)
     model = build_model(run["model"], **run["config"])
-    model.compile(**compile_kwargs)
+    model.compile(total_steps=run["flags"].get("total_steps"),
+                  steps_per_epoch=run["flags"].get("steps_per_epoch", 1))
     if not load_checkpoint(model, run_dir):
         raise ValueError(f"{os.path.join(run_dir, CHECKPOINT)!r} is missing: the run has no checkpoint yet")
     return model, run
@@ -139,7 +145,7 @@ def train(model_name, data, run_dir, steps=None, epochs=None, batch_size=1, imag
     A run directory remembers the model, its config and the flags in run.json. With
     `resume=True` the model is rebuilt from run.json, the checkpoint (weights, optimizer
     moments and step, image pools) is loaded, and training continues at the saved step
-    until the same total; a run of another model is refused.
+    until the run's total (or a new `steps`/`epochs`); a run of another model is refused.
 
     Returns:
         the trained model.
@@ -154,6 +160,8 @@ def train(model_name, data, run_dir, steps=None, epochs=None, batch_size=1, imag
                              "use another --run-dir or the same --model")
         flags = run["flags"]
         config = run["config"]
+        if steps or epochs:  # a longer total given on resume extends the run
+            flags.update(steps=steps, epochs=epochs)
     else:
         if os.path.exists(run_path):
             raise ValueError(f"{run_dir!r} already holds a run: pass --resume to continue it "
@@ -171,13 +179,13 @@ def train(model_name, data, run_dir, steps=None, epochs=None, batch_size=1, imag
         flags["data"], batch_size=flags["batch_size"], image_size=flags["image_size"],
         load_size=flags["load_size"], seed=flags["seed"])
     total_steps = flags["steps"] or (flags["epochs"] or 200) * steps_per_epoch
+    flags.update(total_steps=total_steps, steps_per_epoch=steps_per_epoch)
     model.compile(total_steps=total_steps, steps_per_epoch=steps_per_epoch, jit_compile=flags["xla"])
     os.makedirs(run_dir, exist_ok=True)
     if resume:
         load_checkpoint(model, run_dir)
-    else:
-        write_json_atomically(run_path, {"model": model_name, "config": config, "flags": flags,
-                                         "version": __version__})
+    write_json_atomically(run_path, {"model": model_name, "config": config, "flags": flags,
+                                     "version": __version__})
     done = global_step(model)
     sample_batch = next(iter(dataset.take(1)))
     if done < total_steps:

@@ -1,0 +1,95 @@
+import json
+import os
+
+import numpy as np
+import pytest
+
+from helpers import TINY_CYCLEGAN
+from tf_translate.data import write_demo_dataset
+from tf_translate.training import CHECKPOINT, global_step, load_run, read_run, train
+
+TINY = {k: v for k, v in TINY_CYCLEGAN.items() if k != "image_size"}
+
+
+def tiny_train(data, run_dir, **kwargs):
+    args = dict(batch_size=2, image_size=32, load_size=36, seed=0, model_overrides=TINY,
+                checkpoint_every=2, sample_every=2, verbose=0, xla=False)
+    return train("cyclegan", data, run_dir, **{**args, **kwargs})
+
+
+@pytest.fixture(scope="module")
+def data(tmp_path_factory):
+    return write_demo_dataset(str(tmp_path_factory.mktemp("demo")), size=32, train_count=6, test_count=2)
+
+
+def state_of(model):
+    return {
+        "weights": [w.numpy().copy() for w in model.weights],
+        "g_moments": [v.numpy().copy() for v in model.g_optimizer.variables],
+        "d_moments": [v.numpy().copy() for v in model.d_optimizer.variables],
+    }
+
+
+def test_resume_restores_step_learning_rate_pool_weights_and_moments(data, tmp_path):
+    run_dir = str(tmp_path / "run")
+    trained = tiny_train(data, run_dir, steps=3)
+    assert global_step(trained) == 3
+    assert os.path.exists(os.path.join(run_dir, CHECKPOINT))
+    assert len(os.listdir(os.path.join(run_dir, "samples"))) >= 2
+    expected = state_of(trained)
+
+    restored, run = load_run(run_dir)
+    assert run["model"] == "cyclegan" and run["flags"]["steps"] == 3
+    assert global_step(restored) == 3
+    got = state_of(restored)
+    for key in expected:
+        assert len(got[key]) == len(expected[key]) > 0
+        for a, b in zip(got[key], expected[key]):
+            np.testing.assert_array_equal(a, b)
+    assert int(restored.pool_a.count.numpy()) == 4  # 2 images x 2 steps... capped at the pool size
+    np.testing.assert_array_equal(restored.pool_b.images.numpy(), trained.pool_b.images.numpy())
+    assert float(restored.g_optimizer.learning_rate) == float(trained.g_optimizer.learning_rate)
+
+    resumed = tiny_train(data, run_dir, steps=5, resume=True)
+    assert global_step(resumed) == 5
+    assert read_run(run_dir)["flags"]["steps"] == 5
+    # The schedule continued from step 3, not from 0: over 5 steps the decay starts at step 2.
+    assert float(resumed.g_optimizer.learning_rate) < 2e-4
+
+
+def test_a_half_written_checkpoint_never_replaces_the_good_one(data, tmp_path):
+    run_dir = str(tmp_path / "run")
+    tiny_train(data, run_dir, steps=2)
+    # A process killed while saving leaves only the temporary file behind.
+    with open(os.path.join(run_dir, "checkpoint.tmp.weights.h5"), "wb") as file:
+        file.write(b"\x89HDF half written")
+    model, _ = load_run(run_dir)
+    assert global_step(model) == 2
+
+
+def test_resume_refuses_a_run_of_another_model(data, tmp_path):
+    run_dir = str(tmp_path / "run")
+    os.makedirs(run_dir)
+    with open(os.path.join(run_dir, "run.json"), "w") as file:
+        json.dump({"model": "ugatit", "config": {}, "flags": {}}, file)
+    with pytest.raises(ValueError, match="holds a 'ugatit' run, not 'cyclegan'"):
+        tiny_train(data, run_dir, steps=2, resume=True)
+
+
+def test_a_new_run_refuses_an_existing_run_directory(data, tmp_path):
+    run_dir = str(tmp_path / "run")
+    tiny_train(data, run_dir, steps=1)
+    with pytest.raises(ValueError, match="already holds a run"):
+        tiny_train(data, run_dir, steps=1)
+
+
+def test_a_checkpoint_of_another_architecture_is_a_one_line_error(data, tmp_path):
+    run_dir = str(tmp_path / "run")
+    tiny_train(data, run_dir, steps=1)
+    run = read_run(run_dir)
+    run["config"]["num_residual_blocks"] = 3  # the checkpoint holds 1 block
+    with open(os.path.join(run_dir, "run.json"), "w") as file:
+        json.dump(run, file)
+    with pytest.raises(ValueError, match="does not fit this CycleGAN model") as error:
+        load_run(run_dir)
+    assert "\n" not in str(error.value)
