@@ -1,0 +1,48 @@
+import os
+
+import numpy as np
+import pytest
+from PIL import Image
+
+from tf_translate.cli import main
+from tf_translate.data import read_rgb
+
+
+def test_unknown_model_is_a_one_line_error(tmp_path, capsys):
+    assert main(["train", "--model", "pix2pixHD", "--data", str(tmp_path), "--run-dir", str(tmp_path / "r")]) == 2
+    err = capsys.readouterr().err.strip()
+    assert err.count("\n") == 0 and "unknown model 'pix2pixHD'" in err and "cyclegan" in err
+
+
+def test_missing_data_folder_is_a_one_line_error(tmp_path, capsys):
+    assert main(["train", "--model", "cyclegan", "--data", str(tmp_path / "none"),
+                 "--run-dir", str(tmp_path / "r")]) == 2
+    err = capsys.readouterr().err.strip()
+    assert err.count("\n") == 0 and "trainA" in err
+
+
+def test_demo_trains_translates_and_exports(tmp_path, capsys):
+    """The README's first command, shrunk: the metric is reported and must beat the
+    untrained model; translate and export then work on the demo's run."""
+    run_dir = str(tmp_path / "demo")
+    assert main(["demo", "--run-dir", run_dir, "--steps", "60", "--image-size", "32"]) == 0
+    out = capsys.readouterr().out
+    untrained = float(out.split("untrained ")[1].split(",")[0])
+    trained = float(out.split("trained ")[2].split(" ")[0])
+    assert trained < untrained
+    assert os.listdir(os.path.join(run_dir, "run", "samples"))
+    assert os.path.exists(os.path.join(run_dir, "export", "1", "saved_model.pb"))
+
+    test_a = os.path.join(run_dir, "data", "testA")
+    Image.fromarray(np.zeros((30, 26, 3), np.uint8)).save(os.path.join(str(tmp_path), "odd.png"))
+    out_dir = str(tmp_path / "translated")
+    assert main(["translate", "--run-dir", os.path.join(run_dir, "run"), "--input", test_a, "--output", out_dir]) == 0
+    assert sorted(os.listdir(out_dir)) == sorted(os.listdir(test_a))
+    assert main(["translate", "--run-dir", os.path.join(run_dir, "run"), "--input", str(tmp_path / "odd.png"),
+                 "--output", out_dir, "--direction", "b2a"]) == 0
+    assert read_rgb(os.path.join(out_dir, "odd.png")).shape == (30, 26, 3)
+    assert main(["export", "--run-dir", os.path.join(run_dir, "run"), "--output", str(tmp_path / "served"),
+                 "--version", "3"]) == 0
+    assert os.path.exists(tmp_path / "served" / "3" / "saved_model.pb")
+    assert main(["translate", "--run-dir", os.path.join(run_dir, "run"), "--input", test_a, "--output", out_dir,
+                 "--direction", "sideways"]) == 2
