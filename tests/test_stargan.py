@@ -13,12 +13,11 @@ import pytest
 import tensorflow as tf
 from PIL import Image
 
-from tf_translate import data_stargan
-from tf_translate.losses_stargan import (classification_loss, gradient_penalty,
-                                         grid_target_labels, hair_color_indices,
-                                         sample_target_labels)
+from tf_translate import data_labels
+from tf_translate.losses import classification_loss, gradient_penalty
 from tf_translate.models.stargan import (StarGAN, StarGANDecay, StarGANDiscriminator,
-                                         StarGANGenerator)
+                                         StarGANGenerator, grid_target_labels,
+                                         hair_color_indices, sample_target_labels)
 
 
 def _rng(seed=0):
@@ -248,7 +247,7 @@ ROWS = [("000001.jpg", [-1, 1, -1, 1, -1]), ("000002.jpg", [-1, -1, 1, -1, 1]),
 
 def test_read_celeba_attributes(tmp_path):
     path = _write_attr_file(tmp_path / "list_attr_celeba.txt", ROWS)
-    files, labels = data_stargan.read_celeba_attributes(path, ["Blond_Hair", "Young", "Male"])
+    files, labels = data_labels.read_celeba_attributes(path, ["Blond_Hair", "Young", "Male"])
     assert files == ["000001.jpg", "000002.jpg", "000003.jpg"]
     np.testing.assert_array_equal(labels, [[0, 0, 1], [1, 1, 0], [0, 1, 1]])
 
@@ -265,7 +264,7 @@ def test_read_celeba_attributes(tmp_path):
 def test_read_celeba_attributes_errors(tmp_path, rows, count, attrs, message):
     path = _write_attr_file(tmp_path / "list_attr_celeba.txt", rows, count)
     with pytest.raises(ValueError, match=message) as info:
-        data_stargan.read_celeba_attributes(path, attrs)
+        data_labels.read_celeba_attributes(path, attrs)
     assert "\n" not in str(info.value)
 
 
@@ -276,8 +275,8 @@ def test_celeba_split_is_the_reference_split():
     random.shuffle(lines)
     test = [line for i, line in enumerate(lines) if (i + 1) < 2000]
     train = [line for i, line in enumerate(lines) if not (i + 1) < 2000]
-    assert data_stargan.celeba_split(n, "test") == test and len(test) == 1999
-    assert data_stargan.celeba_split(n, "train") == train
+    assert data_labels.celeba_split(n, "test") == test and len(test) == 1999
+    assert data_labels.celeba_split(n, "train") == train
 
 
 def _write_images(folder, names, size=(40, 50), seed=0):
@@ -296,10 +295,10 @@ def test_celeba_dataset_crops_and_labels(tmp_path):
     arrays = _write_images(tmp_path / "img", names)
     path = _write_attr_file(tmp_path / "attrs.txt", rows)
     # 3 images < 1999: all are in the reference's test split, in shuffled order.
-    ds = data_stargan.celeba_dataset(str(tmp_path / "img"), path, ["Male", "Young"], image_size=32,
+    ds = data_labels.celeba_dataset(str(tmp_path / "img"), path, ["Male", "Young"], image_size=32,
                                      crop_size=32, batch_size=3, mode="test")
     images, labels = next(iter(ds))
-    order = data_stargan.celeba_split(3, "test")
+    order = data_labels.celeba_split(3, "test")
     for b, i in enumerate(order):
         # 40x50 (w x h): torchvision CenterCrop(32) takes rows 9..40, columns 4..35.
         expected = arrays[names[i]][9:41, 4:36].astype(np.float32) / 255.0 * 2 - 1
@@ -308,11 +307,11 @@ def test_celeba_dataset_crops_and_labels(tmp_path):
                                       [ROWS[i][1][3] == 1, ROWS[i][1][4] == 1])
     # Training: reference train split is empty for 3 images, so flips are checked on the
     # loader and on a train pipeline over the same files.
-    flipped = data_stargan.load_image(str(tmp_path / "img" / names[0]), 32, 32, flip=True)
+    flipped = data_labels.read_cropped(str(tmp_path / "img" / names[0]), 32, 32, flip=True)
     np.testing.assert_allclose(flipped, arrays[names[0]][:, ::-1][9:41, 4:36] / 255.0 * 2 - 1,
                                atol=1e-6)
     paths = [str(tmp_path / "img" / n) for n in names]
-    train = data_stargan._image_dataset(paths * 4, np.zeros((12, 1)), 32, 32, 12, True, seed=3)
+    train = data_labels.labelled_image_dataset(paths * 4, np.zeros((12, 1)), 32, 32, 12, True, seed=3)
     images, _ = next(iter(train))
     crops = {n: arrays[n][9:41, 4:36] / 255.0 * 2 - 1 for n in names}
     kinds = set()
@@ -328,23 +327,23 @@ def test_celeba_dataset_missing_images(tmp_path):
     _write_images(tmp_path / "img", ["000001.jpg", "000003.jpg"])
     path = _write_attr_file(tmp_path / "attrs.txt", ROWS)
     with pytest.raises(ValueError, match="1 of 3 images listed in attrs.txt are missing .*000002.jpg"):
-        data_stargan.celeba_dataset(str(tmp_path / "img"), path, ["Male"], mode="test")
+        data_labels.celeba_dataset(str(tmp_path / "img"), path, ["Male"], mode="test")
 
 
 def test_domain_folders_and_unified_labels(tmp_path):
     _write_images(tmp_path / "rafd" / "sad", ["a.png", "b.png"], size=(16, 16))
     _write_images(tmp_path / "rafd" / "happy", ["c.png"], size=(16, 16))
-    ds, names = data_stargan.domain_folder_dataset(str(tmp_path / "rafd"), image_size=16,
+    ds, names = data_labels.domain_folder_dataset(str(tmp_path / "rafd"), image_size=16,
                                                    crop_size=None, batch_size=3, mode="test")
     assert names == ["happy", "sad"]
     _, labels = next(iter(ds))
     np.testing.assert_array_equal(labels.numpy(), [[1, 0], [0, 1], [0, 1]])
     os.makedirs(tmp_path / "rafd" / "angry")
-    with pytest.raises(ValueError, match="angry holds no images"):
-        data_stargan.domain_folder_dataset(str(tmp_path / "rafd"))
-    u = data_stargan.unified_labels(np.array([[1, 0, 1]], np.float32), 0, (3, 2))
+    with pytest.raises(ValueError, match="angry' holds no images"):
+        data_labels.domain_folder_dataset(str(tmp_path / "rafd"))
+    u = data_labels.unified_labels(np.array([[1, 0, 1]], np.float32), 0, (3, 2))
     np.testing.assert_array_equal(u.numpy(), [[1, 0, 1, 0, 0, 1, 0]])
-    u = data_stargan.unified_labels(np.array([[0, 1]], np.float32), 1, (3, 2))
+    u = data_labels.unified_labels(np.array([[0, 1]], np.float32), 1, (3, 2))
     np.testing.assert_array_equal(u.numpy(), [[0, 0, 0, 0, 1, 0, 1]])
 
 
@@ -392,7 +391,7 @@ def test_two_dataset_step_trains_generator_on_both_halves_of_an_iteration():
     celeba = tf.data.Dataset.from_tensors(
         (_tiny_images(2, seed=1), np.array([[1, 0, 1], [0, 1, 0]], np.float32)))
     rafd = tf.data.Dataset.from_tensors((_tiny_images(2, seed=2), np.eye(2, dtype=np.float32)))
-    both = data_stargan.multi_dataset([celeba, rafd])
+    both = data_labels.multi_dataset([celeba, rafd])
     first, second = list(both.take(2).as_numpy_iterator())
     np.testing.assert_array_equal(first[1], [[1, 0, 1, 0, 0, 1, 0], [0, 1, 0, 0, 0, 1, 0]])
     np.testing.assert_array_equal(second[1], [[0, 0, 0, 1, 0, 0, 1], [0, 0, 0, 0, 1, 0, 1]])

@@ -12,11 +12,8 @@ from keras import layers, ops
 
 from tf_translate.layers import InstanceNormalization
 from tf_translate.layers.initializers import torch_bias_init, torch_kernel_init
-from tf_translate.losses import l1_loss
-from tf_translate.losses_stargan import (classification_loss, gradient_penalty,
-                                         grid_target_labels, hair_color_indices,
-                                         sample_target_labels, wgan_critic_loss,
-                                         wgan_generator_loss)
+from tf_translate.losses import (classification_loss, gradient_penalty, l1_loss,
+                                 wgan_critic_loss, wgan_generator_loss)
 from tf_translate.models.base import TranslationModel, current_learning_rate, make_adam
 from tf_translate.models.cyclegan import conv
 
@@ -224,6 +221,75 @@ class StarGANDiscriminator(keras.Model):
                 "num_domains": self.num_domains, "num_layers": self.num_layers, "name": self.name}
 
 
+# ---------------------------------------------------------------------------------
+# Target labels (yunjey `solver.py`: the label permutation in `train`, `create_labels`).
+
+# The attributes yunjey's `create_labels` treats as mutually exclusive hair colours.
+HAIR_COLOR_ATTRIBUTES = ("Black_Hair", "Blond_Hair", "Brown_Hair", "Gray_Hair")
+
+
+def sample_target_labels(labels, seed):
+    """Training targets the reference's way: the batch's own labels, permuted.
+
+    yunjey draws `rand_idx = torch.randperm(B)` and uses `label_org[rand_idx]` as the
+    target for every dataset (CelebA and RaFD, one- or multi-dataset). So targets are
+    always real label combinations from the data (hair colours stay one-hot without a
+    rule, attribute frequencies follow the data), and a sample may draw its own label.
+    The "one hair colour, flip the other attributes" rule is `create_labels`, used only
+    for the fixed sample grid and testing: see `grid_target_labels`.
+
+    Args:
+        labels: [B, C] labels of the batch (unified labels with their mask included).
+        seed: int32 tensor of shape [2] for the stateless RNG (XLA-compatible, and
+            reproducible from the step counter).
+    Returns:
+        [B, C] target labels (same dtype).
+    Reference: `Solver.train` / `train_multi` in yunjey `solver.py`.
+    """
+    batch = tf.shape(labels)[0]
+    order = tf.argsort(tf.random.stateless_uniform([batch], seed=seed))
+    return tf.gather(labels, order)
+
+
+def hair_color_indices(attrs):
+    """Indices of the hair-colour attributes among `attrs` (yunjey's list)."""
+    return [i for i, name in enumerate(attrs) if name in HAIR_COLOR_ATTRIBUTES]
+
+
+def grid_target_labels(labels, hair_colors=(), multi_label=True):
+    """The fixed targets of the results grid: one label batch per domain column.
+
+    Multi-label: for column i, if attribute i is a hair colour it is set to 1 and the
+    other hair colours to 0; otherwise attribute i is reversed (0 <-> 1) and the rest
+    kept. Single-label: column i is the one-hot of domain i for every image.
+
+    Args:
+        labels: [B, C] original labels (0/1).
+        hair_colors: indices of the mutually exclusive hair colours
+            (`hair_color_indices(attrs)`).
+        multi_label: CelebA-style attributes (True) or one-hot domains (False).
+    Returns:
+        list of C float32 tensors [B, C].
+    Reference: `Solver.create_labels` in yunjey `solver.py`.
+    """
+    labels = tf.cast(labels, tf.float32)
+    num = labels.shape[-1]
+    batch = tf.shape(labels)[0]
+    targets = []
+    for i in range(num):
+        if not multi_label:
+            targets.append(tf.tile(tf.one_hot([i], num), [batch, 1]))
+            continue
+        column = tf.one_hot(i, num)
+        if i in hair_colors:
+            others = tf.reduce_sum(tf.one_hot(list(hair_colors), num), axis=0) - column
+            target = labels * (1.0 - others) * (1.0 - column) + column
+        else:
+            target = labels + column * (1.0 - 2.0 * labels)  # flips entry i only
+        targets.append(target)
+    return targets
+
+
 @keras.saving.register_keras_serializable(package="tf_translate")
 class StarGANDecay(keras.optimizers.schedules.LearningRateSchedule):
     """yunjey's step-wise linear decay, as a schedule of one optimizer's own step.
@@ -279,8 +345,8 @@ class StarGAN(TranslationModel):
     D_cls). `fit` takes `(images, labels)` batches: labels [B, num_domains] of 0/1
     attributes (`multi_label=True`, CelebA) or one-hots (RaFD). With a second dataset
     (`num_domains_2 > 0`, the reference's `--dataset Both`) labels are the unified
-    `[c1, c2, mask]` of `data_stargan.unified_labels`, each batch from one dataset
-    (`data_stargan.multi_dataset` alternates them), and only the known labels are
+    `[c1, c2, mask]` of `data_labels.unified_labels`, each batch from one dataset
+    (`data_labels.multi_dataset` alternates them), and only the known labels are
     classified (the mask vector).
 
     One `train_step` is one critic update (the reference iteration; with two datasets,
