@@ -17,8 +17,10 @@ EPS = 1e-5
 def np_mix(x, w_in, w_ln, ddof=1):
     """w_in * IN(x) + w_ln * LN(x), NHWC, variance with `ddof`."""
     x = x.astype(np.float64)
-    out_in = (x - x.mean((1, 2), keepdims=True)) / np.sqrt(x.var((1, 2), ddof=ddof, keepdims=True) + EPS)
-    out_ln = (x - x.mean((1, 2, 3), keepdims=True)) / np.sqrt(x.var((1, 2, 3), ddof=ddof, keepdims=True) + EPS)
+    def norm(axes):
+        return (x - x.mean(axes, keepdims=True)) / np.sqrt(x.var(axes, ddof=ddof, keepdims=True) + EPS)
+
+    out_in, out_ln = norm((1, 2)), norm((1, 2, 3))
     return w_in * out_in + w_ln * out_ln
 
 
@@ -30,7 +32,8 @@ def np_softmax(z):
 def features(seed=0, shape=(2, 5, 7, 3)):
     rng = np.random.default_rng(seed)
     # Per-channel offsets and scales so IN and LN statistics differ.
-    return (rng.normal(size=shape) * rng.uniform(0.5, 3.0, size=shape[-1]) + rng.normal(size=shape[-1])).astype("float32")
+    x = rng.normal(size=shape) * rng.uniform(0.5, 3.0, size=shape[-1]) + rng.normal(size=shape[-1])
+    return x.astype("float32")
 
 
 def test_adalin_matches_unbiased_numpy():
@@ -56,7 +59,9 @@ def test_lin_matches_unbiased_numpy():
     layer = LIN()
     layer.build(x.shape)
     np.testing.assert_allclose(layer.rho.numpy(), 0.0)
-    rho, gamma, beta = np.array([0.0, 0.4, 0.9], "f"), np.array([1.5, -0.5, 2.0], "f"), np.array([0.1, 0.2, -0.3], "f")
+    rho = np.array([0.0, 0.4, 0.9], "float32")
+    gamma = np.array([1.5, -0.5, 2.0], "float32")
+    beta = np.array([0.1, 0.2, -0.3], "float32")
     layer.rho.assign(rho)
     layer.gamma.assign(gamma)
     layer.beta.assign(beta)

@@ -25,6 +25,11 @@ def torch_matrix(kernel):
     return kernel.reshape(-1, kernel.shape[-1]).T.astype(np.float64)
 
 
+def np_conv(x, kernel, bias):
+    """'valid' conv of NHWC x with a float64 kernel (the conv op itself is not under test)."""
+    return keras.ops.convert_to_numpy(keras.ops.conv(x, kernel.astype("float32"))) + bias
+
+
 def built_conv_sn(seed=0):
     keras.utils.set_random_seed(seed)
     layer = SpectralNorm(keras.layers.Conv2D(5, 3, padding="valid"))
@@ -44,7 +49,7 @@ def test_one_training_call_is_one_torch_power_iteration():
     got = keras.ops.convert_to_numpy(layer(x, training=True))
     np.testing.assert_allclose(layer.u.numpy(), u, atol=1e-6)
     np.testing.assert_allclose(layer.v.numpy(), v, atol=1e-6)
-    want = keras.ops.convert_to_numpy(keras.ops.conv(x, (kernel / sigma).astype("float32"))) + layer.layer.bias.numpy()
+    want = np_conv(x, kernel / sigma, layer.layer.bias.numpy())
     np.testing.assert_allclose(got, want, atol=1e-5)
     # The raw kernel stays the trainable weight (Keras' SpectralNormalization would
     # have overwritten it with W / sigma).
@@ -73,7 +78,7 @@ def test_u_and_v_are_updated_only_in_training():
     np.testing.assert_array_equal(layer.v.numpy(), v0)
     # Inference uses the stored u, v as they are (torch eval): sigma = u0 W v0.
     sigma0 = u0 @ torch_matrix(layer.layer.kernel.numpy()) @ v0
-    want = keras.ops.convert_to_numpy(keras.ops.conv(x, (layer.layer.kernel.numpy() / sigma0).astype("float32"))) + layer.layer.bias.numpy()
+    want = np_conv(x, layer.layer.kernel.numpy() / sigma0, layer.layer.bias.numpy())
     np.testing.assert_allclose(keras.ops.convert_to_numpy(out0), want, rtol=1e-4, atol=1e-5)
     layer(x, training=True)
     assert np.abs(layer.u.numpy() - u0).max() > 1e-3

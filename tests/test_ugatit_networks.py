@@ -132,6 +132,25 @@ def test_mixed_precision_generator_is_close_to_float32():
     np.testing.assert_allclose(out[1].numpy(), expected[1], rtol=2e-2, atol=2e-2)
 
 
+def test_mixed_precision_discriminator_is_close_to_float32():
+    x = random_images(1, 64)
+    discriminator = UGATITDiscriminator(filters=8, num_layers=5)
+    discriminator(x, training=True)
+    expected = [t.numpy() for t in discriminator(x)]
+    keras.mixed_precision.set_global_policy("mixed_float16")
+    try:
+        half = UGATITDiscriminator(filters=8, num_layers=5)
+        half.build((None, 64, 64, 3))
+        half.set_weights(discriminator.get_weights())  # includes u, v
+        out = half(x)
+    finally:
+        keras.mixed_precision.set_global_policy("float32")
+    assert half.cam.gap_fc.u.dtype == "float32"  # power-iteration state stays float32
+    for got, want in zip(out, expected):
+        assert got.dtype == tf.float32
+        assert np.abs(got.numpy() - want).max() < 1e-2 * np.abs(want).max()
+
+
 @pytest.mark.parametrize("make, size", [
     (lambda: UGATITGenerator(filters=4, num_residual_blocks=1, light=True), 32),
     (lambda: UGATITGenerator(filters=4, num_residual_blocks=1, image_size=32), 32),
