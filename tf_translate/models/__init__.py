@@ -1,10 +1,12 @@
 """The training models by name: one table, one `build_model`."""
 
 from tf_translate.models.cyclegan import CycleGAN, PatchGANDiscriminator, ResNetGenerator
+from tf_translate.models.stargan import StarGAN
 
 # name -> (training model class, preset keyword arguments). Overrides win over presets.
 MODELS = {
     "cyclegan": (CycleGAN, {}),
+    "stargan": (StarGAN, {}),
 }
 
 
