@@ -38,11 +38,20 @@ def parse_args(argv):
     translate.add_argument("--output", required=True, help="folder for the translated images")
     translate.add_argument("--direction", default="a2b")
 
-    export = commands.add_parser("export", help="export a generator as a SavedModel for TF Serving")
+    export = commands.add_parser("export", help="export a generator as a SavedModel (TF Serving) or TFLite file")
     export.add_argument("--run-dir", required=True)
-    export.add_argument("--output", required=True, help="model folder; the SavedModel goes to OUTPUT/VERSION")
+    export.add_argument("--output", required=True,
+                        help="savedmodel: model folder, written to OUTPUT/VERSION; tflite: the .tflite file")
     export.add_argument("--direction", default="a2b")
     export.add_argument("--version", type=int, default=1)
+    export.add_argument("--format", default="savedmodel", choices=["savedmodel", "tflite"])
+    export.add_argument("--quantize", default="none", choices=["none", "fp16", "int8", "int8-full"],
+                        help="tflite: float32, float16 weights, int8 weights, or int8 weights and activations")
+    export.add_argument("--image-size", type=int, help="tflite: the fixed input size (default: the run's)")
+    export.add_argument("--io", default="uint8", choices=["uint8", "float"],
+                        help="tflite: uint8 pixels in and out, or float32 in [-1, 1]")
+    export.add_argument("--representative", help="int8-full: image folder for calibration "
+                        "(default: the run's training folder of the source domain)")
 
     imports = commands.add_parser("import-torch", help="convert a reference PyTorch generator checkpoint")
     imports.add_argument("--model", required=True, help="cyclegan (junyanz latest_net_G_A.pth)")
@@ -84,12 +93,35 @@ def run(args):
         from tf_translate.training import load_run
         model, record = load_run(args.run_dir)
         check_imported_direction(record, args.direction)
-        path = export_saved_model(pick_generator(model, args.direction), args.output, args.version)
-        print(f"SavedModel written to {path}")
+        generator = pick_generator(model, args.direction)
+        if args.format == "tflite":
+            export_tflite_file(args, generator, record)
+        else:
+            path = export_saved_model(generator, args.output, args.version)
+            print(f"SavedModel written to {path}")
     elif args.command == "import-torch":
         from tf_translate.torch_import import import_torch
         path = import_torch(args.model, args.checkpoint, args.output, args.checkpoint_b)
         print(f"imported {args.checkpoint} into {path}")
+
+
+def export_tflite_file(args, generator, record):
+    from tf_translate.export import export_tflite
+
+    image_size = args.image_size or record.get("config", {}).get("image_size") or 256
+    representative = args.representative
+    if args.quantize == "int8-full" and representative is None:
+        data = record.get("flags", {}).get("data")
+        if not data:
+            raise ValueError("int8-full needs calibration images: pass --representative FOLDER")
+        from tf_translate.data import domain_folders
+        if args.direction not in ("a2b", "b2a"):
+            raise ValueError("int8-full needs calibration images: pass --representative FOLDER")
+        representative = domain_folders(data)[0 if args.direction == "a2b" else 1]
+    size = export_tflite(generator, args.output, image_size, quantize=args.quantize,
+                         representative_images=representative, io=args.io)
+    print(f"TFLite ({args.quantize}, {args.io} in/out, {image_size}x{image_size}) written to "
+          f"{args.output}: {size / 1e6:.1f} MB")
 
 
 def translate_images(args):

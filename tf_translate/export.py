@@ -1,4 +1,4 @@
-"""SavedModel export with TF Serving signatures.
+"""SavedModel export with TF Serving signatures, and TFLite export for phones.
 
 The exported module holds one float32 generator and two signatures:
 - `serving_default`: uint8 `[batch, height, width, 3]` in, uint8 out (input key
@@ -6,6 +6,8 @@ The exported module holds one float32 generator and two signatures:
   multiple and cropping back happen inside, so clients send raw pixels of any size.
 - `translate_float`: float32 [-1, 1] in and out, same keys and shape rules.
 It loads with plain `tf.saved_model.load` and needs no tf_translate at serving time.
+
+`export_tflite` writes a fixed-size .tflite file (see the TFLite section below).
 """
 
 import os
@@ -79,3 +81,175 @@ def export_saved_model(generator, output_dir, version=1, fixed_size=None):
     tf.saved_model.save(module, path, signatures={
         "serving_default": module.serving_default, "translate_float": module.translate_float})
     return path
+
+
+# ---------------------------------------------------------------------------------------
+# TFLite
+#
+# One signature, `serving_default`, with a fixed input shape [1, size, size, 3] chosen at
+# export (mobile runtimes plan memory for fixed shapes):
+# - io="uint8": uint8 RGB pixels in and out (input key `images`, output key `images`);
+#   scaling to [-1, 1] and back (round, clip) happen inside the model.
+# - io="float": float32 in [-1, 1] in and out, for callers doing their own pre/post-processing.
+# Quantization modes: "none" (float32), "fp16" (float16 weights, float32 compute),
+# "int8" (int8 weights, float activations: dynamic range) and "int8-full" (int8 weights
+# and activations calibrated on representative images; the uint8 pixels are converted
+# to and from int8 at the model's edges, so the file's io types do not change).
+
+QUANTIZE_MODES = ("none", "fp16", "int8", "int8-full")
+IO_TYPES = ("uint8", "float")
+
+
+def representative_pixels(images, image_size, count=64):
+    """uint8 [1, size, size, 3] batches from a folder (the training images) or arrays."""
+    import numpy as np
+    from PIL import Image
+
+    from tf_translate.data import list_images, read_rgb
+
+    if isinstance(images, (str, os.PathLike)):
+        arrays = (read_rgb(path, size=image_size) for path in list_images(os.fspath(images))[:count])
+    else:
+        arrays = (np.asarray(Image.fromarray(np.asarray(image, np.uint8)).resize(
+            (image_size, image_size), Image.BICUBIC)) for image in list(images)[:count])
+    batches = [array[None] for array in arrays]
+    if not batches:
+        raise ValueError("int8-full quantization needs at least one representative image")
+    return batches
+
+
+def unsupported_ops_message(error):
+    """A one-line explanation of a TFLite conversion failure, naming the TF ops it rejected."""
+    import re
+
+    text = str(error)
+    ops = sorted(set(re.findall(r"'tf\.(\w+)' op is neither a custom op nor a flex op", text)))
+    if ops:
+        return (f"cannot convert to TFLite with builtin ops only: TensorFlow op(s) {', '.join(ops)} "
+                "have no TFLite builtin kernel (they would need Select TF ops)")
+    lines = [line.strip() for line in text.splitlines() if "error:" in line]
+    return "TFLite conversion failed: " + (lines[0] if lines else text.strip().splitlines()[0])
+
+
+def export_tflite(generator, path, image_size, quantize="none", representative_images=None,
+                  io="uint8", multiple=4, representative_count=64):
+    """Writes `generator` as a .tflite file with builtin ops only.
+
+    Args:
+        generator: a Keras generator mapping [-1, 1] images to [-1, 1] images.
+        path: the .tflite file to write.
+        image_size: the fixed input height and width.
+        quantize: "none", "fp16", "int8" (dynamic range) or "int8-full".
+        representative_images: for "int8-full": a folder of images (e.g. the training
+            folder of the source domain) or a sequence of uint8 RGB arrays; the first
+            `representative_count` are resized to `image_size` and calibrate the ranges.
+        io: "uint8" (pixels in and out) or "float" ([-1, 1] in and out).
+        multiple: the generator's size multiple (4 for two stride-2 down-samplings).
+    Returns:
+        the size of the file in bytes.
+    """
+    import tempfile
+    import warnings
+
+    if quantize not in QUANTIZE_MODES:
+        raise ValueError(f"quantize must be one of {', '.join(QUANTIZE_MODES)}, got {quantize!r}")
+    if io not in IO_TYPES:
+        raise ValueError(f"io must be one of {', '.join(IO_TYPES)}, got {io!r}")
+    if image_size % multiple:
+        raise ValueError(f"image size must be a multiple of {multiple} for this generator, got {image_size}")
+    if quantize == "int8-full" and representative_images is None:
+        raise ValueError("int8-full quantization needs representative images (e.g. the training folder)")
+    generator = float32_copy(generator)
+
+    def translate_uint8(images):
+        out = first_output(generator(tf.cast(images, tf.float32) / 127.5 - 1.0, training=False))
+        pixels = tf.clip_by_value(tf.round((tf.cast(out, tf.float32) + 1.0) * 127.5), 0.0, 255.0)
+        return {"images": tf.cast(pixels, tf.uint8)}
+
+    def translate_float(images):
+        return {"images": tf.cast(first_output(generator(images, training=False)), tf.float32)}
+
+    dtype = tf.uint8 if io == "uint8" else tf.float32
+    spec = tf.TensorSpec([1, image_size, image_size, 3], dtype, name="images")
+    # Keras' ExportArchive tracks every variable of the generator, so the converter
+    # freezes all of them into constants; a plain tf.Module left the variables of nested
+    # layers as resource variables (VAR_HANDLE ops reading uninitialised values).
+    archive = keras.export.ExportArchive()
+    archive.track(generator)
+    archive.add_endpoint("serving_default", translate_uint8 if io == "uint8" else translate_float, [spec])
+    with tempfile.TemporaryDirectory() as saved_model_dir:
+        archive.write_out(saved_model_dir, verbose=False)
+        converter = tf.lite.TFLiteConverter.from_saved_model(saved_model_dir)
+        converter.target_spec.supported_ops = [tf.lite.OpsSet.TFLITE_BUILTINS]
+        if quantize != "none":
+            converter.optimizations = [tf.lite.Optimize.DEFAULT]
+        if quantize == "fp16":
+            converter.target_spec.supported_types = [tf.float16]
+        if quantize == "int8-full":
+            batches = representative_pixels(representative_images, image_size, representative_count)
+            if io == "float":
+                batches = [batch.astype("float32") / 127.5 - 1.0 for batch in batches]
+            converter.representative_dataset = lambda: ({"images": batch} for batch in batches)
+            converter.target_spec.supported_ops = [tf.lite.OpsSet.TFLITE_BUILTINS_INT8]
+        try:
+            with warnings.catch_warnings():  # calibration runs the deprecated tf.lite.Interpreter
+                warnings.simplefilter("ignore")
+                flatbuffer = converter.convert()
+        except Exception as error:  # ConverterError; its module path is not public API
+            raise ValueError(unsupported_ops_message(error)) from None
+    os.makedirs(os.path.dirname(os.path.abspath(path)), exist_ok=True)
+    with open(path, "wb") as file:
+        file.write(flatbuffer)
+    return len(flatbuffer)
+
+
+def tflite_interpreter(model, num_threads=None):
+    """A TFLite interpreter for a file path or flatbuffer bytes.
+
+    LiteRT (`ai-edge-litert`, the `tflite` extra) when installed; otherwise TF's own
+    `tf.lite.Interpreter`, which TF 2.21 still ships but marks as deprecated.
+    """
+    import warnings
+
+    kwargs = {"model_content": model} if isinstance(model, (bytes, bytearray)) else {"model_path": os.fspath(model)}
+    try:
+        from ai_edge_litert.interpreter import Interpreter
+    except ImportError:
+        Interpreter = tf.lite.Interpreter
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        return Interpreter(num_threads=num_threads, **kwargs)
+
+
+class TFLiteTranslator:
+    """Runs an exported .tflite generator on NHWC images of its fixed size.
+
+    Args:
+        model: the .tflite path (or its bytes).
+        num_threads: interpreter threads (None: the runtime's default).
+    """
+
+    def __init__(self, model, num_threads=None):
+        self.interpreter = tflite_interpreter(model, num_threads)
+        self.runner = self.interpreter.get_signature_runner("serving_default")
+        details = self.runner.get_input_details()["images"]
+        self.input_shape = tuple(int(n) for n in details["shape"])
+        self.input_dtype = details["dtype"]
+        self.image_size = self.input_shape[1]
+
+    def __call__(self, images):
+        """Translates `images` ([h, w, 3] or [1, h, w, 3], uint8 or [-1, 1] float per the file)."""
+        import numpy as np
+
+        images = np.asarray(images)
+        if images.ndim == 3:
+            images = images[None]
+        if tuple(images.shape) != self.input_shape:
+            raise ValueError(f"this TFLite model takes {self.image_size}x{self.image_size} RGB images "
+                             f"(fixed at export with --image-size); got shape {tuple(images.shape)}: "
+                             f"resize the image or export again with --image-size")
+        if images.dtype != self.input_dtype:
+            raise ValueError(f"this TFLite model takes {np.dtype(self.input_dtype).name} input "
+                             f"({'pixels 0-255' if self.input_dtype == np.uint8 else 'values in [-1, 1]'}); "
+                             f"got {images.dtype}")
+        return self.runner(images=images)["images"]
