@@ -57,11 +57,16 @@ class TranslationModel(keras.Model):
         if tf.distribute.has_strategy() and tf.distribute.get_strategy().num_replicas_in_sync > 1:
             jit_compile = False
         super().compile(optimizer=None, jit_compile=jit_compile)
+        self.build_optimizers()
 
     def build_optimizers(self):
-        """Creates optimizer slots now, so a checkpoint can be loaded before training."""
+        """Creates the optimizer slots now, outside any traced step: a checkpoint can then
+        be loaded before training, and under a distribution strategy the slots are made
+        in its scope rather than inside the replicated function (which fails)."""
         for name, variables in self.optimizer_variables().items():
-            getattr(self, name).build(variables)
+            optimizer = getattr(self, name)
+            if not optimizer.built:
+                optimizer.build(variables)
 
     @staticmethod
     def replicas():

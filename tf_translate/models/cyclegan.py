@@ -15,8 +15,14 @@ from tf_translate.losses import l1_loss, lsgan_fake_loss, lsgan_real_loss
 from tf_translate.models.base import TranslationModel, current_learning_rate, make_adam
 from tf_translate.schedules import LinearDecay
 
-# junyanz `init_weights(init_type="normal", init_gain=0.02)`: conv weights N(0, 0.02), bias 0.
-REFERENCE_INIT = keras.initializers.RandomNormal(mean=0.0, stddev=0.02)
+
+def reference_init():
+    """junyanz `init_weights("normal", 0.02)`: conv weights N(0, 0.02), biases 0.
+
+    A new initializer per layer: one unseeded Keras initializer instance returns the
+    same values on every call, which would start equal-shaped layers identical.
+    """
+    return keras.initializers.RandomNormal(mean=0.0, stddev=0.02)
 
 
 def conv(filters, kernel_size, strides=1, padding=0, use_bias=True, name=None):
@@ -28,7 +34,7 @@ def conv(filters, kernel_size, strides=1, padding=0, use_bias=True, name=None):
     """
     conv_layer = layers.Conv2D(
         filters, kernel_size, strides=strides, padding="valid", use_bias=use_bias,
-        kernel_initializer=REFERENCE_INIT, name=name)
+        kernel_initializer=reference_init(), name=name)
     if not padding:
         return conv_layer
     return keras.Sequential([layers.ZeroPadding2D(padding), conv_layer], name=name and name + "_padded")
@@ -124,7 +130,7 @@ class ResNetGenerator(keras.Model):
         # row and column gives the reference's grid exactly.
         return keras.Sequential([
             layers.Conv2DTranspose(filters, 3, strides=2, padding="valid",
-                                   kernel_initializer=REFERENCE_INIT),
+                                   kernel_initializer=reference_init()),
             layers.Cropping2D(((1, 0), (1, 0))),
         ])
 

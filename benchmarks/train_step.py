@@ -1,0 +1,120 @@
+"""Train-step speed and memory: first-step (compile) seconds, median step seconds,
+images/s and peak RSS, per execution mode and precision, optionally beside the PyTorch
+reference (`../shared/bench/torch_ref.py`). Each configuration runs in its own process
+so peak memory and the dtype policy do not leak between rows.
+
+    python benchmarks/train_step.py --model cyclegan --size 128 --batch 1 \
+        --modes xla,function,eager --precisions float32,mixed_float16 --torch-ref
+
+Run it alone on the machine: two heavy jobs on 2 cores make both figures worthless.
+"""
+
+import argparse
+import json
+import os
+import resource
+import statistics
+import subprocess
+import sys
+import time
+
+HERE = os.path.dirname(os.path.abspath(__file__))
+TORCH_REF = os.path.join(HERE, "..", "..", "shared", "bench", "torch_ref.py")
+
+
+def batch_for(model_name, model, size, batch):
+    """Random training data in the model's `fit` format."""
+    import numpy as np
+    rng = np.random.default_rng(0)
+    images = lambda: rng.uniform(-1, 1, (batch, size, size, 3)).astype("float32")
+    if model_name == "stargan":
+        labels = rng.integers(0, 2, (batch, model.num_domains)).astype("float32")
+        return images(), labels
+    return images(), images()
+
+
+def run_one(args):
+    """Child process: one model, mode and precision; prints one JSON line."""
+    import keras
+    import tensorflow as tf
+    from tf_translate import build_model
+
+    keras.mixed_precision.set_global_policy(args.precision)
+    overrides = json.loads(args.overrides)
+    model = build_model(args.model, image_size=args.size, **overrides)
+    model.compile(jit_compile=args.mode == "xla")
+    data = batch_for(args.model, model, args.size, args.batch)
+    data = tuple(tf.constant(x) for x in data)
+    step = {"eager": model.train_step,
+            "function": tf.function(model.train_step),
+            "xla": tf.function(model.train_step, jit_compile=True)}[args.mode]
+    times = []
+    for _ in range(args.steps + 1):
+        start = time.perf_counter()
+        logs = step(data)
+        float(next(iter(logs.values())))  # wait for the step to finish
+        times.append(time.perf_counter() - start)
+    median = statistics.median(times[1:])
+    print(json.dumps({"first_step_s": times[0], "step_s": median, "images_per_s": args.batch / median,
+                      "peak_rss_mb": resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024}))
+
+
+def child(argv):
+    done = subprocess.run([sys.executable, __file__, "--child"] + argv, capture_output=True, text=True,
+                          env={**os.environ, "TF_CPP_MIN_LOG_LEVEL": "2"})
+    lines = [l for l in done.stdout.splitlines() if l.startswith("{")]
+    if done.returncode or not lines:
+        return {"error": (done.stderr.strip().splitlines() or ["failed"])[-1][:80]}
+    return json.loads(lines[-1])
+
+
+def main():
+    parser = argparse.ArgumentParser()
+    parser.add_argument("--model", default="cyclegan")
+    parser.add_argument("--size", type=int, default=128)
+    parser.add_argument("--batch", type=int, default=1)
+    parser.add_argument("--steps", type=int, default=5, help="timed steps after the first")
+    parser.add_argument("--modes", default="xla,function,eager")
+    parser.add_argument("--precisions", default="float32,mixed_float16")
+    parser.add_argument("--overrides", default="{}", help="JSON constructor overrides")
+    parser.add_argument("--torch-ref", action="store_true", help="also time ../shared/bench/torch_ref.py")
+    parser.add_argument("--torch-args", default="", help="extra torch_ref.py arguments, e.g. '--light 1'")
+    parser.add_argument("--child", action="store_true")
+    parser.add_argument("--mode", default="xla")
+    parser.add_argument("--precision", default="float32")
+    args = parser.parse_args()
+    if args.child:
+        return run_one(args)
+
+    rows = []
+    for precision in args.precisions.split(","):
+        for mode in args.modes.split(","):
+            result = child(["--model", args.model, "--size", str(args.size), "--batch", str(args.batch),
+                            "--steps", str(args.steps), "--mode", mode, "--precision", precision,
+                            "--overrides", args.overrides])
+            rows.append((f"tf_translate {mode}", precision, result))
+            print(f"  done: {mode} {precision}: {result}", file=sys.stderr)
+    torch_step = None
+    if args.torch_ref:
+        command = [sys.executable, TORCH_REF, "--model", args.model, "--size", str(args.size),
+                   "--batch", str(args.batch), "--threads", str(os.cpu_count())] + args.torch_args.split()
+        done = subprocess.run(command, capture_output=True, text=True)
+        ref = json.loads([l for l in done.stdout.splitlines() if l.startswith("{")][-1])
+        torch_step = ref["sec_per_iter_median"]
+        rows.append(("PyTorch reference", "float32", {"first_step_s": float("nan"), "step_s": torch_step,
+                     "images_per_s": args.batch / torch_step, "peak_rss_mb": ref.get("peak_rss_mb", float("nan"))}))
+
+    print(f"\n{args.model} train step, {args.size} px, batch {args.batch}, {os.cpu_count()} cores")
+    print(f"| implementation | precision | first step s | step s | images/s | peak MB | vs PyTorch |")
+    print(f"|---|---|---:|---:|---:|---:|---:|")
+    for name, precision, r in rows:
+        if "error" in r:
+            print(f"| {name} | {precision} | error: {r['error']} | | | | |")
+            continue
+        ratio = f"{r['step_s'] / torch_step:.2f}x" if torch_step else ""
+        print(f"| {name} | {precision} | {r['first_step_s']:.1f} | {r['step_s']:.3f} | "
+              f"{r['images_per_s']:.2f} | {r['peak_rss_mb']:.0f} | {ratio} |")
+
+
+if __name__ == "__main__":
+    main()
