@@ -1,0 +1,132 @@
+"""TFLite export table: size, error against Keras float32 and latency per generator and format.
+
+    python benchmarks/export.py                      # CycleGAN at 256 px
+    python benchmarks/export.py --models cyclegan ugatit_light --image-size 128
+
+For each generator, every TFLite format (float32, fp16 weights, int8 dynamic range,
+int8-full) is exported with float [-1, 1] io at a fixed size and run with the TFLite
+interpreter on real photographs from scikit-image. Errors are against the Keras float32
+output of the same generator: max abs (in [-1, 1] units; x127.5 for grey levels) and
+PSNR over the [-1, 1] range (peak-to-peak 2). Latency is the median of `--runs` single
+image calls after one warm-up, on `--threads` threads; the Keras row is the generator
+in a `tf.function` on the same input.
+
+CycleGAN uses the trained vintagify generator (imported from PyTorch) when torch and
+vintagify are installed, random initial weights otherwise; the others use random
+initial weights (errors on untrained weights are only indicative). Calibration images
+for int8-full are different photographs from the evaluated ones.
+"""
+
+import argparse
+import importlib.util
+import os
+import statistics
+import sys
+import tempfile
+import time
+
+import numpy as np
+from PIL import Image
+
+EVALUATED = ("astronaut", "coffee", "chelsea")
+CALIBRATION = ("rocket", "cat", "stereo_motorcycle", "camera", "immunohistochemistry", "hubble_deep_field")
+FORMATS = ("none", "fp16", "int8", "int8-full")
+
+
+def photographs(names, size):
+    from skimage import data
+
+    images = []
+    for name in names:
+        array = getattr(data, name)()
+        array = array[0] if isinstance(array, tuple) else array  # stereo pair: the left image
+        images.append(np.asarray(Image.fromarray(array).convert("RGB").resize((size, size), Image.BICUBIC)))
+    return images
+
+
+def cyclegan(image_size):
+    spec = importlib.util.find_spec("vintagify")
+    if spec is not None and importlib.util.find_spec("torch") is not None:
+        from tf_translate.torch_import import import_generator
+
+        path = os.path.join(os.path.dirname(spec.origin), "resources", "G_A2B_epoch33.pth")
+        return import_generator("cyclegan", path), "vintagify G_A2B_epoch33 (trained)"
+    from tf_translate.models import ResNetGenerator
+
+    return ResNetGenerator(), "random init"
+
+
+def ugatit(light):
+    def make(image_size):
+        from tf_translate.models.ugatit import UGATITGenerator
+
+        return UGATITGenerator(image_size=image_size, light=light), "random init"
+    return make
+
+
+GENERATORS = {"cyclegan": cyclegan, "ugatit_light": ugatit(True), "ugatit": ugatit(False)}
+
+
+def median_seconds(fn, runs):
+    fn()
+    times = []
+    for _ in range(runs):
+        start = time.perf_counter()
+        fn()
+        times.append(time.perf_counter() - start)
+    return statistics.median(times)
+
+
+def psnr(a, b):
+    mse = float(np.mean((a.astype(np.float64) - b) ** 2))
+    return float("inf") if mse == 0 else 10 * np.log10(4.0 / mse)
+
+
+def main(argv=None):
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--models", nargs="+", default=["cyclegan"], choices=sorted(GENERATORS))
+    parser.add_argument("--formats", nargs="+", default=list(FORMATS), choices=FORMATS)
+    parser.add_argument("--image-size", type=int, default=256)
+    parser.add_argument("--runs", type=int, default=10)
+    parser.add_argument("--threads", type=int, default=2)
+    args = parser.parse_args(argv)
+
+    import keras
+    import tensorflow as tf
+
+    from tf_translate.export import TFLiteTranslator, export_tflite, first_output
+
+    keras.utils.set_random_seed(0)
+    size = args.image_size
+    evaluated = np.stack(photographs(EVALUATED, size)).astype(np.float32) / 127.5 - 1.0
+    calibration = photographs(CALIBRATION, size)
+    print(f"TFLite export at {size}x{size}, float io; {len(EVALUATED)} evaluated photographs "
+          f"({', '.join(EVALUATED)}), {len(CALIBRATION)} calibration photographs; "
+          f"{args.threads} threads, median of {args.runs} runs; TF {tf.__version__}")
+    for name in args.models:
+        generator, weights = GENERATORS[name](size)
+        if not generator.built:
+            generator.build((None, size, size, 3))
+        call = tf.function(lambda x: first_output(generator(x, training=False)))
+        expected = np.concatenate([call(image[None]).numpy() for image in evaluated])
+        keras_seconds = median_seconds(lambda: call(evaluated[:1]), args.runs)
+        print(f"\n{name} ({weights}, {generator.count_params():,} parameters)")
+        print(f"| format | file MB | max abs error | grey levels | PSNR dB | median ms |")
+        print(f"|---|---|---|---|---|---|")
+        print(f"| keras float32 (tf.function) | - | 0 | 0 | inf | {keras_seconds * 1e3:.0f} |")
+        with tempfile.TemporaryDirectory() as folder:
+            for quantize in args.formats:
+                path = os.path.join(folder, f"{name}_{quantize}.tflite")
+                file_size = export_tflite(generator, path, size, quantize=quantize, io="float",
+                                          representative_images=calibration)
+                translator = TFLiteTranslator(path, num_threads=args.threads)
+                out = np.concatenate([translator(image[None]) for image in evaluated])
+                worst = float(np.abs(out - expected).max())
+                seconds = median_seconds(lambda: translator(evaluated[:1]), args.runs)
+                print(f"| tflite {quantize} | {file_size / 1e6:.1f} | {worst:.2e} | {worst * 127.5:.1f} | "
+                      f"{psnr(out, expected):.1f} | {seconds * 1e3:.0f} |", flush=True)
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
