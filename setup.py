@@ -24,6 +24,11 @@ setup(
         "gpu": ["tensorflow[and-cuda]>=2.16"],
         "test": ["pytest", "scikit-image"],
         "torch": ["torch"],
+        # LiteRT, the TFLite runtime that replaces the deprecated tf.lite.Interpreter.
+        "tflite": ["ai-edge-litert"],
+        # Offline face detection for examples/selfie2anime_tflite.py: the 4.x wheels
+        # bundle the Haar cascades (the 5.x wheels do not).
+        "face": ["opencv-python-headless>=4.5,<5"],
     },
     entry_points={"console_scripts": ["tf-translate = tf_translate.cli:main"]},
 )
