@@ -263,3 +263,176 @@ def test_pickled_objects_are_refused(tmp_path):
 
 class Unpicklable:
     """A custom class: `torch.load(weights_only=True)` must refuse to rebuild it."""
+
+
+# --- U-GAT-IT --------------------------------------------------------------------------
+
+def torch_ugatit_generator(ngf=8, n_blocks=2, img_size=32, light=True):
+    """UGATIT-pytorch `ResnetGenerator` (current adaILN/ILN: variances over H, W and C, H, W)."""
+    import torch
+    from torch import nn
+
+    def mix(x, rho, eps=1e-5):
+        instance = (x - x.mean(dim=(2, 3), keepdim=True)) / torch.sqrt(x.var(dim=(2, 3), keepdim=True) + eps)
+        layer = (x - x.mean(dim=(1, 2, 3), keepdim=True)) / torch.sqrt(x.var(dim=(1, 2, 3), keepdim=True) + eps)
+        return rho * instance + (1 - rho) * layer
+
+    class AdaILN(nn.Module):
+        def __init__(self, channels):
+            super().__init__()
+            self.rho = nn.Parameter(torch.full((1, channels, 1, 1), 0.9))
+
+        def forward(self, x, gamma, beta):
+            return mix(x, self.rho) * gamma[:, :, None, None] + beta[:, :, None, None]
+
+    class ILN(nn.Module):
+        def __init__(self, channels):
+            super().__init__()
+            self.rho = nn.Parameter(torch.zeros(1, channels, 1, 1))
+            self.gamma = nn.Parameter(torch.ones(1, channels, 1, 1))
+            self.beta = nn.Parameter(torch.zeros(1, channels, 1, 1))
+
+        def forward(self, x):
+            return mix(x, self.rho) * self.gamma + self.beta
+
+    def conv(cin, cout, k, stride=1):
+        return [nn.ReflectionPad2d(k // 2), nn.Conv2d(cin, cout, k, stride, bias=False)]
+
+    class Block(nn.Module):
+        def __init__(self, dim):
+            super().__init__()
+            self.conv_block = nn.Sequential(*conv(dim, dim, 3), nn.InstanceNorm2d(dim), nn.ReLU(True),
+                                            *conv(dim, dim, 3), nn.InstanceNorm2d(dim))
+
+        def forward(self, x):
+            return x + self.conv_block(x)
+
+    class AdaBlock(nn.Module):
+        def __init__(self, dim):
+            super().__init__()
+            self.pad1, self.conv1, self.norm1 = nn.ReflectionPad2d(1), nn.Conv2d(dim, dim, 3, bias=False), AdaILN(dim)
+            self.pad2, self.conv2, self.norm2 = nn.ReflectionPad2d(1), nn.Conv2d(dim, dim, 3, bias=False), AdaILN(dim)
+
+        def forward(self, x, gamma, beta):
+            y = torch.relu(self.norm1(self.conv1(self.pad1(x)), gamma, beta))
+            return x + self.norm2(self.conv2(self.pad2(y)), gamma, beta)
+
+    class Generator(nn.Module):
+        def __init__(self):
+            super().__init__()
+            c = ngf * 4
+            down = conv(3, ngf, 7) + [nn.InstanceNorm2d(ngf), nn.ReLU(True)]
+            for mult in (1, 2):
+                down += conv(ngf * mult, ngf * mult * 2, 3, stride=2) + [nn.InstanceNorm2d(ngf * mult * 2), nn.ReLU(True)]
+            self.DownBlock = nn.Sequential(*down, *[Block(c) for _ in range(n_blocks)])
+            self.gap_fc, self.gmp_fc = nn.Linear(c, 1, bias=False), nn.Linear(c, 1, bias=False)
+            self.conv1x1 = nn.Conv2d(2 * c, c, 1)
+            first = c if light else (img_size // 4) ** 2 * c
+            self.FC = nn.Sequential(nn.Linear(first, c, bias=False), nn.ReLU(True), nn.Linear(c, c, bias=False), nn.ReLU(True))
+            self.gamma, self.beta = nn.Linear(c, c, bias=False), nn.Linear(c, c, bias=False)
+            for i in range(n_blocks):
+                setattr(self, f"UpBlock1_{i + 1}", AdaBlock(c))
+            up = []
+            for mult in (4, 2):
+                up += [nn.Upsample(scale_factor=2, mode="nearest")] + conv(ngf * mult, ngf * mult // 2, 3) + [
+                    ILN(ngf * mult // 2), nn.ReLU(True)]
+            self.UpBlock2 = nn.Sequential(*up, *conv(ngf, 3, 7), nn.Tanh())
+
+        def forward(self, x):
+            x = self.DownBlock(x)
+            gap_logit = self.gap_fc(x.mean(dim=(2, 3)))
+            gmp_logit = self.gmp_fc(x.amax(dim=(2, 3)))
+            weighted = torch.cat([x * self.gap_fc.weight[0][None, :, None, None],
+                                  x * self.gmp_fc.weight[0][None, :, None, None]], 1)
+            x = torch.relu(self.conv1x1(weighted))
+            heatmap = x.sum(dim=1, keepdim=True)
+            code = self.FC(x.mean(dim=(2, 3)) if light else x.flatten(1))
+            gamma, beta = self.gamma(code), self.beta(code)
+            for i in range(n_blocks):
+                x = getattr(self, f"UpBlock1_{i + 1}")(x, gamma, beta)
+            return self.UpBlock2(x), torch.cat([gap_logit, gmp_logit], 1), heatmap
+
+    return Generator()
+
+
+def randomise_ugatit(net, seed):
+    import torch
+
+    generator = torch.Generator().manual_seed(seed)
+    with torch.no_grad():
+        for name, parameter in net.named_parameters():
+            noise = torch.randn(parameter.shape, generator=generator)
+            if name.endswith("rho"):
+                parameter.copy_(torch.rand(parameter.shape, generator=generator))
+            elif name.endswith("gamma") and parameter.ndim == 4:
+                parameter.copy_(1.0 + 0.3 * noise)
+            else:
+                parameter.copy_(noise * (0.5 / parameter[0].numel() ** 0.5))
+    return net
+
+
+@pytest.mark.parametrize("light", [True, False])
+def test_ugatit_generator_matches_pytorch(light, tmp_path):
+    """Image, CAM logits and heatmap; the full model needs the (C,H,W)->(H,W,C) row permutation."""
+    import keras
+
+    torch = pytest.importorskip("torch")
+    from tf_translate.torch_import import import_torch
+
+    nets = {name: randomise_ugatit(torch_ugatit_generator(light=light), seed).eval()
+            for name, seed in (("genA2B", 0), ("genB2A", 1))}
+    torch.save({name: net.state_dict() for name, net in nets.items()}, tmp_path / "selfie2anime_params.pt")
+    model_name = "ugatit_light" if light else "ugatit"
+    import_torch(model_name, str(tmp_path / "selfie2anime_params.pt"), str(tmp_path / "g.keras"))
+    generator = keras.saving.load_model(tmp_path / "g.keras")
+    assert generator.light == light and generator.filters == 8 and generator.image_size == (256 if light else 32)
+
+    images = np.random.default_rng(6).uniform(-1, 1, (2, 32, 32, 3)).astype(np.float32)
+    with torch.no_grad():
+        expected = nets["genA2B"](torch.from_numpy(images).permute(0, 3, 1, 2))
+    image, cam_logit, heatmap = (t.numpy() for t in generator(images))
+    reference = expected[0].permute(0, 2, 3, 1).numpy()
+    assert np.abs(reference).mean() > 0.05
+    np.testing.assert_allclose(image, reference, atol=1e-4)
+    np.testing.assert_allclose(cam_logit, expected[1].numpy(), rtol=1e-4, atol=1e-4)
+    np.testing.assert_allclose(heatmap, expected[2].permute(0, 2, 3, 1).numpy(), rtol=1e-4, atol=1e-3)
+
+    with pytest.raises(ValueError, match=f"holds a {'light' if light else 'full'} U-GAT-IT generator"):
+        import_torch("ugatit" if light else "ugatit_light", str(tmp_path / "selfie2anime_params.pt"),
+                     str(tmp_path / "wrong.keras"))
+
+
+def test_ugatit_missing_keys_are_listed(tmp_path):
+    torch = pytest.importorskip("torch")
+    from tf_translate.torch_import import ugatit_generator_from_state_dict
+
+    state = numpy_state(torch_ugatit_generator())
+    del state["UpBlock1_2.norm1.rho"], state["conv1x1.bias"]
+    with pytest.raises(ValueError, match=r"missing keys: conv1x1\.bias, UpBlock1_2\.norm1\.rho"):
+        ugatit_generator_from_state_dict(state)
+    with pytest.raises(ValueError, match="has no entry 'genA2B'"):
+        torch.save(torch_ugatit_generator().state_dict(), tmp_path / "plain.pt")
+        load_state_dict(str(tmp_path / "plain.pt"), "genA2B")
+
+
+def test_ugatit_checkpoint_becomes_a_run_with_both_generators(tmp_path):
+    """One UGATIT-pytorch `.pt` holds genA2B and genB2A: both land in the run."""
+    torch = pytest.importorskip("torch")
+    from tf_translate.models import MODELS
+    from tf_translate.torch_import import import_torch
+    from tf_translate.training import load_run
+
+    if "ugatit_light" not in MODELS:
+        pytest.skip("no U-GAT-IT training model registered yet")
+    nets = {name: randomise_ugatit(torch_ugatit_generator(), seed).eval()
+            for name, seed in (("genA2B", 2), ("genB2A", 3))}
+    torch.save({name: net.state_dict() for name, net in nets.items()}, tmp_path / "params.pt")
+    import_torch("ugatit_light", str(tmp_path / "params.pt"), str(tmp_path / "run"))
+    model, run = load_run(str(tmp_path / "run"))
+    assert run["model"] == "ugatit_light" and run["imported"]["b2a"] is not None
+    images = np.random.default_rng(7).uniform(-1, 1, (1, 32, 32, 3)).astype(np.float32)
+    for direction, name in (("a2b", "genA2B"), ("b2a", "genB2A")):
+        with torch.no_grad():
+            expected = nets[name](torch.from_numpy(images).permute(0, 3, 1, 2))[0].permute(0, 2, 3, 1).numpy()
+        out = model.generators()[direction](images)[0].numpy()
+        np.testing.assert_allclose(out, expected, atol=1e-4)

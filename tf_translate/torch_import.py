@@ -3,6 +3,8 @@
 `tf-translate import-torch --model cyclegan --checkpoint latest_net_G_A.pth --output RUN`
 turns a junyanz CycleGAN generator state dict into a run directory (run.json + checkpoint,
 usable by `translate` and `export`), a generator `.weights.h5`, or a `.keras` file.
+`--model ugatit` / `ugatit_light` reads the `genA2B` (and, for a run, `genB2A`) entries
+of an UGATIT-pytorch `.pt` checkpoint.
 
 Checkpoints are read with `torch.load(..., weights_only=True)`, which refuses to unpickle
 anything but tensors and plain containers: a checkpoint cannot run code here. PyTorch is
@@ -107,7 +109,8 @@ def check_keys(state, expected, what):
 def torch_to_keras(kind, array):
     """A PyTorch parameter in the layout of the Keras weight it becomes.
 
-    kind: "conv", "conv_transpose" or "dense" for the weight of such a layer; anything
+    kind: "conv", "conv_transpose" or "dense" for the weight of such a layer;
+    "per_channel" for a (1, C, 1, 1) parameter (U-GAT-IT's rho, gamma, beta); anything
     else (biases, norm parameters) is copied as it is. An array of the wrong rank is
     returned unchanged, for `assign` to report.
     """
@@ -116,6 +119,8 @@ def torch_to_keras(kind, array):
         return np.transpose(array, (2, 3, 1, 0))
     if kind == "dense" and np.ndim(array) == 2:
         return np.transpose(array)  # Linear (out, in) -> Dense (in, out)
+    if kind == "per_channel" and np.ndim(array) == 4 and array.shape[0] == 1:
+        return array.reshape(-1)  # a (1, C, 1, 1) Parameter -> (C,)
     return array
 
 
@@ -266,17 +271,136 @@ def cyclegan_run_config(generator):
             "norm_affine": config["norm_affine"]}
 
 
-# name -> (generator from a state dict, training-model config for it, checkpoint entry)
+# ---------------------------------------------------------------------------------------
+# U-GAT-IT (UGATIT-pytorch `ResnetGenerator`, light and full)
+
+
+def conv_layers(stack):
+    """The Conv2D layers of a list of layers in forward order, inside Sequentials and blocks."""
+    found = []
+    for layer in stack:
+        if isinstance(layer, keras.Sequential):
+            found += conv_layers(layer.layers)
+        elif hasattr(layer, "body"):
+            found += conv_layers(layer.body)
+        elif isinstance(layer, keras.layers.Conv2D):
+            found.append(layer)
+    return found
+
+
+def ugatit_generator_from_state_dict(state, name="generator_ab", light=None):
+    """A UGATITGenerator holding the weights of an UGATIT-pytorch `genA2B` / `genB2A`.
+
+    Width (`--ch`), residual blocks (`--n_res`), light or full and, for the full model,
+    the image size (from the first MLP layer's input width) are read from the weights.
+    The full model's first MLP layer flattens an NCHW map in torch and an NHWC map here,
+    so its rows are permuted from (C, H, W) to (H, W, C) order.
+
+    Parity holds with the reference's current normalisation (`torch.var` over H, W and
+    over C, H, W). UGATIT-pytorch before its fix of issue #30 (August 2019) took a
+    variance of variances in adaILN/ILN; generators trained with that code carry the
+    same weights but were trained under a different normalisation.
+
+    Args:
+        state: {key: array} of one generator (the `genA2B` entry of the `.pt` file).
+        light: expected variant (None accepts either); a mismatch is an error.
+    Reference: `ResnetGenerator`, `ResnetBlock`, `ResnetAdaILNBlock`, `adaILN`, `ILN` in
+    UGATIT-pytorch `networks.py`.
+    """
+    from tf_translate.models.ugatit import UGATITGenerator
+
+    state = strip_data_parallel(state)
+    if "DownBlock.1.weight" not in state or "FC.0.weight" not in state:
+        raise ValueError("not an UGATIT-pytorch ResnetGenerator state dict: no 'DownBlock.1.weight' "
+                         f"or 'FC.0.weight' (keys start: {listing(list(state)[:6])})")
+    filters = state["DownBlock.1.weight"].shape[0]
+    width = 4 * filters
+    blocks = sorted({int(key.split(".")[1]) for key in state
+                     if key.startswith("DownBlock.") and ".conv_block." in key})
+    num_blocks = len(blocks)
+    mlp_inputs = state["FC.0.weight"].shape[1]
+    is_light = mlp_inputs == width
+    quarter = int(round((mlp_inputs / width) ** 0.5))
+    if not is_light and quarter * quarter * width != mlp_inputs:
+        raise ValueError(f"FC.0.weight {tuple(state['FC.0.weight'].shape)} fits neither the light "
+                         f"model ({width} inputs) nor a full model's flattened square map")
+    if light is not None and light != is_light:
+        raise ValueError(f"the checkpoint holds a {'light' if is_light else 'full'} U-GAT-IT generator; "
+                         f"use --model {'ugatit_light' if is_light else 'ugatit'}")
+    image_size = 4 * quarter if not is_light else 256
+
+    # (kind, key) in the order the Keras weights are paired below
+    encoder = ["DownBlock.1", "DownBlock.5", "DownBlock.9"]
+    for index in range(12, 12 + num_blocks):
+        encoder += [f"DownBlock.{index}.conv_block.1", f"DownBlock.{index}.conv_block.5"]
+    decoder = [f"UpBlock1_{i}" for i in range(1, num_blocks + 1)]
+    expected = [f"{module}.weight" for module in encoder]
+    expected += ["gap_fc.weight", "gmp_fc.weight", "conv1x1.weight", "conv1x1.bias",
+                 "FC.0.weight", "FC.2.weight", "gamma.weight", "beta.weight"]
+    for block in decoder:
+        expected += [f"{block}.conv1.weight", f"{block}.norm1.rho", f"{block}.conv2.weight", f"{block}.norm2.rho"]
+    for conv_index, norm_index in ((2, 3), (7, 8)):
+        expected += [f"UpBlock2.{conv_index}.weight"] + [f"UpBlock2.{norm_index}.{p}" for p in ("rho", "gamma", "beta")]
+    expected.append("UpBlock2.11.weight")
+    what = (f"a{' light' if is_light else ' full'} U-GAT-IT generator with {num_blocks} residual blocks, "
+            f"ch {filters}" + ("" if is_light else f", {image_size} px"))
+    check_keys(state, expected, what)
+
+    generator = UGATITGenerator(filters=filters, num_residual_blocks=num_blocks, image_size=image_size,
+                                light=is_light, name=name)
+    generator.build((None, None if is_light else image_size, None if is_light else image_size, 3))
+    first_fc = state["FC.0.weight"]
+    if not is_light:  # (out, C*H*W) -> (out, H*W*C): Keras flattens NHWC
+        first_fc = first_fc.reshape(width, width, quarter, quarter).transpose(0, 2, 3, 1).reshape(width, -1)
+    pairs = [(layer.kernel, "conv", f"{key}.weight", state[f"{key}.weight"])
+             for layer, key in zip(conv_layers(generator.encoder), encoder)]
+    cam = generator.cam
+    pairs += [(cam.gap_fc.kernel, "dense", "gap_fc.weight", state["gap_fc.weight"]),
+              (cam.gmp_fc.kernel, "dense", "gmp_fc.weight", state["gmp_fc.weight"]),
+              (cam.conv1x1.kernel, "conv", "conv1x1.weight", state["conv1x1.weight"]),
+              (cam.conv1x1.bias, "bias", "conv1x1.bias", state["conv1x1.bias"]),
+              (generator.mlp[1].kernel, "dense", "FC.0.weight", first_fc),
+              (generator.mlp[2].kernel, "dense", "FC.2.weight", state["FC.2.weight"]),
+              (generator.gamma_fc.kernel, "dense", "gamma.weight", state["gamma.weight"]),
+              (generator.beta_fc.kernel, "dense", "beta.weight", state["beta.weight"])]
+    for block, key in zip(generator.decoder_blocks, decoder):
+        for conv, norm, index in ((block.conv1, block.norm1, 1), (block.conv2, block.norm2, 2)):
+            pairs += [(conv_layers([conv])[0].kernel, "conv", f"{key}.conv{index}.weight",
+                       state[f"{key}.conv{index}.weight"]),
+                      (norm.rho, "per_channel", f"{key}.norm{index}.rho", state[f"{key}.norm{index}.rho"])]
+    up_convs = conv_layers(generator.upsampler)
+    lins = [layer for layer in generator.upsampler if hasattr(layer, "gamma")]
+    for conv, lin, (conv_index, norm_index) in zip(up_convs, lins, ((2, 3), (7, 8))):
+        pairs.append((conv.kernel, "conv", f"UpBlock2.{conv_index}.weight", state[f"UpBlock2.{conv_index}.weight"]))
+        pairs += [(getattr(lin, p), "per_channel", f"UpBlock2.{norm_index}.{p}", state[f"UpBlock2.{norm_index}.{p}"])
+                  for p in ("rho", "gamma", "beta")]
+    pairs.append((up_convs[-1].kernel, "conv", "UpBlock2.11.weight", state["UpBlock2.11.weight"]))
+    assign(pairs, what)
+    return generator
+
+
+def ugatit_run_config(generator):
+    config = generator.get_config()
+    return {key: config[key] for key in ("filters", "num_residual_blocks", "image_size", "light")}
+
+
+# name -> (generator from a state dict, training-model config for it, the checkpoint's
+# entries for the A->B and B->A generators: None when the file holds one state dict)
 IMPORTERS = {
-    "cyclegan": (cyclegan_generator_from_state_dict, cyclegan_run_config, None),
+    "cyclegan": (cyclegan_generator_from_state_dict, cyclegan_run_config, None, None),
+    "ugatit": (lambda state, name: ugatit_generator_from_state_dict(state, name, light=False),
+               ugatit_run_config, "genA2B", "genB2A"),
+    "ugatit_light": (lambda state, name: ugatit_generator_from_state_dict(state, name, light=True),
+                     ugatit_run_config, "genA2B", "genB2A"),
 }
 
 
-def import_generator(model_name, checkpoint, name="generator_ab"):
+def import_generator(model_name, checkpoint, name="generator_ab", direction="a2b"):
     """The Keras generator for `model_name` with the weights of a PyTorch `checkpoint`."""
     if model_name not in IMPORTERS:
         raise ValueError(f"import-torch supports --model {', '.join(sorted(IMPORTERS))}; got {model_name!r}")
-    from_state_dict, _, entry = IMPORTERS[model_name]
+    from_state_dict, _, entry_ab, entry_ba = IMPORTERS[model_name]
+    entry = entry_ab if direction == "a2b" else entry_ba
     return from_state_dict(load_state_dict(checkpoint, entry), name=name)
 
 
@@ -284,13 +408,15 @@ def import_torch(model_name, checkpoint, output, checkpoint_b=None):
     """Converts a reference checkpoint into a run directory or a Keras file.
 
     Args:
-        model_name: "cyclegan".
-        checkpoint: the A→B generator (`latest_net_G_A.pth`).
+        model_name: "cyclegan", "ugatit" or "ugatit_light".
+        checkpoint: the A→B generator: junyanz `latest_net_G_A.pth`, or an UGATIT-pytorch
+            `.pt` (its `genA2B` entry; its `genB2A` entry becomes the B→A generator of
+            a run directory).
         output: `*.weights.h5` (generator weights), `*.keras` (generator with its
             config) or a new run directory (run.json + checkpoint.weights.h5).
-        checkpoint_b: optional B→A generator (`latest_net_G_B.pth`) for a run directory.
-            Without it the run's B→A generator keeps its initial weights and run.json
-            records that it was not imported.
+        checkpoint_b: for CycleGAN run directories, the B→A generator
+            (`latest_net_G_B.pth`). Without it the run's B→A generator keeps its initial
+            weights and run.json records that it was not imported.
     Returns:
         the path written.
     """
@@ -304,6 +430,16 @@ def import_torch(model_name, checkpoint, output, checkpoint_b=None):
         else:
             generator.save_weights(output)
         return output
+    from tf_translate.models import MODELS
+
+    if model_name not in MODELS:
+        raise ValueError(f"there is no {model_name!r} training model to hold a run yet: write a "
+                         "generator file (--output NAME.keras or NAME.weights.h5)")
+    if IMPORTERS[model_name][3] is not None:  # both generators are in the one file
+        if checkpoint_b:
+            raise ValueError(f"--checkpoint-b is for CycleGAN: a {model_name} checkpoint holds both generators")
+        return write_imported_run(model_name, output, generator, checkpoint,
+                                  import_generator(model_name, checkpoint, "generator_ba", "b2a"), checkpoint)
     return write_imported_run(model_name, output, generator, checkpoint,
                               import_generator(model_name, checkpoint_b, "generator_ba") if checkpoint_b else None,
                               checkpoint_b)
@@ -317,7 +453,7 @@ def write_imported_run(model_name, run_dir, generator_ab, checkpoint, generator_
 
     if os.path.exists(os.path.join(run_dir, RUN_FILE)):
         raise ValueError(f"{run_dir!r} already holds a run: choose a new --output")
-    _, run_config, _ = IMPORTERS[model_name]
+    run_config = IMPORTERS[model_name][1]
     model = build_model(model_name, **run_config(generator_ab))
     model.compile()
     model.build_optimizers()  # load_run loads optimizer state too; fresh slots keep the file complete
@@ -339,4 +475,3 @@ def check_imported_direction(run, direction):
     if imported is not None and imported.get(direction, "") is None:
         raise ValueError(f"this run was imported without a {direction} checkpoint, so its {direction} "
                          "generator is untrained; import again with --checkpoint-b")
-
