@@ -436,3 +436,78 @@ def test_ugatit_checkpoint_becomes_a_run_with_both_generators(tmp_path):
             expected = nets[name](torch.from_numpy(images).permute(0, 3, 1, 2))[0].permute(0, 2, 3, 1).numpy()
         out = model.generators()[direction](images)[0].numpy()
         np.testing.assert_allclose(out, expected, atol=1e-4)
+
+
+# --- StarGAN ---------------------------------------------------------------------------
+
+def torch_stargan_generator(conv_dim=8, c_dim=3, repeat_num=2):
+    """yunjey StarGAN `Generator` (affine IN with running-stat buffers, no conv biases)."""
+    import torch
+    from torch import nn
+
+    def norm(channels):
+        return nn.InstanceNorm2d(channels, affine=True, track_running_stats=True)
+
+    class Block(nn.Module):
+        def __init__(self, dim):
+            super().__init__()
+            self.main = nn.Sequential(nn.Conv2d(dim, dim, 3, 1, 1, bias=False), norm(dim), nn.ReLU(True),
+                                      nn.Conv2d(dim, dim, 3, 1, 1, bias=False), norm(dim))
+
+        def forward(self, x):
+            return x + self.main(x)
+
+    class Generator(nn.Module):
+        def __init__(self):
+            super().__init__()
+            layers, dim = [nn.Conv2d(3 + c_dim, conv_dim, 7, 1, 3, bias=False), norm(conv_dim), nn.ReLU(True)], conv_dim
+            for _ in range(2):
+                layers += [nn.Conv2d(dim, dim * 2, 4, 2, 1, bias=False), norm(dim * 2), nn.ReLU(True)]
+                dim *= 2
+            layers += [Block(dim) for _ in range(repeat_num)]
+            for _ in range(2):
+                layers += [nn.ConvTranspose2d(dim, dim // 2, 4, 2, 1, bias=False), norm(dim // 2), nn.ReLU(True)]
+                dim //= 2
+            self.main = nn.Sequential(*layers, nn.Conv2d(dim, 3, 7, 1, 3, bias=False), nn.Tanh())
+
+        def forward(self, x, c):
+            planes = c[:, :, None, None].expand(-1, -1, x.shape[2], x.shape[3])
+            return self.main(torch.cat([x, planes], 1))
+
+    return Generator()
+
+
+def test_stargan_generator_matches_pytorch(tmp_path):
+    import keras
+
+    torch = pytest.importorskip("torch")
+    from tf_translate.torch_import import import_torch
+
+    reference = randomise(torch_stargan_generator(), seed=8)
+    reference.train()  # the reference solver never calls G.eval(): IN uses each image's statistics
+    torch.save(reference.state_dict(), tmp_path / "200000-G.ckpt")
+    assert any(key.endswith("running_var") for key in reference.state_dict())
+    import_torch("stargan", str(tmp_path / "200000-G.ckpt"), str(tmp_path / "g.keras"))
+    generator = keras.saving.load_model(tmp_path / "g.keras")
+    assert generator.num_domains == 3 and generator.filters == 8 and generator.num_residual_blocks == 2
+
+    images = np.random.default_rng(9).uniform(-1, 1, (2, 32, 32, 3)).astype(np.float32)
+    labels = np.array([[1, 0, 1], [0, 1, 0]], np.float32)
+    with torch.no_grad():
+        expected = reference(torch.from_numpy(images).permute(0, 3, 1, 2), torch.from_numpy(labels))
+    np.testing.assert_allclose(generator([images, labels]).numpy(), expected.permute(0, 2, 3, 1).numpy(),
+                               atol=1e-5)
+
+
+def test_stargan_missing_and_misshapen_keys_are_listed():
+    pytest.importorskip("torch")
+    from tf_translate.torch_import import stargan_generator_from_state_dict
+
+    state = numpy_state(torch_stargan_generator())
+    del state["main.10.main.4.bias"]
+    state["main.11.weight"] = np.zeros((32, 16, 3, 3), np.float32)  # the first transposed conv is 4x4
+    with pytest.raises(ValueError, match=r"missing keys: main\.10\.main\.4\.bias$"):
+        stargan_generator_from_state_dict(state)
+    state["main.10.main.4.bias"] = np.zeros(32, np.float32)
+    with pytest.raises(ValueError, match=r"wrong shapes: main\.11\.weight \(32, 16, 3, 3\)"):
+        stargan_generator_from_state_dict(state)

@@ -4,7 +4,7 @@
 turns a junyanz CycleGAN generator state dict into a run directory (run.json + checkpoint,
 usable by `translate` and `export`), a generator `.weights.h5`, or a `.keras` file.
 `--model ugatit` / `ugatit_light` reads the `genA2B` (and, for a run, `genB2A`) entries
-of an UGATIT-pytorch `.pt` checkpoint.
+of an UGATIT-pytorch `.pt` checkpoint; `--model stargan` a yunjey `*-G.ckpt`.
 
 Checkpoints are read with `torch.load(..., weights_only=True)`, which refuses to unpickle
 anything but tensors and plain containers: a checkpoint cannot run code here. PyTorch is
@@ -145,34 +145,45 @@ def assign(pairs, what):
 # CycleGAN (junyanz `ResnetGenerator`)
 
 
-def cyclegan_layers(generator):
-    """The weighted layers of a ResNetGenerator in forward order: [(kind, layer)].
+def weighted_layers(stack):
+    """The weighted layers of a list of layers in forward order: [(kind, layer)].
 
-    kind is "conv", "conv_transpose" or "norm"; each is one module of the reference's
-    `nn.Sequential`, in the same order.
+    kind is "conv", "conv_transpose" or "norm"; Sequentials and blocks (layers with a
+    `body` list) are entered. For the generators here each is one module of the
+    reference's `nn.Sequential`, in the same order.
     """
     from tf_translate.layers import InstanceNormalization
-    from tf_translate.models.cyclegan import ResidualBlock
 
     found = []
-
-    def visit(layer):
-        if isinstance(layer, ResidualBlock):
-            for inner in layer.body:
-                visit(inner)
-        elif isinstance(layer, keras.Sequential):
-            for inner in layer.layers:
-                visit(inner)
+    for layer in stack:
+        if isinstance(layer, keras.Sequential):
+            found += weighted_layers(layer.layers)
+        elif hasattr(layer, "body"):
+            found += weighted_layers(layer.body)
         elif isinstance(layer, keras.layers.Conv2DTranspose):
             found.append(("conv_transpose", layer))
         elif isinstance(layer, keras.layers.Conv2D):
             found.append(("conv", layer))
         elif isinstance(layer, InstanceNormalization):
             found.append(("norm", layer))
-
-    for layer in generator.stack:
-        visit(layer)
     return found
+
+
+def sequential_pairs(layers, modules, state, biases):
+    """(variable, kind, key, array) for Keras `layers` and the reference's `modules`, both
+    [(kind, ...)] in forward order. `biases`: whether the convs carry one."""
+    assert [kind for kind, _ in layers] == [kind for _, kind in modules], "layer order drifted"
+    pairs = []
+    for (kind, layer), (module, _) in zip(layers, modules):
+        if kind == "norm":
+            if layer.affine:
+                pairs += [(layer.gamma, kind, f"{module}.weight", state[f"{module}.weight"]),
+                          (layer.beta, kind, f"{module}.bias", state[f"{module}.bias"])]
+        else:
+            pairs.append((layer.kernel, kind, f"{module}.weight", state[f"{module}.weight"]))
+            if biases:
+                pairs.append((layer.bias, "bias", f"{module}.bias", state[f"{module}.bias"]))
+    return pairs
 
 
 def cyclegan_module_names(num_blocks, block_attribute="conv_block"):
@@ -249,18 +260,7 @@ def cyclegan_generator_from_state_dict(state, name="generator_ab"):
     generator = ResNetGenerator(filters=filters, num_residual_blocks=num_blocks,
                                 output_channels=output_channels, norm_affine=affine, name=name)
     generator.build((None, None, None, int(state["model.1.weight"].shape[1])))
-    layers = cyclegan_layers(generator)
-    assert [kind for kind, _ in layers] == [kind for _, kind in modules], "layer order drifted"
-    pairs = []
-    for (kind, layer), (module, _) in zip(layers, modules):
-        if kind == "norm":
-            if affine:
-                pairs += [(layer.gamma, kind, f"{module}.weight", state[f"{module}.weight"]),
-                          (layer.beta, kind, f"{module}.bias", state[f"{module}.bias"])]
-        else:
-            pairs += [(layer.kernel, kind, f"{module}.weight", state[f"{module}.weight"]),
-                      (layer.bias, "bias", f"{module}.bias", state[f"{module}.bias"])]
-    assign(pairs, what)
+    assign(sequential_pairs(weighted_layers(generator.stack), modules, state, biases=True), what)
     return generator
 
 
@@ -269,6 +269,70 @@ def cyclegan_run_config(generator):
     config = generator.get_config()
     return {"filters": config["filters"], "num_residual_blocks": config["num_residual_blocks"],
             "norm_affine": config["norm_affine"]}
+
+
+# ---------------------------------------------------------------------------------------
+# StarGAN (yunjey `Generator`)
+
+
+def stargan_module_names(num_blocks):
+    """Module names of yunjey's StarGAN `Generator` in forward order, each with its kind.
+
+    `main` indices: 0 conv, 1 norm, 2 relu, then (conv, norm, relu) twice down, the
+    blocks (inside each `main`: 0 conv, 1 norm, 2 relu, 3 conv, 4 norm), (transposed
+    conv, norm, relu) twice, conv, tanh.
+    """
+    names = [("main.0", "conv"), ("main.1", "norm"), ("main.3", "conv"), ("main.4", "norm"),
+             ("main.6", "conv"), ("main.7", "norm")]
+    for index in range(9, 9 + num_blocks):
+        names += [(f"main.{index}.main.0", "conv"), (f"main.{index}.main.1", "norm"),
+                  (f"main.{index}.main.3", "conv"), (f"main.{index}.main.4", "norm")]
+    up = 9 + num_blocks
+    names += [(f"main.{up}", "conv_transpose"), (f"main.{up + 1}", "norm"),
+              (f"main.{up + 3}", "conv_transpose"), (f"main.{up + 4}", "norm"), (f"main.{up + 6}", "conv")]
+    return names
+
+
+def stargan_generator_from_state_dict(state, name="generator"):
+    """A StarGANGenerator holding the weights of a yunjey `*-G.ckpt` state dict.
+
+    Width (`--g_conv_dim`), label length (`--c_dim`) and residual blocks
+    (`--g_repeat_num`) are read from the weights. The instance norms' running statistics
+    (the reference declares `track_running_stats=True`) are dropped: its solver never
+    puts G in eval mode, so it always normalises with each image's own statistics.
+
+    Reference: `Generator`, `ResidualBlock` in yunjey `model.py`.
+    """
+    from tf_translate.models.stargan import StarGANGenerator
+
+    state = strip_data_parallel(state)
+    if "main.0.weight" not in state or np.ndim(state["main.0.weight"]) != 4:
+        raise ValueError("not a yunjey StarGAN Generator state dict: no 4-D 'main.0.weight' "
+                         f"(keys start: {listing(list(state)[:6])})")
+    filters, channels = state["main.0.weight"].shape[:2]
+    num_domains = channels - 3
+    blocks = sorted({int(m.group(1)) for m in (re.match(r"main\.(\d+)\.main\.", key) for key in state) if m})
+    num_blocks = len(blocks)
+    if blocks != list(range(9, 9 + num_blocks)):
+        raise ValueError(f"residual blocks at unexpected positions main.{blocks} (expected main.9, main.10, ...)")
+    modules = stargan_module_names(num_blocks)
+    state = drop_instance_norm_buffers(state, [m for m, kind in modules if kind == "norm"])
+    expected = []
+    for module, kind in modules:
+        expected += [f"{module}.weight", f"{module}.bias"] if kind == "norm" else [f"{module}.weight"]
+    what = f"a StarGAN Generator with {num_blocks} blocks, conv_dim {filters}, c_dim {num_domains}"
+    check_keys(state, expected, what)
+
+    generator = StarGANGenerator(filters=filters, num_domains=num_domains, num_residual_blocks=num_blocks,
+                                 name=name)
+    generator.build([(None, None, None, 3), (None, num_domains)])
+    assign(sequential_pairs(weighted_layers(generator.stack), modules, state, biases=False), what)
+    return generator
+
+
+def stargan_run_config(generator):
+    config = generator.get_config()
+    return {key: config[key] for key in ("filters", "num_domains", "num_residual_blocks")}
 
 
 # ---------------------------------------------------------------------------------------
@@ -392,6 +456,7 @@ IMPORTERS = {
                ugatit_run_config, "genA2B", "genB2A"),
     "ugatit_light": (lambda state, name: ugatit_generator_from_state_dict(state, name, light=True),
                      ugatit_run_config, "genA2B", "genB2A"),
+    "stargan": (stargan_generator_from_state_dict, stargan_run_config, None, None),
 }
 
 
@@ -408,10 +473,10 @@ def import_torch(model_name, checkpoint, output, checkpoint_b=None):
     """Converts a reference checkpoint into a run directory or a Keras file.
 
     Args:
-        model_name: "cyclegan", "ugatit" or "ugatit_light".
+        model_name: "cyclegan", "ugatit", "ugatit_light" or "stargan".
         checkpoint: the A→B generator: junyanz `latest_net_G_A.pth`, or an UGATIT-pytorch
             `.pt` (its `genA2B` entry; its `genB2A` entry becomes the B→A generator of
-            a run directory).
+            a run directory), or a yunjey StarGAN `*-G.ckpt`.
         output: `*.weights.h5` (generator weights), `*.keras` (generator with its
             config) or a new run directory (run.json + checkpoint.weights.h5).
         checkpoint_b: for CycleGAN run directories, the B→A generator
@@ -457,15 +522,21 @@ def write_imported_run(model_name, run_dir, generator_ab, checkpoint, generator_
     model = build_model(model_name, **run_config(generator_ab))
     model.compile()
     model.build_optimizers()  # load_run loads optimizer state too; fresh slots keep the file complete
-    model.generator_ab.set_weights(generator_ab.get_weights())
-    if generator_ba is not None:
-        model.generator_ba.set_weights(generator_ba.get_weights())
+    # The model's generators by direction: ("a2b", "b2a"), or ("label",) for StarGAN.
+    directions = list(model.generators())
+    imported = {directions[0]: os.path.abspath(checkpoint)}
+    model.generators()[directions[0]].set_weights(generator_ab.get_weights())
+    if len(directions) > 1:
+        imported[directions[1]] = os.path.abspath(checkpoint_b) if checkpoint_b else None
+        if generator_ba is not None:
+            model.generators()[directions[1]].set_weights(generator_ba.get_weights())
+    elif checkpoint_b:
+        raise ValueError(f"a {model_name} run has one generator: --checkpoint-b does not apply")
     os.makedirs(run_dir, exist_ok=True)
     save_checkpoint(model, run_dir)
     write_json_atomically(os.path.join(run_dir, RUN_FILE), {
         "model": model_name, "config": model.get_config(), "flags": {}, "version": __version__,
-        "imported": {"a2b": os.path.abspath(checkpoint),
-                     "b2a": os.path.abspath(checkpoint_b) if checkpoint_b else None}})
+        "imported": imported})
     return run_dir
 
 
