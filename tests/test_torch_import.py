@@ -110,6 +110,25 @@ def test_vintagify_checkpoint_matches_pytorch_on_photographs():
     assert np.abs(out - expected).max() <= 1e-4
 
 
+def test_vintagify_checkpoint_through_tflite_matches_pytorch(tmp_path):
+    """PyTorch checkpoint -> Keras -> TFLite float32, compared with PyTorch itself."""
+    torch = pytest.importorskip("torch")
+    spec = importlib.util.find_spec("vintagify")
+    if spec is None:
+        pytest.skip("vintagify is not installed (pip install --no-deps vintagify==0.1.2)")
+    from tf_translate.export import TFLiteTranslator, export_tflite
+
+    path = os.path.join(os.path.dirname(spec.origin), "resources", "G_A2B_epoch33.pth")
+    reference = torch_resnet_generator(affine=True, block_attribute="block")
+    reference.load_state_dict(torch.load(path, map_location="cpu", weights_only=True))
+    images = photographs(128, names=("chelsea",))
+    expected = run_torch(reference.eval(), images)
+    export_tflite(cyclegan_generator_from_state_dict(load_state_dict(path)), tmp_path / "g.tflite", 128,
+                  io="float")
+    out = TFLiteTranslator(tmp_path / "g.tflite")(images)
+    assert np.abs(out - expected).max() <= 1e-4
+
+
 @pytest.mark.parametrize("affine, track_running_stats", [(False, False), (False, True), (True, False)])
 def test_junyanz_variants_match_pytorch(affine, track_running_stats, tmp_path):
     """Non-affine (the reference default), with old running-stat buffers, and affine IN."""
