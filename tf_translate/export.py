@@ -10,6 +10,7 @@ It loads with plain `tf.saved_model.load` and needs no tf_translate at serving t
 `export_tflite` writes a fixed-size .tflite file (see the TFLite section below).
 """
 
+import math
 import os
 
 import keras
@@ -39,13 +40,15 @@ def first_output(outputs):
 class GeneratorModule(tf.Module):
     """A generator with the serving signatures. `multiple`: H and W are reflect-padded
     to a multiple of it before the generator and cropped back after; `fixed_size`
-    (for generators tied to one size, such as full U-GAT-IT) resizes instead."""
+    (for generators tied to one size, such as full U-GAT-IT) resizes instead. A generator
+    can state both itself: `fixed_input_size` (None when any size works) and
+    `input_multiple`; they apply when the arguments do not say otherwise."""
 
     def __init__(self, generator, multiple=4, fixed_size=None):
         super().__init__()
         self.generator = generator
-        self.multiple = multiple
-        self.fixed_size = fixed_size
+        self.multiple = math.lcm(multiple, getattr(generator, "input_multiple", 1))
+        self.fixed_size = fixed_size or getattr(generator, "fixed_input_size", None)
 
     def _translate(self, images):
         height, width = tf.shape(images)[1], tf.shape(images)[2]

@@ -2,11 +2,14 @@
 
 from tf_translate.models.cyclegan import CycleGAN, PatchGANDiscriminator, ResNetGenerator
 from tf_translate.models.stargan import StarGAN
+from tf_translate.models.ugatit import UGATIT
 
 # name -> (training model class, preset keyword arguments). Overrides win over presets.
 MODELS = {
     "cyclegan": (CycleGAN, {}),
     "stargan": (StarGAN, {}),
+    "ugatit": (UGATIT, {"light": False}),
+    "ugatit_light": (UGATIT, {"light": True}),
 }
 
 

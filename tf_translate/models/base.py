@@ -13,13 +13,13 @@ import keras
 import tensorflow as tf
 
 
-def make_adam(learning_rate, beta_1, beta_2=0.999):
+def make_adam(learning_rate, beta_1, beta_2=0.999, epsilon=1e-7):
     """Adam, wrapped for loss scaling under the mixed_float16 policy.
 
     Only `compile(optimizer=...)` wraps optimizers automatically; ours are attributes,
     so we wrap them here. bfloat16 and float32 need no loss scaling.
     """
-    optimizer = keras.optimizers.Adam(learning_rate, beta_1=beta_1, beta_2=beta_2)
+    optimizer = keras.optimizers.Adam(learning_rate, beta_1=beta_1, beta_2=beta_2, epsilon=epsilon)
     if keras.mixed_precision.global_policy().name == "mixed_float16":
         optimizer = keras.optimizers.LossScaleOptimizer(optimizer)
     return optimizer

@@ -10,11 +10,15 @@ znxlwm/UGATIT-pytorch (`networks.py`, `UGATIT.py`).
 """
 
 import keras
+import tensorflow as tf
 from keras import layers, ops
 
 from tf_translate.layers import (LIN, AdaLIN, CAMAttention, InstanceNormalization, ReflectionPadding2D,
                                  SpectralNorm)
 from tf_translate.layers.initializers import torch_bias_init, torch_kernel_init
+from tf_translate.losses import bce_with_logits, l1_loss, lsgan_fake_loss, lsgan_real_loss
+from tf_translate.models.base import TranslationModel, current_learning_rate, make_adam
+from tf_translate.schedules import LinearDecay
 
 
 def conv(filters, kernel_size, strides=1, padding=0, use_bias=False, spectral_norm=False,
@@ -233,6 +237,16 @@ class UGATITGenerator(keras.Model):
         quarter = lambda n: None if n is None else n // 4
         return (b, h, w, 3), (b, 2), (b, quarter(h), quarter(w), 1)
 
+    @property
+    def fixed_input_size(self):
+        """The one input size the network takes (full model), or None (light: any)."""
+        return None if self.light else self.image_size
+
+    @property
+    def input_multiple(self):
+        """Height and width must be multiples of this."""
+        return 4
+
     def get_config(self):
         return {"filters": self.filters, "num_residual_blocks": self.num_residual_blocks,
                 "image_size": self.image_size, "light": self.light, "name": self.name}
@@ -296,3 +310,266 @@ class UGATITDiscriminator(keras.Model):
 
     def get_config(self):
         return {"filters": self.filters, "num_layers": self.num_layers, "name": self.name}
+
+
+def lsgan_real_and_cam(outputs):
+    """LSGAN "real" on a discriminator's logits and on its CAM logits (D(x) -> 1)."""
+    logits, cam_logit, _ = outputs
+    return lsgan_real_loss(logits) + lsgan_real_loss(cam_logit)
+
+
+def lsgan_fake_and_cam(outputs):
+    """LSGAN "fake" on a discriminator's logits and on its CAM logits (D(x) -> 0)."""
+    logits, cam_logit, _ = outputs
+    return lsgan_fake_loss(logits) + lsgan_fake_loss(cam_logit)
+
+
+def heatmap_image(heatmap, size):
+    """A CAM heatmap [B, h, w, 1] as a gray [-1, 1] image [B, size, size, 1].
+
+    As the reference's `cam()` in `utils.py`: bilinear resize to the image size and
+    min-max scaling per image (it then applies a JET colour map, which the grid draws
+    in gray instead).
+    """
+    heatmap = tf.image.resize(tf.cast(heatmap, tf.float32), (size, size))
+    low = tf.reduce_min(heatmap, axis=[1, 2, 3], keepdims=True)
+    high = tf.reduce_max(heatmap, axis=[1, 2, 3], keepdims=True)
+    return 2.0 * (heatmap - low) / tf.maximum(high - low, 1e-12) - 1.0
+
+
+def half_then_linear_decay(learning_rate, total_steps):
+    """The reference's schedule: constant for `total_steps // 2` iterations, then
+    lowered by learning_rate / (total_steps // 2) before each later iteration.
+
+    The rate used at 1-based iteration s is lr·(1 − max(0, s − N//2) / (N//2)), which
+    is `LinearDecay(lr, N//2, N//2 − 1)` at optimizer step s − 1; it reaches 0 at the
+    last iteration (even N). For odd N the reference's last rate is negative; it is 0
+    here. None or N < 2 keeps the rate constant.
+    Reference: the `decay_flag` block of `UGATIT.train` in UGATIT-pytorch `UGATIT.py`.
+    """
+    half = (total_steps or 0) // 2
+    if half < 1:
+        return learning_rate
+    return LinearDecay(learning_rate, half, half - 1, steps_per_epoch=1)
+
+
+@keras.saving.register_keras_serializable(package="tf_translate")
+class UGATIT(TranslationModel):
+    """The U-GAT-IT training model: two generators, a global and a local
+    discriminator per domain.
+
+    Names: `generator_ab` is the reference's genA2B, `generator_ba` genB2A;
+    `discriminator_global_a` / `discriminator_local_a` (disGA / disLA) judge A images
+    and `discriminator_global_b` / `discriminator_local_b` (disGB / disLB) judge B.
+
+    One `train_step` is the reference iteration, in its order:
+    1. D step: LSGAN on the discriminators' logits and CAM logits, global and local,
+       real images -> 1 and the generators' fresh fakes -> 0, times
+       `adversarial_weight`; Adam update of all four discriminators.
+    2. G step against the *updated* discriminators: adversarial (logits and CAM logits
+       -> 1) + `cycle_weight` L1(G_ts(G_st(x_s)), x_s) + `identity_weight`
+       L1(G_ts(x_s), x_s) + `cam_weight` [BCE(CAM of G_st(x_s), 1) + BCE(CAM of
+       G_st(x_t), 0)] over both directions; Adam update of both generators. ρ of
+       AdaLIN/LIN is clamped to [0, 1] by its weight constraint right after that update
+       (the reference's `RhoClipper`).
+    Both optimizers add `weight_decay`·w to the gradient before Adam, as PyTorch's
+    `Adam(weight_decay=...)` does (L2, not decoupled). Discriminators run in training
+    mode in both steps, so each spectral norm does one power iteration per call (three
+    per iteration), as the reference's.
+
+    Deliberate differences, same results: the generators' forward pass on the real
+    images is made once and used by both steps (the reference runs it twice with the
+    same, not yet updated, generator weights), and the D step sees the fakes detached
+    (the reference does not detach them; its G gradients from the D loss are zeroed
+    before the G step, so the D gradients are the same with less work). Adam's epsilon
+    is 1e-8 as torch's, but Keras adds it to sqrt(v) before the bias correction of v
+    (torch after), a difference of at most a factor sqrt(1 - 0.999^t) on epsilon.
+
+    Args:
+        image_size: training crop (`--img_size`, 256); the full generator runs only at it.
+        light: the light generator (`--light`; False is the paper's model).
+        filters: generator width (`--ch`, 64).
+        num_residual_blocks: generator residual blocks (`--n_res`, 4).
+        discriminator_filters: discriminator width (`--ch`, 64).
+        global_layers, local_layers: depth of the global and local discriminators
+            (the reference hard-codes 7 and 5; smaller values are for tests on tiny
+            images; a D of n layers needs image_size >= 3 * 2**(n - 2)).
+        adversarial_weight, cycle_weight, identity_weight, cam_weight: `--adv_weight`
+            1, `--cycle_weight` 10, `--identity_weight` 10, `--cam_weight` 1000.
+        learning_rate, beta_1, beta_2, weight_decay: Adam (`--lr` 1e-4, betas (0.5,
+            0.999), `--weight_decay` 1e-4).
+        seed: unused (the step has no randomness); accepted like every model's.
+    Reference: Kim et al., "U-GAT-IT", ICLR 2020; `UGATIT.build_model` and
+    `UGATIT.train` in UGATIT-pytorch `UGATIT.py`.
+    """
+
+    def __init__(self, image_size=256, light=False, filters=64, num_residual_blocks=4,
+                 discriminator_filters=64, global_layers=7, local_layers=5, adversarial_weight=1.0,
+                 cycle_weight=10.0, identity_weight=10.0, cam_weight=1000.0, learning_rate=1e-4,
+                 beta_1=0.5, beta_2=0.999, weight_decay=1e-4, seed=None, **kwargs):
+        smallest = 3 * 2 ** (max(global_layers, local_layers) - 2)
+        if image_size < smallest:
+            raise ValueError(f"image_size {image_size} is too small for discriminators of "
+                             f"{global_layers} and {local_layers} layers (needs >= {smallest})")
+        super().__init__(**kwargs)
+        self.image_size = image_size
+        self.light = light
+        self.filters = filters
+        self.num_residual_blocks = num_residual_blocks
+        self.discriminator_filters = discriminator_filters
+        self.global_layers = global_layers
+        self.local_layers = local_layers
+        self.adversarial_weight = adversarial_weight
+        self.cycle_weight = cycle_weight
+        self.identity_weight = identity_weight
+        self.cam_weight = cam_weight
+        self.learning_rate = learning_rate
+        self.beta_1 = beta_1
+        self.beta_2 = beta_2
+        self.weight_decay = weight_decay
+        self.seed = seed
+
+        self.generator_ab = self.make_generator("generator_ab")
+        self.generator_ba = self.make_generator("generator_ba")
+        discriminator = lambda layers, name: UGATITDiscriminator(discriminator_filters, layers, name=name)
+        self.discriminator_global_a = discriminator(global_layers, "discriminator_global_a")
+        self.discriminator_local_a = discriminator(local_layers, "discriminator_local_a")
+        self.discriminator_global_b = discriminator(global_layers, "discriminator_global_b")
+        self.discriminator_local_b = discriminator(local_layers, "discriminator_local_b")
+        for network in self.generator_networks() + self.discriminator_networks():
+            network.build((None, None, None, 3))
+        self.built = True
+
+    def make_generator(self, name):
+        return UGATITGenerator(self.filters, self.num_residual_blocks, self.image_size, self.light,
+                               name=name)
+
+    def generator_networks(self):
+        return [self.generator_ab, self.generator_ba]
+
+    def discriminator_networks(self):
+        return [self.discriminator_global_a, self.discriminator_local_a,
+                self.discriminator_global_b, self.discriminator_local_b]
+
+    def default_optimizers(self, total_steps, steps_per_epoch):
+        # steps_per_epoch is not used: the reference decays per iteration.
+        adam = lambda: make_adam(half_then_linear_decay(self.learning_rate, total_steps), self.beta_1,
+                                 self.beta_2, epsilon=1e-8)
+        # The discriminators' first: their update comes first in each step.
+        return {"d_optimizer": adam(), "g_optimizer": adam()}
+
+    def optimizer_variables(self):
+        variables = lambda networks: [v for n in networks for v in n.trainable_variables]
+        return {"d_optimizer": variables(self.discriminator_networks()),
+                "g_optimizer": variables(self.generator_networks())}
+
+    def generators(self):
+        return {"a2b": self.generator_ab, "b2a": self.generator_ba}
+
+    def with_weight_decay(self, optimizer_name, grads):
+        """grad + weight_decay·w for every variable the optimizer updates.
+
+        PyTorch's Adam(weight_decay) adds the L2 term to the gradient before the moments
+        (Keras Adam's `weight_decay` is decoupled, AdamW-style, so it is not used). The
+        gradients from `gradients` carry the loss scale and the 1/replicas factor and
+        are summed over replicas, so the decay term is given the same factor.
+        """
+        if not self.weight_decay:
+            return grads
+        optimizer = getattr(self, optimizer_name)
+        factor = optimizer.scale_loss(tf.constant(self.weight_decay / self.replicas(), tf.float32))
+        variables = self.optimizer_variables()[optimizer_name]
+        return [None if g is None else g + tf.cast(factor, g.dtype) * tf.cast(v, g.dtype)
+                for g, v in zip(grads, variables)]
+
+    def update(self, optimizer_name, tape, loss):
+        grads = self.gradients(optimizer_name, tape, loss)
+        self.apply_gradients(optimizer_name, self.with_weight_decay(optimizer_name, grads))
+
+    def discriminator_loss(self, real_a, real_b, fake_a, fake_b):
+        """The reference's `Discriminator_loss` (real -> 1, fake -> 0; logits and CAM
+        logits; global and local; both domains), real before fake for each D as the
+        reference calls them (each call advances that D's spectral-norm vectors)."""
+        loss = 0.0
+        for (global_d, local_d), real, fake in (
+                ((self.discriminator_global_a, self.discriminator_local_a), real_a, fake_a),
+                ((self.discriminator_global_b, self.discriminator_local_b), real_b, fake_b)):
+            for d in (global_d, local_d):
+                loss += lsgan_real_and_cam(d(real, training=True))
+            for d in (global_d, local_d):
+                loss += lsgan_fake_and_cam(d(fake, training=True))
+        return self.adversarial_weight * loss
+
+    def extra_generator_losses(self, real_a, real_b, fake_a, fake_b):
+        """{metric name: (weight, loss)} added to the generators' loss (photo2cartoon)."""
+        return {}
+
+    def train_step(self, data):
+        real_a, real_b, _ = keras.utils.unpack_x_y_sample_weight(data)
+        learning_rate = current_learning_rate(self.g_optimizer)  # the rate this step uses
+        with tf.GradientTape() as g_tape:
+            fake_b, cam_ab_a, _ = self.generator_ab(real_a, training=True)
+            fake_a, cam_ba_b, _ = self.generator_ba(real_b, training=True)
+
+            # 1. D step on these fakes, detached (see the class docstring).
+            with g_tape.stop_recording():
+                with tf.GradientTape() as d_tape:
+                    d_loss = self.discriminator_loss(real_a, real_b, tf.stop_gradient(fake_a),
+                                                     tf.stop_gradient(fake_b))
+                self.update("d_optimizer", d_tape, d_loss)
+
+            # 2. G step; the discriminators now hold their updated weights.
+            adversarial_loss = (
+                lsgan_real_and_cam(self.discriminator_global_a(fake_a, training=True))
+                + lsgan_real_and_cam(self.discriminator_local_a(fake_a, training=True))
+                + lsgan_real_and_cam(self.discriminator_global_b(fake_b, training=True))
+                + lsgan_real_and_cam(self.discriminator_local_b(fake_b, training=True)))
+            cycle_loss = (l1_loss(self.generator_ba(fake_b, training=True)[0], real_a)
+                          + l1_loss(self.generator_ab(fake_a, training=True)[0], real_b))
+            identity_a, cam_ba_a, _ = self.generator_ba(real_a, training=True)
+            identity_b, cam_ab_b, _ = self.generator_ab(real_b, training=True)
+            identity_loss = l1_loss(identity_a, real_a) + l1_loss(identity_b, real_b)
+            # G_st's CAM logit says "from s" (1) for x_s and "not from s" (0) for x_t.
+            cam_loss = (bce_with_logits(cam_ba_b, 1.0) + bce_with_logits(cam_ba_a, 0.0)
+                        + bce_with_logits(cam_ab_a, 1.0) + bce_with_logits(cam_ab_b, 0.0))
+            g_loss = (self.adversarial_weight * adversarial_loss + self.cycle_weight * cycle_loss
+                      + self.identity_weight * identity_loss + self.cam_weight * cam_loss)
+            extra = self.extra_generator_losses(real_a, real_b, fake_a, fake_b)
+            for weight, loss in extra.values():
+                g_loss += weight * loss
+        self.update("g_optimizer", g_tape, g_loss)
+        return {"g_loss": g_loss, "d_loss": d_loss, "adversarial_loss": adversarial_loss,
+                "cycle_loss": cycle_loss, "identity_loss": identity_loss, "cam_loss": cam_loss,
+                **{name: loss for name, (_, loss) in extra.items()},
+                "learning_rate": learning_rate}
+
+    def sample_rows(self, batch):
+        """The reference's sample grid (one column per image): for A, real A, then the
+        heatmap and image of A->A (identity), A->B and A->B->A; the same for B."""
+        real_a, real_b = batch[0], batch[1]
+        size = real_a.shape[1]
+        rows = []
+        for name, other, real, forward, backward in (
+                ("A", "B", real_a, self.generator_ab, self.generator_ba),
+                ("B", "A", real_b, self.generator_ba, self.generator_ab)):
+            identity, _, identity_heatmap = backward(real, training=False)
+            fake, _, fake_heatmap = forward(real, training=False)
+            cycled, _, cycled_heatmap = backward(fake, training=False)
+            rows += [(f"real {name}", real),
+                     (f"{name}->{name} heatmap", heatmap_image(identity_heatmap, size)),
+                     (f"{name}->{name}", identity),
+                     (f"{name}->{other} heatmap", heatmap_image(fake_heatmap, size)),
+                     (f"{name}->{other}", fake),
+                     (f"{name}->{other}->{name} heatmap", heatmap_image(cycled_heatmap, size)),
+                     (f"{name}->{other}->{name}", cycled)]
+        return rows
+
+    def get_config(self):
+        return {"image_size": self.image_size, "light": self.light, "filters": self.filters,
+                "num_residual_blocks": self.num_residual_blocks,
+                "discriminator_filters": self.discriminator_filters,
+                "global_layers": self.global_layers, "local_layers": self.local_layers,
+                "adversarial_weight": self.adversarial_weight, "cycle_weight": self.cycle_weight,
+                "identity_weight": self.identity_weight, "cam_weight": self.cam_weight,
+                "learning_rate": self.learning_rate, "beta_1": self.beta_1, "beta_2": self.beta_2,
+                "weight_decay": self.weight_decay, "seed": self.seed}
