@@ -96,7 +96,7 @@ def test_weights_have_torch_default_init_and_equal_shapes_differ():
     assert len(block_kernels) == 8
     bound = 1.0 / np.sqrt(64 * 9)  # U(-1/sqrt(fan_in), 1/sqrt(fan_in)), fan_in = 64 * 3 * 3
     for kernel in block_kernels:
-        assert np.abs(kernel).max() <= bound
+        assert np.abs(kernel).max() <= bound * (1 + 1e-6)  # float32 rounding of the bound
         assert abs(kernel.std() - bound / np.sqrt(3)) < 0.05 * bound
     # One unseeded Keras initializer reused would give equally shaped convs equal weights.
     assert not np.array_equal(block_kernels[0], block_kernels[1])
