@@ -88,3 +88,56 @@ def test_mixed_precision_generator_exports_as_float32(tmp_path):
     out = loaded.signatures["translate_float"](images=tf.constant(x))["images"]
     assert out.dtype == tf.float32
     assert np.abs(out.numpy() - generator(x).numpy()).max() < 2e-2
+
+
+# The label-conditioned signatures (StarGAN), again in a process without tf_translate.
+LOAD_AND_RUN_WITH_LABELS = """
+import json, sys
+import numpy as np
+import tensorflow as tf
+path, inputs = sys.argv[1], np.load(sys.argv[2])
+model = tf.saved_model.load(path)
+out = {}
+for key in ("uint8", "float"):
+    name = "serving_default" if key == "uint8" else "translate_float"
+    out[key] = model.signatures[name](images=tf.constant(inputs[key]),
+                                      labels=tf.constant(inputs["labels"]))["images"].numpy()
+names = model.signatures["label_names"]()["label_names"].numpy()
+sig = model.signatures["serving_default"]
+print(json.dumps({"inputs": {k: [str(v.dtype.name), v.shape.as_list()]
+                             for k, v in sig.structured_input_signature[1].items()},
+                  "names": [n.decode() for n in names], "imported": "tf_translate" in sys.modules}))
+np.savez(sys.argv[3], **out)
+"""
+
+
+def test_label_conditioned_generator_exports_a_signature_that_takes_labels(tmp_path):
+    from tf_translate.models.stargan import StarGANGenerator
+
+    generator = StarGANGenerator(filters=8, num_domains=3, num_residual_blocks=1)
+    generator.build([(None, None, None, 3), (None, 3)])
+    path = export_saved_model(generator, str(tmp_path / "model"), label_names=["cat", "dog", "fox"])
+    rng = np.random.default_rng(3)
+    pixels = rng.integers(0, 256, (2, 30, 26, 3), dtype=np.uint8)  # padded to 32 x 28 inside
+    labels = np.array([[0, 1, 0], [0, 0, 1]], np.float32)
+    inputs = {"uint8": pixels, "float": random_images(2, 32, 4), "labels": labels}
+    np.savez(tmp_path / "in.npz", **inputs)
+    (tmp_path / "serve.py").write_text(LOAD_AND_RUN_WITH_LABELS)
+    env = {k: v for k, v in os.environ.items() if k != "PYTHONPATH"}
+    done = subprocess.run([sys.executable, str(tmp_path / "serve.py"), path, str(tmp_path / "in.npz"),
+                           str(tmp_path / "out.npz")], capture_output=True, text=True,
+                          cwd=str(tmp_path), env=env, timeout=300)
+    assert done.returncode == 0, done.stderr[-2000:]
+    info = json.loads(done.stdout.strip().splitlines()[-1])
+    out = dict(np.load(tmp_path / "out.npz"))
+    assert info == {"inputs": {"images": ["uint8", [None, None, None, 3]], "labels": ["float32", [None, 3]]},
+                    "names": ["cat", "dog", "fox"], "imported": False}
+    np.testing.assert_allclose(out["float"], generator([inputs["float"], labels]).numpy(), atol=1e-5)
+    x = np.pad(pixels.astype(np.float32) / 127.5 - 1.0, [(0, 0), (0, 2), (0, 2), (0, 0)], mode="symmetric")
+    expected = to_uint8(generator([x, labels]).numpy()[:, :30, :26])
+    assert np.abs(out["uint8"].astype(int) - expected).max() <= 1
+    # The label matters: the same images with swapped labels translate differently.
+    swapped = to_uint8(generator([x, labels[::-1]]).numpy()[:, :30, :26])
+    assert np.abs(out["uint8"].astype(int) - swapped).max() > 5
+    with pytest.raises(ValueError, match="2 label names for a generator with 3 label entries"):
+        export_saved_model(generator, str(tmp_path / "bad"), label_names=["cat", "dog"])

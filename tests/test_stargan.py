@@ -15,7 +15,9 @@ from PIL import Image
 
 from tf_translate import data_labels
 from tf_translate.losses import classification_loss, gradient_penalty
+from tf_translate.data import training_data
 from tf_translate.models import build_model
+from tf_translate.training import global_step, image_grid, load_run, read_run, train
 from tf_translate.models.stargan import (StarGAN, StarGANDecay, StarGANDiscriminator,
                                          StarGANGenerator, grid_target_labels,
                                          hair_color_indices, sample_target_labels)
@@ -450,10 +452,173 @@ def test_stargan_config_round_trip_and_grid():
     clone = StarGAN.from_config(model.get_config())
     assert clone.get_config() == model.get_config()
     labels = np.array([[1, 0, 1], [0, 1, 0]], np.float32)
-    titles = [t for t, _ in model.sample_rows((_tiny_images(), labels))]
+    images = _tiny_images()
+    titles = [t for t, _ in model.grid_columns((images, labels))]
     assert titles == ["input", "Black_Hair", "Blond_Hair", "Male"]
     grid = dict(model.grid_labels(labels))
     np.testing.assert_array_equal(grid["Male"].numpy(), [[1, 0, 0], [0, 1, 1]])
     np.testing.assert_array_equal(grid["Blond_Hair"].numpy(), [[0, 1, 1], [0, 1, 0]])
+    # The paper's figure: one row per input image, the input then one column per target.
+    rows = model.sample_rows((images, labels))
+    assert len(rows) == 2 and rows[1][0] == "image 1: input, Black_Hair, Blond_Hair, Male"
+    picture = image_grid(rows)
+    for i in range(2):
+        expected = [images[i]] + [model.generator([images, grid[t]]).numpy()[i] for t in titles[1:]]
+        tile = np.concatenate(expected, axis=1)
+        np.testing.assert_array_equal(picture[32 * i:32 * (i + 1)],
+                                      np.clip((tile + 1) * 127.5 + 0.5, 0, 255).astype(np.uint8))
     with pytest.raises(ValueError, match="domain_names has 2 names for num_domains=3"):
         _tiny_stargan(num_domains=3, domain_names=["a", "b"])
+    with pytest.raises(ValueError, match="domain_names_2 has 1 names for num_domains_2=2"):
+        _tiny_stargan(num_domains=3, num_domains_2=2, domain_names_2=["a"])
+
+
+def test_target_label_for_translation():
+    celeba = _tiny_stargan(num_domains=4, domain_names=["Black_Hair", "Blond_Hair", "Male", "Young"])
+    np.testing.assert_array_equal(celeba.target_label(["Blond_Hair", "Young"]), [0, 1, 0, 1])
+    rafd = _tiny_stargan(num_domains=3, multi_label=False, domain_names=["angry", "happy", "sad"])
+    np.testing.assert_array_equal(rafd.target_label(["sad"]), [0, 0, 1])
+    both = _tiny_stargan(num_domains=2, domain_names=["Male", "Young"], num_domains_2=3,
+                         domain_names_2=["angry", "happy", "sad"])
+    assert both.label_names()[-2:] == ["mask: dataset 1", "mask: dataset 2"]
+    np.testing.assert_array_equal(both.target_label(["Young"]), [0, 1, 0, 0, 0, 1, 0])
+    np.testing.assert_array_equal(both.target_label(["happy"]), [0, 0, 0, 1, 0, 0, 1])
+    for model, names, message in [
+        (celeba, ["Blond_Hair", "Blonde"], "unknown domain\\(s\\) Blonde; this model knows Black_Hair, "
+                                           "Blond_Hair, Male, Young"),
+        (celeba, ["Black_Hair", "Blond_Hair"], "hair colours are exclusive"),
+        (rafd, ["happy", "sad"], "one domain at a time"),
+        (both, ["Young", "sad"], "mix the domains of two datasets"),
+        (celeba, [], "at least one"),
+    ]:
+        with pytest.raises(ValueError, match=message) as info:
+            model.target_label(names)
+        assert "\n" not in str(info.value)
+
+
+# --- the common training path ----------------------------------------------------------
+
+TINY = dict(filters=8, num_residual_blocks=1, discriminator_filters=8, discriminator_layers=5)
+
+
+def test_training_data_chooses_the_layout(tmp_path, capsys):
+    _write_images(tmp_path / "rafd" / "sad", ["a.png"], size=(8, 8))
+    _write_images(tmp_path / "rafd" / "happy", ["b.png"], size=(8, 8))
+    os.makedirs(tmp_path / "celeba" / "images")
+    _write_attr_file(tmp_path / "celeba" / "list_attr_celeba.txt", ROWS)
+    os.makedirs(tmp_path / "faces")
+    attr_file = _write_attr_file(tmp_path / "attrs.txt", ROWS)
+
+    spec, fn, over = training_data("stargan", str(tmp_path / "rafd"))
+    assert fn is data_labels.labelled_dataset
+    assert spec == {"datasets": [{"layout": "folders", "root": str(tmp_path / "rafd"),
+                                  "domains": ["happy", "sad"], "crop_size": None}]}
+    assert over == {"num_domains": 2, "domain_names": ["happy", "sad"], "multi_label": False}
+    # DIR/list_attr_celeba.txt with images in DIR/images (the reference's data/celeba).
+    spec, _, over = training_data("stargan", str(tmp_path / "celeba"), attrs=["Male", "Young"])
+    assert spec["datasets"][0] == {"layout": "celeba", "images": str(tmp_path / "celeba" / "images"),
+                                   "attr_file": str(tmp_path / "celeba" / "list_attr_celeba.txt"),
+                                   "attrs": ["Male", "Young"], "crop_size": 178}
+    assert over == {"num_domains": 2, "domain_names": ["Male", "Young"], "multi_label": True}
+    # --attr-file elsewhere: DIR is the image folder; default attributes.
+    spec, _, over = training_data("stargan", str(tmp_path / "faces"), attr_file=attr_file)
+    assert spec["datasets"][0]["images"] == str(tmp_path / "faces")
+    assert over["domain_names"] == list(data_labels.CELEBA_ATTRS)
+    # Two folders: multi-dataset training with the second dataset's overrides.
+    spec, _, over = training_data("stargan", [str(tmp_path / "celeba"), str(tmp_path / "rafd")],
+                                  attrs=["Male"])
+    assert [d["layout"] for d in spec["datasets"]] == ["celeba", "folders"]
+    assert over == {"num_domains": 1, "domain_names": ["Male"], "multi_label": True,
+                    "num_domains_2": 2, "domain_names_2": ["happy", "sad"], "multi_label_2": False}
+    assert training_data("cyclegan", "DIR") == ("DIR", None, {})
+    for args, message in [
+        (("stargan", str(tmp_path / "rafd"), None, ["Male"]), "has no list_attr_celeba.txt"),
+        (("stargan", str(tmp_path / "none")), "does not exist"),
+        (("stargan", [str(tmp_path / "rafd")] * 3), "got 3"),
+        (("cyclegan", "DIR", None, ["Male"]), "for label-conditioned models"),
+    ]:
+        with pytest.raises(ValueError, match=message) as info:
+            training_data(*args)
+        assert "\n" not in str(info.value)
+    from tf_translate.cli import main
+    assert main(["train", "--model", "stargan", "--data", str(tmp_path / "rafd"), "--run-dir",
+                 str(tmp_path / "run"), "--attrs", "Male,Young"]) == 2
+    assert "--attrs selects CelebA attributes" in capsys.readouterr().err
+
+
+def test_labelled_dataset_reads_the_celeba_train_split_and_skips_bad_files(tmp_path):
+    """2,003 listed images: the reference keeps 1,999 for testing and trains on 4. Each
+    image is one colour that encodes its line, so every label can be checked."""
+    n = 2003
+    values = _rng(11).choice([-1, 1], size=(n, len(ATTR_NAMES)))
+    rows = [(f"{i:06d}.png", list(v)) for i, v in enumerate(values)]
+    os.makedirs(tmp_path / "images")
+    for i in range(n):
+        Image.new("RGB", (2, 2), (i % 256, i // 256, 7)).save(tmp_path / "images" / f"{i:06d}.png")
+    train_index = data_labels.celeba_split(n, "train")
+    (tmp_path / "images" / f"{train_index[0]:06d}.png").write_bytes(b"not an image")
+    _write_attr_file(tmp_path / "list_attr_celeba.txt", rows)
+    spec, _, _ = training_data("stargan", str(tmp_path), attrs=["Young", "Bald"])
+    spec["datasets"][0]["crop_size"] = None  # whole 2x2 images
+    dataset, steps, report = data_labels.labelled_dataset(spec, batch_size=3, image_size=4, seed=0)
+    assert steps == 1 and list(report.skipped) == [str(tmp_path / "images" / f"{train_index[0]:06d}.png")]
+    seen = set()
+    for images, labels in dataset.take(4):
+        for image, label in zip(images.numpy(), labels.numpy()):
+            pixel = np.round((image[0, 0] + 1) * 127.5).astype(int)
+            line = pixel[0] + 256 * pixel[1]
+            assert pixel[2] == 7 and np.all(image == image[0, 0])
+            np.testing.assert_array_equal(label, values[line, [4, 0]] == 1)  # Young, Bald
+            seen.add(int(line))
+    assert seen == set(train_index[1:])
+
+
+def test_train_resume_and_translate_through_the_common_path(tmp_path, capsys):
+    from tf_translate.cli import main
+
+    for k, name in enumerate(["cat", "dog", "fox"]):
+        _write_images(tmp_path / "data" / name, [f"{i}.png" for i in range(3)], size=(36, 40),
+                      seed=10 * k)
+    data, dataset_fn, overrides = training_data("stargan", str(tmp_path / "data"))
+    run_dir = str(tmp_path / "run")
+    args = dict(batch_size=2, image_size=32, seed=0, dataset_fn=dataset_fn, verbose=0,
+                sample_every=2, checkpoint_every=2, xla=True)
+    model = train("stargan", data, run_dir, steps=2, model_overrides={**TINY, **overrides}, **args)
+    run = read_run(run_dir)
+    assert run["config"]["domain_names"] == ["cat", "dog", "fox"] and run["flags"]["data"] == data
+    assert run["flags"]["steps_per_epoch"] == 4  # 9 images // 2
+    grid = np.asarray(Image.open(os.path.join(run_dir, "samples", "step_0000002.png")))
+    assert grid.shape == (2 * 32, 4 * 32, 3)  # 2 inputs x (input + 3 domains)
+    # Resume: the run's own data spec and domains, not the (absent) new overrides.
+    resumed = train("stargan", data, run_dir, steps=3, resume=True, **args)
+    assert global_step(resumed) == 3 and resumed.domain_names == ["cat", "dog", "fox"]
+    restored, _ = load_run(run_dir)
+    x = _tiny_images(1)
+    c = restored.target_label(["dog"])[None]
+    np.testing.assert_allclose(restored.generator([x, c]).numpy(), resumed.generator([x, c]).numpy(),
+                               atol=1e-6)
+    # The critic moves every step (the generator only every fifth): step 3 happened.
+    np.testing.assert_allclose(restored.discriminator(x)[1].numpy(),
+                               resumed.discriminator(x)[1].numpy(), atol=1e-6)
+    assert not np.allclose(model.discriminator(x)[1].numpy(), restored.discriminator(x)[1].numpy())
+
+    out = str(tmp_path / "out")
+    source = str(tmp_path / "data" / "cat" / "0.png")
+    assert main(["translate", "--run-dir", run_dir, "--input", source, "--output", out,
+                 "--domain", "fox"]) == 0
+    image = np.asarray(Image.open(source), np.float32)[None] / 127.5 - 1.0  # 40 x 36, no padding
+    expected = restored.generator([image, restored.target_label(["fox"])[None]]).numpy()[0]
+    got = np.asarray(Image.open(os.path.join(out, "0.png")), np.float32) / 127.5 - 1.0
+    assert got.shape == (40, 36, 3) and np.abs(got - expected).max() <= 1.0 / 127.5
+    for extra, message in [([], "name the target with --attrs or --domain; this model knows cat, dog, fox"),
+                           (["--attrs", "cat,dog"], "one domain at a time")]:
+        assert main(["translate", "--run-dir", run_dir, "--input", source, "--output", out] + extra) == 2
+        assert message in capsys.readouterr().err
+    assert main(["export", "--run-dir", run_dir, "--output", str(tmp_path / "served")]) == 0
+    served = tf.saved_model.load(str(tmp_path / "served" / "1"))
+    assert [n.decode() for n in served.signatures["label_names"]()["label_names"].numpy()] == \
+        ["cat", "dog", "fox"]
+    pixels = np.asarray(Image.open(source))[None]
+    exported = served.signatures["serving_default"](
+        images=tf.constant(pixels), labels=tf.constant(restored.target_label(["fox"])[None]))
+    np.testing.assert_array_equal(exported["images"].numpy()[0], np.asarray(Image.open(os.path.join(out, "0.png"))))

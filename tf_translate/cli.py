@@ -17,7 +17,12 @@ def parse_args(argv):
     train = commands.add_parser("train", help="train a model on image folders")
     train.add_argument("--model", required=True)
     train.add_argument("--data", required=True, nargs="+",
-                       help="DIR with trainA/trainB, or two folders (domain A, domain B)")
+                       help="DIR with trainA/trainB, or two folders (domain A, domain B); stargan: "
+                       "a CelebA folder (list_attr_celeba.txt) or one sub-folder per domain, two "
+                       "folders for multi-dataset training")
+    train.add_argument("--attr-file", help="stargan: the CelebA attribute file (default DIR/list_attr_celeba.txt)")
+    train.add_argument("--attrs", nargs="+", help="stargan: CelebA attributes, space- or comma-separated "
+                       "(default Black_Hair Blond_Hair Brown_Hair Male Young)")
     train.add_argument("--run-dir", required=True)
     train.add_argument("--image-size", type=int, default=256)
     train.add_argument("--load-size", type=int, help="resize before the random crop (default 286/256 x size)")
@@ -36,13 +41,17 @@ def parse_args(argv):
     translate.add_argument("--run-dir", required=True)
     translate.add_argument("--input", required=True, help="an image or a folder of images")
     translate.add_argument("--output", required=True, help="folder for the translated images")
-    translate.add_argument("--direction", default="a2b")
+    translate.add_argument("--direction", help="which generator (default: the model's first, a2b)")
+    target = translate.add_mutually_exclusive_group()
+    target.add_argument("--attrs", nargs="+", help="stargan: target attributes (1; all others 0), "
+                        "space- or comma-separated, e.g. Blond_Hair,Young")
+    target.add_argument("--domain", help="stargan: the target domain")
 
     export = commands.add_parser("export", help="export a generator as a SavedModel (TF Serving) or TFLite file")
     export.add_argument("--run-dir", required=True)
     export.add_argument("--output", required=True,
                         help="savedmodel: model folder, written to OUTPUT/VERSION; tflite: the .tflite file")
-    export.add_argument("--direction", default="a2b")
+    export.add_argument("--direction", help="which generator (default: the model's first, a2b)")
     export.add_argument("--version", type=int, default=1)
     export.add_argument("--format", default="savedmodel", choices=["savedmodel", "tflite"])
     export.add_argument("--quantize", default="none", choices=["none", "fp16", "int8", "int8-full"],
@@ -62,6 +71,11 @@ def parse_args(argv):
     return parser.parse_args(argv)
 
 
+def names(values):
+    """`--attrs A B` or `--attrs A,B` -> [A, B] (None when not given)."""
+    return values and [name for value in values for name in value.split(",") if name]
+
+
 def pick_generator(model, direction):
     generators = model.generators()
     if direction not in generators:
@@ -79,12 +93,15 @@ def run(args):
               f"{result['train_seconds']:.0f} s")
         print(f"sample grids: {result['samples']}\nSavedModel: {result['export']}")
     elif args.command == "train":
+        from tf_translate.data import training_data
         from tf_translate.training import train
         data = args.data[0] if len(args.data) == 1 else args.data
+        data, dataset_fn, overrides = training_data(args.model, data, args.attr_file, names(args.attrs))
         train(args.model, data, args.run_dir, steps=args.steps, epochs=args.epochs,
               batch_size=args.batch_size, image_size=args.image_size, load_size=args.load_size,
               precision=args.precision, xla=not args.no_xla, resume=args.resume,
-              checkpoint_every=args.checkpoint_every, sample_every=args.sample_every, seed=args.seed)
+              checkpoint_every=args.checkpoint_every, sample_every=args.sample_every, seed=args.seed,
+              model_overrides=overrides, dataset_fn=dataset_fn)
     elif args.command == "translate":
         translate_images(args)
     elif args.command == "export":
@@ -92,12 +109,17 @@ def run(args):
         from tf_translate.torch_import import check_imported_direction
         from tf_translate.training import load_run
         model, record = load_run(args.run_dir)
+        args.direction = args.direction or next(iter(model.generators()))
         check_imported_direction(record, args.direction)
         generator = pick_generator(model, args.direction)
         if args.format == "tflite":
+            if hasattr(model, "target_label"):
+                raise ValueError("TFLite export of label-conditioned generators (stargan) is not "
+                                 "supported yet: use --format savedmodel")
             export_tflite_file(args, generator, record)
         else:
-            path = export_saved_model(generator, args.output, args.version)
+            label_names = model.label_names() if hasattr(model, "label_names") else None
+            path = export_saved_model(generator, args.output, args.version, label_names=label_names)
             print(f"SavedModel written to {path}")
     elif args.command == "import-torch":
         from tf_translate.torch_import import import_torch
@@ -130,13 +152,22 @@ def translate_images(args):
     from PIL import Image
 
     from tf_translate.data import check_images, list_images, read_rgb
-    from tf_translate.export import GeneratorModule
+    from tf_translate.export import serving_module
     from tf_translate.torch_import import check_imported_direction
     from tf_translate.training import load_run
 
     model, record = load_run(args.run_dir)
+    args.direction = args.direction or next(iter(model.generators()))
     check_imported_direction(record, args.direction)
-    module = GeneratorModule(pick_generator(model, args.direction))
+    module = serving_module(pick_generator(model, args.direction))
+    targets, inputs = ([args.domain] if args.domain else names(args.attrs)), {}
+    if hasattr(model, "target_label"):
+        if not targets:
+            raise ValueError(f"name the target with --attrs or --domain; this model knows "
+                             f"{', '.join(sum(model.names(), []))}")
+        inputs["labels"] = model.target_label(targets)[None]
+    elif targets:
+        raise ValueError("--attrs and --domain are for label-conditioned models (stargan)")
     if os.path.isdir(args.input):
         paths = list_images(args.input)
     elif os.path.isfile(args.input):
@@ -149,7 +180,7 @@ def translate_images(args):
     os.makedirs(args.output, exist_ok=True)
     for path in paths:
         image = read_rgb(path)
-        out = module.serving_default(image[None])["images"].numpy()[0]
+        out = module.serving_default(images=image[None], **inputs)["images"].numpy()[0]
         name = os.path.splitext(os.path.basename(path))[0] + ".png"
         Image.fromarray(out).save(os.path.join(args.output, name))
     print(f"translated {len(paths)} image(s) into {args.output}" + (f"; skipped {len(bad)}" if bad else ""))

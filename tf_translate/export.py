@@ -6,6 +6,9 @@ The exported module holds one float32 generator and two signatures:
   multiple and cropping back happen inside, so clients send raw pixels of any size.
 - `translate_float`: float32 [-1, 1] in and out, same keys and shape rules.
 It loads with plain `tf.saved_model.load` and needs no tf_translate at serving time.
+A label-conditioned generator (StarGAN) is exported the same way, except that both
+signatures also take `labels`, float32 `[batch, label_size]` (the target domain of
+each image), and a third, `label_names`, returns the meaning of each label entry.
 
 `export_tflite` writes a fixed-size .tflite file (see the TFLite section below).
 """
@@ -25,11 +28,18 @@ def float32_copy(network):
     keras.mixed_precision.set_global_policy("float32")
     try:
         copy = network.__class__.from_config(network.get_config())
-        copy.build((None, None, None, 3))
+        shape = (None, None, None, 3)
+        copy.build([shape, (None, label_size(network))] if label_size(network) else shape)
     finally:
         keras.mixed_precision.set_global_policy(previous)
     copy.set_weights(network.get_weights())
     return copy
+
+
+def label_size(generator):
+    """The label length of a label-conditioned generator (StarGAN's, called as
+    `generator([images, labels])`), or 0 for a generator of images alone."""
+    return int(getattr(generator, "num_domains", 0) or 0)
 
 
 def first_output(outputs):
@@ -50,17 +60,27 @@ class GeneratorModule(tf.Module):
         self.multiple = math.lcm(multiple, getattr(generator, "input_multiple", 1))
         self.fixed_size = fixed_size or getattr(generator, "fixed_input_size", None)
 
-    def _translate(self, images):
+    def _translate(self, images, labels=None):
+        """[-1, 1] images (and target labels) -> [-1, 1] float32 images of the same size."""
         height, width = tf.shape(images)[1], tf.shape(images)[2]
         if self.fixed_size:
             resized = tf.image.resize(images, (self.fixed_size, self.fixed_size))
-            out = first_output(self.generator(resized, training=False))
-            return tf.image.resize(out, (height, width))
+            return tf.image.resize(self._generate(resized, labels), (height, width))
         pad_h = (self.multiple - height % self.multiple) % self.multiple
         pad_w = (self.multiple - width % self.multiple) % self.multiple
         padded = tf.pad(images, [[0, 0], [0, pad_h], [0, pad_w], [0, 0]], mode="SYMMETRIC")
-        out = first_output(self.generator(padded, training=False))
+        out = self._generate(padded, labels)
         return tf.cast(out[:, :height, :width, :], tf.float32)
+
+    def _generate(self, images, labels):
+        inputs = images if labels is None else [images, labels]
+        return first_output(self.generator(inputs, training=False))
+
+    def _translate_pixels(self, images, labels=None):
+        """uint8 in and out: scaling to [-1, 1], `_translate`, rounding and clipping."""
+        out = self._translate(tf.cast(images, tf.float32) / 127.5 - 1.0, labels)
+        pixels = tf.clip_by_value(tf.round((out + 1.0) * 127.5), 0.0, 255.0)
+        return {"images": tf.cast(pixels, tf.uint8)}
 
     @tf.function(input_signature=[tf.TensorSpec([None, None, None, 3], tf.float32, name="images")])
     def translate_float(self, images):
@@ -68,21 +88,59 @@ class GeneratorModule(tf.Module):
 
     @tf.function(input_signature=[tf.TensorSpec([None, None, None, 3], tf.uint8, name="images")])
     def serving_default(self, images):
-        out = self._translate(tf.cast(images, tf.float32) / 127.5 - 1.0)
-        pixels = tf.clip_by_value(tf.round((out + 1.0) * 127.5), 0.0, 255.0)
-        return {"images": tf.cast(pixels, tf.uint8)}
+        return self._translate_pixels(images)
+
+    def signatures(self):
+        """The signatures `export_saved_model` writes, by name."""
+        return {"serving_default": self.serving_default, "translate_float": self.translate_float}
 
 
-def export_saved_model(generator, output_dir, version=1, fixed_size=None):
+class LabelGeneratorModule(GeneratorModule):
+    """A label-conditioned generator (StarGAN) with the serving signatures.
+
+    `serving_default` and `translate_float` take `images` as `GeneratorModule`'s and
+    `labels`, float32 `[batch, label_size]`: the target domain of each image (the
+    generator's label vector). `label_names` returns {"label_names": string [label_size]}.
+    The signatures are made per instance because the label length is the generator's.
+    """
+
+    def __init__(self, generator, multiple=4, fixed_size=None, label_names=None):
+        super().__init__(generator, multiple, fixed_size)
+        size = label_size(generator)
+        names = list(label_names) if label_names else [f"label {i}" for i in range(size)]
+        if len(names) != size:
+            raise ValueError(f"{len(names)} label names for a generator with {size} label entries")
+        labels = tf.TensorSpec([None, size], tf.float32, name="labels")
+        self.serving_default = tf.function(self._translate_pixels, input_signature=[
+            tf.TensorSpec([None, None, None, 3], tf.uint8, name="images"), labels])
+        self.translate_float = tf.function(
+            lambda images, labels: {"images": self._translate(images, labels)},
+            input_signature=[tf.TensorSpec([None, None, None, 3], tf.float32, name="images"), labels])
+        self.label_names = tf.function(lambda: {"label_names": tf.constant(names)}, input_signature=[])
+
+    def signatures(self):
+        return {**super().signatures(), "label_names": self.label_names}
+
+
+def serving_module(generator, multiple=4, fixed_size=None, label_names=None):
+    """`GeneratorModule`, or `LabelGeneratorModule` for a label-conditioned generator."""
+    if label_size(generator):
+        return LabelGeneratorModule(generator, multiple, fixed_size, label_names)
+    return GeneratorModule(generator, multiple, fixed_size)
+
+
+def export_saved_model(generator, output_dir, version=1, fixed_size=None, label_names=None):
     """Writes `generator` as a SavedModel in `output_dir/<version>` (TF Serving's layout).
 
+    Args:
+        label_names: for a label-conditioned generator, the meaning of each label entry
+            (`StarGAN.label_names()`), served by the `label_names` signature.
     Returns:
         the version folder's path.
     """
-    module = GeneratorModule(float32_copy(generator), fixed_size=fixed_size)
+    module = serving_module(float32_copy(generator), fixed_size=fixed_size, label_names=label_names)
     path = os.path.join(output_dir, str(version))
-    tf.saved_model.save(module, path, signatures={
-        "serving_default": module.serving_default, "translate_float": module.translate_float})
+    tf.saved_model.save(module, path, signatures=module.signatures())
     return path
 
 

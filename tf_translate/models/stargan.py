@@ -7,6 +7,7 @@ Multi-Domain Image-to-Image Translation", CVPR 2018; yunjey/stargan (`model.py`,
 """
 
 import keras
+import numpy as np
 import tensorflow as tf
 from keras import layers, ops
 
@@ -341,6 +342,9 @@ class StarGANDecay(keras.optimizers.schedules.LearningRateSchedule):
 class StarGAN(TranslationModel):
     """The StarGAN training model: one generator, one critic with a class head.
 
+    `labelled_data`: `fit` takes (images, labels), so the CLI reads CelebA or domain
+    folders for it (`data.training_data`), not unpaired trainA/trainB.
+
     `generator` is the reference's G, `discriminator` its D (the paper's D_src and
     D_cls). `fit` takes `(images, labels)` batches: labels [B, num_domains] of 0/1
     attributes (`multi_label=True`, CelebA) or one-hots (RaFD). With a second dataset
@@ -371,7 +375,9 @@ class StarGAN(TranslationModel):
             `--dataset Both`); 0 trains on one dataset.
         multi_label_2: the same for the second dataset (RaFD: False).
         domain_names: names of the first dataset's labels (CelebA attributes); gives the
-            grid's titles and which columns are mutually exclusive hair colours.
+            grid's titles, which columns are mutually exclusive hair colours, and the
+            names `target_label` accepts.
+        domain_names_2: the same for the second dataset.
         gp_weight, cls_weight, rec_weight: reference `--lambda_gp` 10, `--lambda_cls` 1,
             `--lambda_rec` 10.
         n_critic: critic updates per generator update (`--n_critic` 5).
@@ -382,16 +388,21 @@ class StarGAN(TranslationModel):
     Reference: `Solver.train` and `Solver.train_multi` in yunjey `solver.py`.
     """
 
+    labelled_data = True
+
     def __init__(self, image_size=128, num_domains=5, filters=64, num_residual_blocks=6,
                  discriminator_filters=64, discriminator_layers=6, multi_label=True,
-                 num_domains_2=0, multi_label_2=False, domain_names=None, gp_weight=10.0,
-                 cls_weight=1.0, rec_weight=10.0, n_critic=5, learning_rate=1e-4, beta_1=0.5,
-                 beta_2=0.999, lr_update_step=1000, decay_to_zero=True, seed=None, **kwargs):
+                 num_domains_2=0, multi_label_2=False, domain_names=None, domain_names_2=None,
+                 gp_weight=10.0, cls_weight=1.0, rec_weight=10.0, n_critic=5, learning_rate=1e-4,
+                 beta_1=0.5, beta_2=0.999, lr_update_step=1000, decay_to_zero=True, seed=None,
+                 **kwargs):
         if n_critic < 1:
             raise ValueError(f"n_critic must be >= 1, got {n_critic}")
-        if domain_names is not None and len(domain_names) != num_domains:
-            raise ValueError(f"domain_names has {len(domain_names)} names for "
-                             f"num_domains={num_domains}")
+        for names, count, suffix in ((domain_names, num_domains, ""),
+                                     (domain_names_2, num_domains_2, "_2")):
+            if names is not None and len(names) != count:
+                raise ValueError(f"domain_names{suffix} has {len(names)} names for "
+                                 f"num_domains{suffix}={count}")
         super().__init__(**kwargs)
         self.image_size = image_size
         self.num_domains = num_domains
@@ -403,6 +414,7 @@ class StarGAN(TranslationModel):
         self.num_domains_2 = num_domains_2
         self.multi_label_2 = multi_label_2
         self.domain_names = None if domain_names is None else list(domain_names)
+        self.domain_names_2 = None if domain_names_2 is None else list(domain_names_2)
         self.gp_weight = gp_weight
         self.cls_weight = cls_weight
         self.rec_weight = rec_weight
@@ -459,6 +471,57 @@ class StarGAN(TranslationModel):
     def generators(self):
         return {"label": self.generator}
 
+    def names(self):
+        """(first dataset's domain names, second dataset's), numbered when not given."""
+        return (self.domain_names or [f"domain {i}" for i in range(self.num_domains)],
+                self.domain_names_2 or [f"dataset 2 domain {i}" for i in range(self.num_domains_2)])
+
+    def label_names(self):
+        """The meaning of every entry of the generator's label vector, in order."""
+        first, second = self.names()
+        if not self.num_domains_2:
+            return first
+        return first + second + ["mask: dataset 1", "mask: dataset 2"]
+
+    def target_label(self, names):
+        """The label vector that translates an image to `names`, for inference.
+
+        Multi-label (CelebA): the named attributes are 1 and all others 0, since the
+        input's own attributes are unknown (at most one hair colour). Single-label: one
+        name, its one-hot. With two datasets the names come from one dataset, whose mask
+        bit is set (the reference's `[c1, zeros, 1, 0]`).
+
+        Args:
+            names: domain or attribute names (`domain_names`, `domain_names_2`).
+        Returns:
+            float32 NumPy vector [len(label_names())].
+        Raises:
+            ValueError (one line) for unknown names and impossible combinations.
+        """
+        first, second = self.names()
+        names = list(names)
+        if not names:
+            raise ValueError("name at least one target domain or attribute")
+        unknown = [n for n in names if n not in first and n not in second]
+        if unknown:
+            raise ValueError(f"unknown domain(s) {', '.join(unknown)}; this model knows "
+                             f"{', '.join(first + second)}")
+        dataset = 0 if names[0] in first else 1
+        own, multi_label = (first, self.multi_label) if dataset == 0 else (second, self.multi_label_2)
+        if any(n not in own for n in names):
+            raise ValueError("the targets mix the domains of two datasets; name domains of one")
+        if not multi_label and len(names) > 1:
+            raise ValueError(f"this model translates to one domain at a time, got {', '.join(names)}")
+        hair = [n for n in names if own.index(n) in hair_color_indices(own)]
+        if multi_label and len(hair) > 1:
+            raise ValueError(f"hair colours are exclusive: name at most one of {', '.join(hair)}")
+        label = np.zeros(len(self.label_names()), np.float32)
+        offset = 0 if dataset == 0 else self.num_domains
+        label[[offset + own.index(n) for n in names]] = 1.0
+        if self.num_domains_2:
+            label[self.num_domains + self.num_domains_2 + dataset] = 1.0
+        return label
+
     def hair_colors(self):
         """Indices of the mutually exclusive hair-colour labels (by `domain_names`)."""
         return hair_color_indices(self.domain_names or [])
@@ -467,7 +530,7 @@ class StarGAN(TranslationModel):
         """[(title, target labels)] for the results grid: one column per target domain
         (`create_labels`), then with two datasets one per second-dataset domain."""
         labels = tf.convert_to_tensor(labels, tf.float32)
-        names = self.domain_names or [f"domain {i}" for i in range(self.num_domains)]
+        names, names_2 = self.names()
         own = grid_target_labels(labels[:, :self.num_domains], self.hair_colors(), self.multi_label)
         if not self.num_domains_2:
             return list(zip(names, own))
@@ -478,15 +541,23 @@ class StarGAN(TranslationModel):
         mask_2 = tf.tile([[0.0, 1.0]], [batch, 1])
         second = grid_target_labels(zeros_2, (), self.multi_label_2)
         return ([(n, tf.concat([c, zeros_2, mask_1], 1)) for n, c in zip(names, own)]
-                + [(f"dataset 2 domain {i}", tf.concat([zeros_1, c, mask_2], 1))
-                   for i, c in enumerate(second)])
+                + [(n, tf.concat([zeros_1, c, mask_2], 1)) for n, c in zip(names_2, second)])
+
+    def grid_columns(self, batch):
+        """[(title, images)]: the inputs, then their translation to every grid target."""
+        images, labels = batch
+        columns = [("input", images)]
+        for title, target in self.grid_labels(labels):
+            columns.append((title, self.generator([images, target], training=False)))
+        return columns
 
     def sample_rows(self, batch):
-        images, labels = batch
-        rows = [("input", images)]
-        for title, target in self.grid_labels(labels):
-            rows.append((title, self.generator([images, target], training=False)))
-        return rows
+        """The paper's figure: one row per input image, holding the input and then one
+        column per target domain (`grid_columns`, whose titles name the columns)."""
+        columns = self.grid_columns(batch)
+        titles = ", ".join(title for title, _ in columns)
+        images = tf.stack([tf.cast(x, tf.float32) for _, x in columns], axis=1)
+        return [(f"image {i}: {titles}", images[i]) for i in range(images.shape[0])]
 
     def classification_loss(self, logits, labels):
         """BCE / CE on the known labels: the whole label with one dataset; with two, each
@@ -549,7 +620,8 @@ class StarGAN(TranslationModel):
                 "discriminator_filters": self.discriminator_filters,
                 "discriminator_layers": self.discriminator_layers, "multi_label": self.multi_label,
                 "num_domains_2": self.num_domains_2, "multi_label_2": self.multi_label_2,
-                "domain_names": self.domain_names, "gp_weight": self.gp_weight,
+                "domain_names": self.domain_names, "domain_names_2": self.domain_names_2,
+                "gp_weight": self.gp_weight,
                 "cls_weight": self.cls_weight, "rec_weight": self.rec_weight,
                 "n_critic": self.n_critic, "learning_rate": self.learning_rate,
                 "beta_1": self.beta_1, "beta_2": self.beta_2,
