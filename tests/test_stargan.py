@@ -622,3 +622,42 @@ def test_train_resume_and_translate_through_the_common_path(tmp_path, capsys):
     exported = served.signatures["serving_default"](
         images=tf.constant(pixels), labels=tf.constant(restored.target_label(["fox"])[None]))
     np.testing.assert_array_equal(exported["images"].numpy()[0], np.asarray(Image.open(os.path.join(out, "0.png"))))
+
+
+# --- mixed precision -------------------------------------------------------------------
+
+def test_mixed_float16_gradient_penalty_stays_float32_and_a_step_is_finite(tmp_path):
+    from tf_translate.export import export_saved_model
+
+    reference = StarGANDiscriminator(image_size=32, filters=8, num_domains=3, num_layers=5)
+    reference.build((None, 32, 32, 3))
+    real, fake = _tiny_images(4, seed=20), _tiny_images(4, seed=21)
+    alpha = _rng(22).uniform(size=(4, 1, 1, 1)).astype("float32")
+    expected = float(gradient_penalty(lambda x: reference(x)[0], real, fake, alpha))
+    keras.mixed_precision.set_global_policy("mixed_float16")
+    try:
+        critic = StarGANDiscriminator(image_size=32, filters=8, num_domains=3, num_layers=5)
+        critic.build((None, 32, 32, 3))
+        critic.set_weights(reference.get_weights())
+        assert critic.stack[0].layers[-1].compute_dtype == "float16"
+        gp = gradient_penalty(lambda x: critic(x)[0], real, fake, alpha)
+        model = _tiny_stargan(num_domains=3)
+        model.compile(jit_compile=True)
+        x = _tiny_images(4)
+        c = np.eye(3, dtype=np.float32)[[0, 1, 2, 0]]
+        moved = _fit_steps(model, tf.data.Dataset.from_tensors((x, c)).repeat(), 5)
+    finally:
+        keras.mixed_precision.set_global_policy("float32")
+    assert gp.dtype == tf.float32 and expected > 0
+    np.testing.assert_allclose(float(gp), expected, rtol=2e-2)
+    assert [g for g, _, _ in moved] == [False, False, False, False, True]
+    logs = moved[-1][2]
+    assert all(np.isfinite(v) for v in logs.values()) and logs["gp"] > 0 and logs["rec_loss"] > 0
+    assert all(np.all(np.isfinite(w.numpy())) for w in model.weights)
+    assert model.generator.stack[0].layers[-1].compute_dtype == "float16"
+    # The mixed-precision generator exports as float32 with its label input.
+    path = export_saved_model(model.generator, str(tmp_path / "model"))
+    out = tf.saved_model.load(path).signatures["translate_float"](
+        images=tf.constant(x), labels=tf.constant(c))["images"]
+    assert out.dtype == tf.float32
+    assert np.abs(out.numpy() - model.generator([x, c]).numpy().astype(np.float32)).max() < 2e-2
