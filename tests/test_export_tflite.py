@@ -176,3 +176,44 @@ def test_cli_exports_int8_full_calibrated_on_the_training_folder(pixels, tmp_pat
     diff = np.abs(out - keras_uint8(model.generator_ab, images))
     assert diff.mean() <= 40  # the int8-full uint8 bound above
     assert json.loads((run_dir / "run.json").read_text())["model"] == "cyclegan"
+
+
+def test_stargan_generator_takes_the_target_label(tmp_path):
+    """A label-conditioned generator: `labels` is a second input; each label gives its own output."""
+    from tf_translate.models.stargan import StarGANGenerator
+
+    keras.utils.set_random_seed(2)
+    generator = StarGANGenerator(filters=8, num_domains=3, num_residual_blocks=1)
+    generator.build([(None, None, None, 3), (None, 3)])
+    images = np.stack([photo("astronaut")]).astype(np.float32) / 127.5 - 1.0
+    path = tmp_path / "stargan.tflite"
+    export_tflite(generator, path, SIZE, io="float")
+    runner = tflite_interpreter(str(path)).get_signature_runner("serving_default")
+    labels_details = runner.get_input_details()["labels"]
+    assert labels_details["dtype"] == np.float32 and list(labels_details["shape"]) == [1, 3]
+    translator = TFLiteTranslator(path)
+    outputs = []
+    for label in np.eye(3, dtype=np.float32):
+        out = translator(images, label)
+        expected = generator([images, label[None]]).numpy()
+        assert np.abs(out - expected).max() <= 1e-4
+        outputs.append(out)
+    assert np.abs(outputs[0] - outputs[1]).mean() > 1e-3  # the label reaches the network
+    with pytest.raises(ValueError, match="also takes the target label: 3 floats"):
+        translator(images)
+
+
+@pytest.mark.parametrize("light", [True, False])
+def test_ugatit_generator_image_output_matches_keras(light, tmp_path):
+    from tf_translate.models.ugatit import UGATITGenerator
+
+    keras.utils.set_random_seed(4)
+    generator = UGATITGenerator(filters=8, num_residual_blocks=1, image_size=SIZE, light=light)
+    generator.build((None, SIZE, SIZE, 3))
+    images = np.stack([photo("coffee")]).astype(np.float32) / 127.5 - 1.0
+    path = tmp_path / "ugatit.tflite"
+    export_tflite(generator, path, SIZE, io="float")
+    assert np.abs(TFLiteTranslator(path)(images) - generator(images)[0].numpy()).max() <= 1e-4
+    if not light:
+        with pytest.raises(ValueError, match="runs only at 32x32: export it with image size 32"):
+            export_tflite(generator, tmp_path / "other.tflite", 64)

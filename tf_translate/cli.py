@@ -63,7 +63,9 @@ def parse_args(argv):
                         "(default: the run's training folder of the source domain)")
 
     imports = commands.add_parser("import-torch", help="convert a reference PyTorch generator checkpoint")
-    imports.add_argument("--model", required=True, help="cyclegan (junyanz latest_net_G_A.pth)")
+    imports.add_argument("--model", required=True,
+                         help="cyclegan (junyanz latest_net_G_A.pth), ugatit / ugatit_light "
+                         "(UGATIT-pytorch .pt), stargan (yunjey *-G.ckpt)")
     imports.add_argument("--checkpoint", required=True, help="the A->B generator checkpoint")
     imports.add_argument("--checkpoint-b", help="the B->A generator checkpoint (run directories only)")
     imports.add_argument("--output", required=True,
@@ -113,9 +115,6 @@ def run(args):
         check_imported_direction(record, args.direction)
         generator = pick_generator(model, args.direction)
         if args.format == "tflite":
-            if hasattr(model, "target_label"):
-                raise ValueError("TFLite export of label-conditioned generators (stargan) is not "
-                                 "supported yet: use --format savedmodel")
             export_tflite_file(args, generator, record)
         else:
             label_names = model.label_names() if hasattr(model, "label_names") else None

@@ -152,6 +152,8 @@ def export_saved_model(generator, output_dir, version=1, fixed_size=None, label_
 # - io="uint8": uint8 RGB pixels in and out (input key `images`, output key `images`);
 #   scaling to [-1, 1] and back (round, clip) happen inside the model.
 # - io="float": float32 in [-1, 1] in and out, for callers doing their own pre/post-processing.
+# A label-conditioned generator (StarGAN) takes a second input, `labels`, float32
+# [1, label_size] (the target domain), in both io modes.
 # Quantization modes: "none" (float32), "fp16" (float16 weights, float32 compute),
 # "int8" (int8 weights, float activations: dynamic range) and "int8-full" (int8 weights
 # and activations calibrated on representative images; the uint8 pixels are converted
@@ -205,7 +207,9 @@ def export_tflite(generator, path, image_size, quantize="none", representative_i
             folder of the source domain) or a sequence of uint8 RGB arrays; the first
             `representative_count` are resized to `image_size` and calibrate the ranges.
         io: "uint8" (pixels in and out) or "float" ([-1, 1] in and out).
-        multiple: the generator's size multiple (4 for two stride-2 down-samplings).
+        multiple: the generator's size multiple (4 for two stride-2 down-samplings);
+            a generator's own `input_multiple` is honoured too, and a generator tied to
+            one size (`fixed_input_size`, full U-GAT-IT) must be exported at that size.
     Returns:
         the size of the file in bytes.
     """
@@ -216,28 +220,39 @@ def export_tflite(generator, path, image_size, quantize="none", representative_i
         raise ValueError(f"quantize must be one of {', '.join(QUANTIZE_MODES)}, got {quantize!r}")
     if io not in IO_TYPES:
         raise ValueError(f"io must be one of {', '.join(IO_TYPES)}, got {io!r}")
+    multiple = math.lcm(multiple, getattr(generator, "input_multiple", 1))
+    fixed = getattr(generator, "fixed_input_size", None)
+    if fixed and image_size != fixed:
+        raise ValueError(f"this generator runs only at {fixed}x{fixed}: export it with image size {fixed}")
     if image_size % multiple:
         raise ValueError(f"image size must be a multiple of {multiple} for this generator, got {image_size}")
     if quantize == "int8-full" and representative_images is None:
         raise ValueError("int8-full quantization needs representative images (e.g. the training folder)")
     generator = float32_copy(generator)
+    labels_length = label_size(generator)
 
-    def translate_uint8(images):
-        out = first_output(generator(tf.cast(images, tf.float32) / 127.5 - 1.0, training=False))
-        pixels = tf.clip_by_value(tf.round((tf.cast(out, tf.float32) + 1.0) * 127.5), 0.0, 255.0)
+    def generate(images, labels):
+        inputs = images if labels is None else [images, labels]
+        return tf.cast(first_output(generator(inputs, training=False)), tf.float32)
+
+    def translate_uint8(images, labels=None):
+        out = generate(tf.cast(images, tf.float32) / 127.5 - 1.0, labels)
+        pixels = tf.clip_by_value(tf.round((out + 1.0) * 127.5), 0.0, 255.0)
         return {"images": tf.cast(pixels, tf.uint8)}
 
-    def translate_float(images):
-        return {"images": tf.cast(first_output(generator(images, training=False)), tf.float32)}
+    def translate_float(images, labels=None):
+        return {"images": generate(images, labels)}
 
     dtype = tf.uint8 if io == "uint8" else tf.float32
-    spec = tf.TensorSpec([1, image_size, image_size, 3], dtype, name="images")
+    spec = [tf.TensorSpec([1, image_size, image_size, 3], dtype, name="images")]
+    if labels_length:
+        spec.append(tf.TensorSpec([1, labels_length], tf.float32, name="labels"))
     # Keras' ExportArchive tracks every variable of the generator, so the converter
     # freezes all of them into constants; a plain tf.Module left the variables of nested
     # layers as resource variables (VAR_HANDLE ops reading uninitialised values).
     archive = keras.export.ExportArchive()
     archive.track(generator)
-    archive.add_endpoint("serving_default", translate_uint8 if io == "uint8" else translate_float, [spec])
+    archive.add_endpoint("serving_default", translate_uint8 if io == "uint8" else translate_float, spec)
     with tempfile.TemporaryDirectory() as saved_model_dir:
         archive.write_out(saved_model_dir, verbose=False)
         converter = tf.lite.TFLiteConverter.from_saved_model(saved_model_dir)
@@ -250,7 +265,13 @@ def export_tflite(generator, path, image_size, quantize="none", representative_i
             batches = representative_pixels(representative_images, image_size, representative_count)
             if io == "float":
                 batches = [batch.astype("float32") / 127.5 - 1.0 for batch in batches]
-            converter.representative_dataset = lambda: ({"images": batch} for batch in batches)
+            samples = [{"images": batch} for batch in batches]
+            if labels_length:  # calibrate over every target domain in turn
+                import numpy as np
+
+                for index, sample in enumerate(samples):
+                    sample["labels"] = np.eye(labels_length, dtype="float32")[index % labels_length][None]
+            converter.representative_dataset = lambda: iter(samples)
             converter.target_spec.supported_ops = [tf.lite.OpsSet.TFLITE_BUILTINS_INT8]
         try:
             with warnings.catch_warnings():  # calibration runs the deprecated tf.lite.Interpreter
@@ -293,15 +314,28 @@ class TFLiteTranslator:
     def __init__(self, model, num_threads=None):
         self.interpreter = tflite_interpreter(model, num_threads)
         self.runner = self.interpreter.get_signature_runner("serving_default")
-        details = self.runner.get_input_details()["images"]
+        inputs = self.runner.get_input_details()
+        details = inputs["images"]
         self.input_shape = tuple(int(n) for n in details["shape"])
         self.input_dtype = details["dtype"]
         self.image_size = self.input_shape[1]
+        self.label_size = int(inputs["labels"]["shape"][-1]) if "labels" in inputs else 0
 
-    def __call__(self, images):
-        """Translates `images` ([h, w, 3] or [1, h, w, 3], uint8 or [-1, 1] float per the file)."""
+    def __call__(self, images, labels=None):
+        """Translates `images` ([h, w, 3] or [1, h, w, 3], uint8 or [-1, 1] float per the
+        file); `labels` ([label_size] or [1, label_size]) for a label-conditioned model."""
         import numpy as np
 
+        feeds = {}
+        if self.label_size:
+            if labels is None:
+                raise ValueError(f"this TFLite model also takes the target label: {self.label_size} floats")
+            feeds["labels"] = np.asarray(labels, np.float32).reshape(1, -1)
+            if feeds["labels"].shape[1] != self.label_size:
+                raise ValueError(f"this TFLite model takes {self.label_size} label entries; "
+                                 f"got {feeds['labels'].shape[1]}")
+        elif labels is not None:
+            raise ValueError("this TFLite model takes no labels")
         images = np.asarray(images)
         if images.ndim == 3:
             images = images[None]
@@ -313,4 +347,4 @@ class TFLiteTranslator:
             raise ValueError(f"this TFLite model takes {np.dtype(self.input_dtype).name} input "
                              f"({'pixels 0-255' if self.input_dtype == np.uint8 else 'values in [-1, 1]'}); "
                              f"got {images.dtype}")
-        return self.runner(images=images)["images"]
+        return self.runner(images=images, **feeds)["images"]
