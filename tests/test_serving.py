@@ -136,3 +136,39 @@ def test_signatures_named_typed_and_shaped_for_tf_serving(served):
         "translate_float": {"inputs": {"images": ["float32", [None, None, None, 3]]},
                             "outputs": {"images": ["float32", [None, None, None, 3]]}},
     }
+
+
+def test_ugatit_heatmap_output_over_rest(tmp_path):
+    """`export --heatmap`: U-GAT-IT's attention map as a second output, image-sized, in [0, 1]."""
+    import tensorflow as tf
+
+    from tf_translate.models.ugatit import UGATITGenerator
+
+    keras.utils.set_random_seed(4)
+    generator = UGATITGenerator(filters=8, num_residual_blocks=1, light=True)
+    generator.build((None, None, None, 3))
+    path = export_saved_model(generator, str(tmp_path / "selfie2anime"), heatmap=True)
+    batch = np.random.default_rng(1).integers(0, 256, (1, 32, 40, 3), dtype=np.uint8)
+    report = serve(path, [json.dumps({"instances": [{"images": batch[0].tolist()}]}),
+                          json.dumps({"signature_name": "translate_float",
+                                      "inputs": {"images": (batch / 127.5 - 1.0).tolist()}})])
+    assert report["signatures"]["serving_default"]["outputs"] == {
+        "images": ["uint8", [None, None, None, 3]], "heatmap": ["float32", [None, None, None, 1]]}
+    row = json.loads(report["responses"][0])["predictions"][0]  # row form: one object per instance
+    image, heatmap = np.array(row["images"]), np.array(row["heatmap"])
+    x = batch.astype(np.float32) / 127.5 - 1.0
+    out, _, raw = (t.numpy() for t in generator(x))
+    assert np.abs(image - np.clip(np.round((out[0] + 1) * 127.5), 0, 255)).max() <= 1
+    assert heatmap.shape == (32, 40, 1) and heatmap.min() == 0.0 and heatmap.max() == 1.0
+    resized = tf.image.resize(raw, (32, 40)).numpy()[0]  # [8, 10, 1] -> the image's size
+    expected = (resized - resized.min()) / (resized.max() - resized.min())
+    np.testing.assert_allclose(heatmap, expected, atol=1e-5)
+    columns = json.loads(report["responses"][1])["outputs"]  # columnar form: a dict of outputs
+    np.testing.assert_allclose(np.array(columns["heatmap"]), heatmap[None], atol=1e-5)
+
+
+def test_heatmap_needs_an_attention_generator(tmp_path):
+    generator = ResNetGenerator(filters=8, num_residual_blocks=1)
+    generator.build((None, None, None, 3))
+    with pytest.raises(ValueError, match="ResNetGenerator returns no attention heatmap"):
+        export_saved_model(generator, str(tmp_path / "m"), heatmap=True)

@@ -53,6 +53,8 @@ def parse_args(argv):
                         help="savedmodel: model folder, written to OUTPUT/VERSION; tflite: the .tflite file")
     export.add_argument("--direction", help="which generator (default: the model's first, a2b)")
     export.add_argument("--version", type=int, default=1)
+    export.add_argument("--heatmap", action="store_true",
+                        help="savedmodel: also return the attention heatmap (ugatit, ugatit_light)")
     export.add_argument("--format", default="savedmodel", choices=["savedmodel", "tflite"])
     export.add_argument("--quantize", default="none", choices=["none", "fp16", "int8", "int8-full"],
                         help="tflite: float32, float16 weights, int8 weights, or int8 weights and activations")
@@ -118,7 +120,8 @@ def run(args):
             export_tflite_file(args, generator, record)
         else:
             label_names = model.label_names() if hasattr(model, "label_names") else None
-            path = export_saved_model(generator, args.output, args.version, label_names=label_names)
+            path = export_saved_model(generator, args.output, args.version, label_names=label_names,
+                                      heatmap=args.heatmap)
             print(f"SavedModel written to {path}")
     elif args.command == "import-torch":
         from tf_translate.torch_import import import_torch

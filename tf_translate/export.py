@@ -9,6 +9,10 @@ It loads with plain `tf.saved_model.load` and needs no tf_translate at serving t
 A label-conditioned generator (StarGAN) is exported the same way, except that both
 signatures also take `labels`, float32 `[batch, label_size]` (the target domain of
 each image), and a third, `label_names`, returns the meaning of each label entry.
+With `heatmap=True` a generator that also returns attention (U-GAT-IT: image, CAM
+logits, heatmap) gets a second output in both signatures, `heatmap`: float32
+`[batch, height, width, 1]`, the attention map resized to the image and scaled to
+[0, 1] per image (the reference's heatmap picture before its colour map).
 
 `export_tflite` writes a fixed-size .tflite file (see the TFLite section below).
 """
@@ -42,6 +46,15 @@ def label_size(generator):
     return int(getattr(generator, "num_domains", 0) or 0)
 
 
+def has_heatmap(generator):
+    """Whether `generator` returns (image, cam_logit, heatmap), as U-GAT-IT's does."""
+    try:
+        shapes = generator.compute_output_shape((None, 32, 32, 3))
+    except Exception:  # label-conditioned or otherwise not image-only
+        return False
+    return isinstance(shapes, (tuple, list)) and len(shapes) == 3 and isinstance(shapes[0], (tuple, list))
+
+
 def first_output(outputs):
     """The image of a generator that also returns attention outputs (U-GAT-IT)."""
     return outputs[0] if isinstance(outputs, (tuple, list)) else outputs
@@ -54,37 +67,57 @@ class GeneratorModule(tf.Module):
     can state both itself: `fixed_input_size` (None when any size works) and
     `input_multiple`; they apply when the arguments do not say otherwise."""
 
-    def __init__(self, generator, multiple=4, fixed_size=None):
+    def __init__(self, generator, multiple=4, fixed_size=None, heatmap=False):
         super().__init__()
+        if heatmap and not has_heatmap(generator):
+            raise ValueError(f"{type(generator).__name__} returns no attention heatmap "
+                             "(only U-GAT-IT-style generators do)")
         self.generator = generator
         self.multiple = math.lcm(multiple, getattr(generator, "input_multiple", 1))
         self.fixed_size = fixed_size or getattr(generator, "fixed_input_size", None)
+        self.heatmap = heatmap
 
     def _translate(self, images, labels=None):
-        """[-1, 1] images (and target labels) -> [-1, 1] float32 images of the same size."""
+        """[-1, 1] images (and target labels) -> {"images": [-1, 1] float32 images of the
+        same size, and "heatmap" when enabled}."""
         height, width = tf.shape(images)[1], tf.shape(images)[2]
         if self.fixed_size:
             resized = tf.image.resize(images, (self.fixed_size, self.fixed_size))
-            return tf.image.resize(self._generate(resized, labels), (height, width))
-        pad_h = (self.multiple - height % self.multiple) % self.multiple
-        pad_w = (self.multiple - width % self.multiple) % self.multiple
-        padded = tf.pad(images, [[0, 0], [0, pad_h], [0, pad_w], [0, 0]], mode="SYMMETRIC")
-        out = self._generate(padded, labels)
-        return tf.cast(out[:, :height, :width, :], tf.float32)
+            outputs = self._generate(resized, labels)
+            result = {"images": tf.image.resize(outputs[0], (height, width))}
+            heat = outputs[-1] if self.heatmap else None
+            if heat is not None:
+                heat = tf.image.resize(heat, (height, width))
+        else:
+            pad_h = (self.multiple - height % self.multiple) % self.multiple
+            pad_w = (self.multiple - width % self.multiple) % self.multiple
+            padded = tf.pad(images, [[0, 0], [0, pad_h], [0, pad_w], [0, 0]], mode="SYMMETRIC")
+            outputs = self._generate(padded, labels)
+            result = {"images": tf.cast(outputs[0][:, :height, :width, :], tf.float32)}
+            heat = None
+            if self.heatmap:  # the map is at 1/4 of the padded input: resize, then crop
+                heat = tf.image.resize(outputs[-1], (height + pad_h, width + pad_w))[:, :height, :width, :]
+        if heat is not None:
+            low = tf.reduce_min(heat, axis=[1, 2, 3], keepdims=True)
+            high = tf.reduce_max(heat, axis=[1, 2, 3], keepdims=True)
+            result["heatmap"] = tf.cast((heat - low) / tf.maximum(high - low, 1e-12), tf.float32)
+        return result
 
     def _generate(self, images, labels):
+        """The generator's outputs as a tuple (image first)."""
         inputs = images if labels is None else [images, labels]
-        return first_output(self.generator(inputs, training=False))
+        outputs = self.generator(inputs, training=False)
+        return tuple(outputs) if isinstance(outputs, (tuple, list)) else (outputs,)
 
     def _translate_pixels(self, images, labels=None):
         """uint8 in and out: scaling to [-1, 1], `_translate`, rounding and clipping."""
         out = self._translate(tf.cast(images, tf.float32) / 127.5 - 1.0, labels)
-        pixels = tf.clip_by_value(tf.round((out + 1.0) * 127.5), 0.0, 255.0)
-        return {"images": tf.cast(pixels, tf.uint8)}
+        pixels = tf.clip_by_value(tf.round((out["images"] + 1.0) * 127.5), 0.0, 255.0)
+        return {**out, "images": tf.cast(pixels, tf.uint8)}
 
     @tf.function(input_signature=[tf.TensorSpec([None, None, None, 3], tf.float32, name="images")])
     def translate_float(self, images):
-        return {"images": self._translate(images)}
+        return self._translate(images)
 
     @tf.function(input_signature=[tf.TensorSpec([None, None, None, 3], tf.uint8, name="images")])
     def serving_default(self, images):
@@ -114,7 +147,7 @@ class LabelGeneratorModule(GeneratorModule):
         self.serving_default = tf.function(self._translate_pixels, input_signature=[
             tf.TensorSpec([None, None, None, 3], tf.uint8, name="images"), labels])
         self.translate_float = tf.function(
-            lambda images, labels: {"images": self._translate(images, labels)},
+            lambda images, labels: self._translate(images, labels),
             input_signature=[tf.TensorSpec([None, None, None, 3], tf.float32, name="images"), labels])
         self.label_names = tf.function(lambda: {"label_names": tf.constant(names)}, input_signature=[])
 
@@ -129,16 +162,20 @@ def serving_module(generator, multiple=4, fixed_size=None, label_names=None):
     return GeneratorModule(generator, multiple, fixed_size)
 
 
-def export_saved_model(generator, output_dir, version=1, fixed_size=None, label_names=None):
+def export_saved_model(generator, output_dir, version=1, fixed_size=None, label_names=None, heatmap=False):
     """Writes `generator` as a SavedModel in `output_dir/<version>` (TF Serving's layout).
 
     Args:
         label_names: for a label-conditioned generator, the meaning of each label entry
             (`StarGAN.label_names()`), served by the `label_names` signature.
+        heatmap: add the attention `heatmap` output (U-GAT-IT-style generators).
     Returns:
         the version folder's path.
     """
-    module = serving_module(float32_copy(generator), fixed_size=fixed_size, label_names=label_names)
+    if heatmap:
+        module = GeneratorModule(float32_copy(generator), fixed_size=fixed_size, heatmap=True)
+    else:
+        module = serving_module(float32_copy(generator), fixed_size=fixed_size, label_names=label_names)
     path = os.path.join(output_dir, str(version))
     tf.saved_model.save(module, path, signatures=module.signatures())
     return path
