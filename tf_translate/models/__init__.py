@@ -1,6 +1,7 @@
 """The training models by name: one table, one `build_model`."""
 
 from tf_translate.models.cyclegan import CycleGAN, PatchGANDiscriminator, ResNetGenerator
+from tf_translate.models.nicegan import NICEGAN
 from tf_translate.models.stargan import StarGAN
 from tf_translate.models.ugatit import UGATIT
 
@@ -8,6 +9,8 @@ from tf_translate.models.ugatit import UGATIT
 MODELS = {
     "cyclegan": (CycleGAN, {}),
     "stargan": (StarGAN, {}),
+    "nicegan": (NICEGAN, {"light": False}),
+    "nicegan_light": (NICEGAN, {"light": True}),
     "ugatit": (UGATIT, {"light": False}),
     "ugatit_light": (UGATIT, {"light": True}),
 }
