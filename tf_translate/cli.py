@@ -67,7 +67,7 @@ def parse_args(argv):
     imports = commands.add_parser("import-torch", help="convert a reference PyTorch generator checkpoint")
     imports.add_argument("--model", required=True,
                          help="cyclegan (junyanz latest_net_G_A.pth), ugatit / ugatit_light "
-                         "(UGATIT-pytorch .pt), stargan (yunjey *-G.ckpt)")
+                         "(UGATIT-pytorch .pt), photo2cartoon (minivision .pt), stargan (yunjey *-G.ckpt)")
     imports.add_argument("--checkpoint", required=True, help="the A->B generator checkpoint")
     imports.add_argument("--checkpoint-b", help="the B->A generator checkpoint (run directories only)")
     imports.add_argument("--output", required=True,
