@@ -1,7 +1,7 @@
 """TFLite export table: size, error against Keras float32 and latency per generator and format.
 
     python benchmarks/export.py                      # CycleGAN at 256 px
-    python benchmarks/export.py --models cyclegan ugatit_light --image-size 128
+    python benchmarks/export.py --models cyclegan ugatit_light photo2cartoon stargan --image-size 128
 
 For each generator, every TFLite format (float32, fp16 weights, int8 dynamic range,
 int8-full) is exported with float [-1, 1] io at a fixed size and run with the TFLite
@@ -13,7 +13,9 @@ in a `tf.function` on the same input.
 
 CycleGAN uses the trained vintagify generator (imported from PyTorch) when torch and
 vintagify are installed, random initial weights otherwise; the others use random
-initial weights (errors on untrained weights are only indicative). Calibration images
+initial weights (errors on untrained weights are only indicative). StarGAN translates
+to the first domain. Full U-GAT-IT (`ugatit`) is 279 M parameters at 256 px: run it at
+128 px or below. Calibration images
 for int8-full are different photographs from the evaluated ones.
 """
 
@@ -64,7 +66,20 @@ def ugatit(light):
     return make
 
 
-GENERATORS = {"cyclegan": cyclegan, "ugatit_light": ugatit(True), "ugatit": ugatit(False)}
+def photo2cartoon(image_size):
+    from tf_translate.models.photo2cartoon import Photo2CartoonGenerator
+
+    return Photo2CartoonGenerator(image_size=image_size), "random init"
+
+
+def stargan(image_size):
+    from tf_translate.models.stargan import StarGANGenerator
+
+    return StarGANGenerator(), "random init; target label (1, 0, 0, 0, 0)"
+
+
+GENERATORS = {"cyclegan": cyclegan, "ugatit_light": ugatit(True), "ugatit": ugatit(False),
+              "photo2cartoon": photo2cartoon, "stargan": stargan}
 
 
 def median_seconds(fn, runs):
@@ -94,7 +109,7 @@ def main(argv=None):
     import keras
     import tensorflow as tf
 
-    from tf_translate.export import TFLiteTranslator, export_tflite, first_output
+    from tf_translate.export import TFLiteTranslator, export_tflite, first_output, label_size
 
     keras.utils.set_random_seed(0)
     size = args.image_size
@@ -105,9 +120,11 @@ def main(argv=None):
           f"{args.threads} threads, median of {args.runs} runs; TF {tf.__version__}")
     for name in args.models:
         generator, weights = GENERATORS[name](size)
+        labels = label_size(generator)
+        label = np.eye(labels, dtype=np.float32)[:1] if labels else None  # the first domain
         if not generator.built:
-            generator.build((None, size, size, 3))
-        call = tf.function(lambda x: first_output(generator(x, training=False)))
+            generator.build([(None, size, size, 3), (None, labels)] if labels else (None, size, size, 3))
+        call = tf.function(lambda x: first_output(generator([x, label] if labels else x, training=False)))
         expected = np.concatenate([call(image[None]).numpy() for image in evaluated])
         keras_seconds = median_seconds(lambda: call(evaluated[:1]), args.runs)
         print(f"\n{name} ({weights}, {generator.count_params():,} parameters)")
@@ -120,9 +137,9 @@ def main(argv=None):
                 file_size = export_tflite(generator, path, size, quantize=quantize, io="float",
                                           representative_images=calibration)
                 translator = TFLiteTranslator(path, num_threads=args.threads)
-                out = np.concatenate([translator(image[None]) for image in evaluated])
+                out = np.concatenate([translator(image[None], label) for image in evaluated])
                 worst = float(np.abs(out - expected).max())
-                seconds = median_seconds(lambda: translator(evaluated[:1]), args.runs)
+                seconds = median_seconds(lambda: translator(evaluated[:1], label), args.runs)
                 print(f"| tflite {quantize} | {file_size / 1e6:.1f} | {worst:.2e} | {worst * 127.5:.1f} | "
                       f"{psnr(out, expected):.1f} | {seconds * 1e3:.0f} |", flush=True)
     return 0
