@@ -5,6 +5,8 @@ so peak memory and the dtype policy do not leak between rows.
 
     python benchmarks/train_step.py --model cyclegan --size 128 --batch 1 \
         --modes xla,function,eager --precisions float32,mixed_float16 --torch-ref
+    python benchmarks/train_step.py --model ugatit --size 128 --torch-ref     # full, torch --light 0
+    python benchmarks/train_step.py --model ugatit_light --size 256 --torch-ref
 
 Run it alone on the machine: two heavy jobs on 2 cores make both figures worthless.
 """
@@ -20,6 +22,8 @@ import time
 
 HERE = os.path.dirname(os.path.abspath(__file__))
 TORCH_REF = os.path.join(HERE, "..", "..", "shared", "bench", "torch_ref.py")
+# Our model name -> torch_ref.py's model and the arguments that select the same variant.
+TORCH_MODELS = {"ugatit": ("ugatit", ["--light", "0"]), "ugatit_light": ("ugatit", ["--light", "1"])}
 
 
 def batch_for(model_name, model, size, batch):
@@ -96,8 +100,9 @@ def main():
             print(f"  done: {mode} {precision}: {result}", file=sys.stderr)
     torch_step = None
     if args.torch_ref:
-        command = [sys.executable, TORCH_REF, "--model", args.model, "--size", str(args.size),
-                   "--batch", str(args.batch), "--threads", str(os.cpu_count())] + args.torch_args.split()
+        torch_model, variant = TORCH_MODELS.get(args.model, (args.model, []))
+        command = [sys.executable, TORCH_REF, "--model", torch_model, "--size", str(args.size),
+                   "--batch", str(args.batch), "--threads", str(os.cpu_count())] + variant + args.torch_args.split()
         done = subprocess.run(command, capture_output=True, text=True)
         ref = json.loads([l for l in done.stdout.splitlines() if l.startswith("{")][-1])
         torch_step = ref["sec_per_iter_median"]

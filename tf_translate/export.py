@@ -75,6 +75,9 @@ class GeneratorModule(tf.Module):
         self.generator = generator
         self.multiple = math.lcm(multiple, getattr(generator, "input_multiple", 1))
         self.fixed_size = fixed_size or getattr(generator, "fixed_input_size", None)
+        # Every weight, tracked directly: tf.saved_model does not reach Keras weights held
+        # in nested lists of layers (photo2cartoon's hourglass blocks) and refuses to save.
+        self.generator_variables = list(generator.weights)
         self.heatmap = heatmap
 
     def _translate(self, images, labels=None):

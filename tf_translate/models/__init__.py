@@ -2,6 +2,7 @@
 
 from tf_translate.models.cyclegan import CycleGAN, PatchGANDiscriminator, ResNetGenerator
 from tf_translate.models.nicegan import NICEGAN
+from tf_translate.models.photo2cartoon import Photo2Cartoon
 from tf_translate.models.stargan import StarGAN
 from tf_translate.models.ugatit import UGATIT
 
@@ -13,6 +14,7 @@ MODELS = {
     "nicegan_light": (NICEGAN, {"light": True}),
     "ugatit": (UGATIT, {"light": False}),
     "ugatit_light": (UGATIT, {"light": True}),
+    "photo2cartoon": (Photo2Cartoon, {}),
 }
 
 

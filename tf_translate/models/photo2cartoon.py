@@ -8,12 +8,17 @@ Reference: minivision-ai/photo2cartoon (`models/networks.py`,
 al., ICLR 2020) with the hourglass of Newell et al. (ECCV 2016).
 """
 
+import logging
+
 import keras
+import tensorflow as tf
 from keras import layers, ops
 
 from tf_translate.layers import CAMAttention, InstanceNormalization, ReflectionPadding2D, SoftAdaLIN
-from tf_translate.models.ugatit import (UGATITResidualBlock, build_stack, check_image_size, conv, dense,
-                                        run_stack, upsample_block)
+from tf_translate.models.ugatit import (UGATIT, UGATITResidualBlock, build_stack, check_image_size, conv,
+                                        dense, run_stack, upsample_block)
+
+logger = logging.getLogger("tf_translate")
 
 
 def conv1x1(filters, use_bias, fan_in=None):
@@ -293,6 +298,157 @@ class Photo2CartoonGenerator(keras.Model):
         quarter = lambda n: None if n is None else n // 4
         return (b, h, w, 3), (b, 2), (b, quarter(h), quarter(w), 1)
 
+    @property
+    def fixed_input_size(self):
+        """The one input size the network takes (full model), or None (light: any)."""
+        return None if self.light else self.image_size
+
+    @property
+    def input_multiple(self):
+        """Height and width must be multiples of this (the hourglasses pool 4 times)."""
+        return 16
+
     def get_config(self):
         return {"filters": self.filters, "image_size": self.image_size, "light": self.light,
                 "name": self.name}
+
+
+FACE_SIZE = 112
+
+
+def face_crop(images):
+    """The reference's fixed face crop of an aligned portrait, resized to 112x112.
+
+    Rows int(h/2.1·0.47) to int(h − h/2.1·0.3), a square of that height centred
+    horizontally, then bilinear resizing with aligned corners (`F.interpolate(...,
+    align_corners=True)`). At 256 px that is rows 57:219, columns 47:209.
+    Reference: `FaceFeatures.infer` in photo2cartoon `models/face_features.py`.
+    """
+    h, w = images.shape[1], images.shape[2]
+    top = int(h / 2.1 * (0.8 - 0.33))
+    bottom = int(h - (h / 2.1 * 0.3))
+    size = bottom - top
+    left = int(w / 2 - size / 2)
+    crop = tf.cast(images[:, top:bottom, left:left + size, :], tf.float32)
+    return tf.raw_ops.ResizeBilinear(images=crop, size=[FACE_SIZE, FACE_SIZE], align_corners=True,
+                                     half_pixel_centers=False)
+
+
+class FaceEmbedder:
+    """A frozen face-recognition network: [B, 112, 112, 3] faces in [-1, 1] -> [B, D].
+
+    Deliberately a plain object, not a Keras layer: its weights are not trained, not
+    saved in the run's checkpoint and not counted as the model's.
+
+    Args:
+        face_model: a Keras model, a `.keras` file, or a SavedModel directory whose
+            default callable or `serving_default` signature maps the faces to
+            embeddings (a signature's single output is taken).
+    """
+
+    def __init__(self, face_model):
+        self.source = face_model
+        if isinstance(face_model, str):
+            if face_model.endswith(".keras"):
+                face_model = keras.saving.load_model(face_model, compile=False)
+            elif tf.saved_model.contains_saved_model(face_model):
+                face_model = tf.saved_model.load(face_model)
+            else:
+                raise ValueError(f"face_model {face_model!r} is neither a .keras file nor a SavedModel "
+                                 "directory")
+        if isinstance(face_model, keras.Model):
+            face_model.trainable = False
+            self.function = lambda faces: face_model(faces, training=False)
+        elif callable(face_model):
+            self.function = face_model
+        elif getattr(face_model, "signatures", None) and "serving_default" in face_model.signatures:
+            signature = face_model.signatures["serving_default"]
+            self.function = lambda faces: next(iter(signature(faces).values()))
+        else:
+            raise ValueError("face_model must be a Keras model or a SavedModel with a default "
+                             "callable or a serving_default signature")
+        self.model = face_model  # keeps a loaded SavedModel alive
+
+    def __call__(self, faces):
+        return tf.cast(self.function(faces), tf.float32)
+
+
+def cosine_distance(x, y, epsilon=1e-8):
+    """1 − cos(x, y) per row (torch `cosine_similarity`, eps 1e-8), float32 [B]."""
+    dot = tf.reduce_sum(x * y, axis=-1)
+    norms = tf.norm(x, axis=-1) * tf.norm(y, axis=-1)
+    return 1.0 - dot / tf.maximum(norms, epsilon)
+
+
+@keras.saving.register_keras_serializable(package="tf_translate")
+class Photo2Cartoon(UGATIT):
+    """The photo2cartoon training model: U-GAT-IT's step with the photo2cartoon
+    generator, ngf = ndf = 32, cycle weight 50 and a face-identity loss.
+
+    Same networks' names, update order, losses, weight decay, schedule and grids as
+    `UGATIT`; ρ and the Soft-AdaLIN blend weights are clamped to [0, 1] after each G
+    update (the reference's `RhoClipper` and `WClipper`). The generators' loss adds
+    `face_id_weight` · mean over the batch of 1 − cos(E(crop(x_A)), E(crop(G_AB(x_A))))
+    and the same for B → A, where E is a frozen face-recognition network and `crop`
+    the reference's fixed face crop resized to 112 (`face_crop`). The reference
+    averages nothing (it supports batch 1 only); the mean makes batches work.
+
+    Plugging in a real face model: the reference uses InsightFace's MobileFaceNet
+    (512-d, `model_mobilefacenet.pth` from InsightFace_Pytorch) on 112x112 RGB crops in
+    [-1, 1] (its inputs are the [-1, 1] training tensors, NCHW). Convert it to a Keras
+    model or a SavedModel that takes NHWC float32 [B, 112, 112, 3] in [-1, 1] and
+    returns [B, D] (e.g. onnx2tf on an ONNX export, or rebuild the network in Keras
+    and copy the weights, transposing conv kernels OIHW -> HWIO; keep its batch norms
+    in inference mode), check a few embeddings against PyTorch, and pass its path as
+    `face_model` (a path, unlike a Keras object, is kept in the config, so resumed runs
+    find it again). Gradients must flow through it to the generator, so it must be
+    differentiable (a SavedModel of plain TF ops is).
+
+    Args:
+        image_size, light: see `Photo2CartoonGenerator` (`--img_size` 256, `--light` True).
+        filters, discriminator_filters: `--ch` (32) for both.
+        cycle_weight, identity_weight, cam_weight, face_id_weight: `--cycle_weight` 50,
+            `--identity_weight` 10, `--cam_weight` 1000, `--faceid_weight` 1.
+        face_model: None (no face-identity loss; logged), a Keras model, or a `.keras` /
+            SavedModel path (see above).
+        other arguments: see `UGATIT`.
+    Reference: `UgatitSadalinHourglass.train` in photo2cartoon
+    `models/UGATIT_sadalin_hourglass.py`; `train.py` for the defaults.
+    """
+
+    def __init__(self, image_size=256, light=True, filters=32, discriminator_filters=32, global_layers=7,
+                 local_layers=5, adversarial_weight=1.0, cycle_weight=50.0, identity_weight=10.0,
+                 cam_weight=1000.0, face_id_weight=1.0, face_model=None, learning_rate=1e-4, beta_1=0.5,
+                 beta_2=0.999, weight_decay=1e-4, seed=None, **kwargs):
+        super().__init__(image_size=image_size, light=light, filters=filters, num_residual_blocks=4,
+                         discriminator_filters=discriminator_filters, global_layers=global_layers,
+                         local_layers=local_layers, adversarial_weight=adversarial_weight,
+                         cycle_weight=cycle_weight, identity_weight=identity_weight,
+                         cam_weight=cam_weight, learning_rate=learning_rate, beta_1=beta_1,
+                         beta_2=beta_2, weight_decay=weight_decay, seed=seed, **kwargs)
+        self.face_id_weight = face_id_weight
+        self.face_model = face_model if isinstance(face_model, str) else None
+        self.face_embedder = None if face_model is None else FaceEmbedder(face_model)
+        if self.face_embedder is None and face_id_weight:
+            logger.warning("photo2cartoon: no face_model given, so the face-identity loss "
+                           "(weight %s) is off; pass face_model= (a Keras model or a .keras / "
+                           "SavedModel path) to train with it", face_id_weight)
+
+    def make_generator(self, name):
+        return Photo2CartoonGenerator(self.filters, self.image_size, self.light, name=name)
+
+    def face_id_loss(self, real_a, real_b, fake_a, fake_b):
+        """Σ over both directions of the batch mean of 1 − cos(E(crop(x)), E(crop(G(x))))."""
+        embed = lambda images: self.face_embedder(face_crop(images))
+        return (tf.reduce_mean(cosine_distance(embed(real_a), embed(fake_b)))
+                + tf.reduce_mean(cosine_distance(embed(real_b), embed(fake_a))))
+
+    def extra_generator_losses(self, real_a, real_b, fake_a, fake_b):
+        if self.face_embedder is None or not self.face_id_weight:
+            return {"face_id_loss": (0.0, tf.constant(0.0))}  # a stable set of metrics
+        return {"face_id_loss": (self.face_id_weight, self.face_id_loss(real_a, real_b, fake_a, fake_b))}
+
+    def get_config(self):
+        config = super().get_config()
+        del config["num_residual_blocks"]
+        return {**config, "face_id_weight": self.face_id_weight, "face_model": self.face_model}
