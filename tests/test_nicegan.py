@@ -182,7 +182,7 @@ def moved(before, variables):
 
 
 def encoder_variables(model):
-    return model.discriminator_a.encoder.trainable_variables + model.discriminator_b.encoder.trainable_variables
+    return [v for d in (model.discriminator_a, model.discriminator_b) for v in d.encoder.trainable_variables]
 
 
 def head_variables(model):

@@ -23,8 +23,8 @@ from tf_translate.layers import LIN, SpectralNorm
 from tf_translate.layers.initializers import torch_bias_init, torch_kernel_init
 from tf_translate.losses import l1_loss, lsgan_fake_loss, lsgan_real_loss
 from tf_translate.models.base import TranslationModel, current_learning_rate, make_adam
-from tf_translate.models.ugatit import (AdaLINResidualBlock, build_stack, check_image_size, conv, dense,
-                                        half_then_linear_decay, heatmap_image, run_stack)
+from tf_translate.models.ugatit import (UGATIT, AdaLINResidualBlock, build_stack, check_image_size, conv,
+                                        dense, half_then_linear_decay, heatmap_image, run_stack)
 
 
 def sn_conv(in_channels, filters, strides):
@@ -474,7 +474,8 @@ class NICEGAN(TranslationModel):
 
     def optimizer_variables(self):
         return {
-            "d_optimizer": self.discriminator_a.trainable_variables + self.discriminator_b.trainable_variables,
+            "d_optimizer": (self.discriminator_a.trainable_variables
+                            + self.discriminator_b.trainable_variables),
             "g_optimizer": self.generator_ab.trainable_variables + self.generator_ba.trainable_variables,
         }
 
@@ -502,19 +503,10 @@ class NICEGAN(TranslationModel):
                      (f"cycled {name}", back_decoder(back_encoder.encode(fake)))]
         return rows
 
-    def decayed(self, optimizer_name, grads):
-        """grads + weight_decay·w, as PyTorch's Adam(weight_decay) adds it before the moments.
-
-        The term is scaled like the loss gradients (`gradients`): divided by the replica
-        count (replica gradients are summed) and multiplied by the loss scale.
-        """
-        if not self.weight_decay:
-            return grads
-        optimizer = getattr(self, optimizer_name)
-        factor = optimizer.scale_loss(tf.constant(self.weight_decay / self.replicas(), tf.float32))
-        variables = self.optimizer_variables()[optimizer_name]
-        return [tf.cast(factor, v.dtype) * v if g is None else g + tf.cast(factor, g.dtype) * tf.cast(v, g.dtype)
-                for g, v in zip(grads, variables)]
+    # PyTorch Adam(weight_decay) semantics (wd·w added to the gradient before the moments,
+    # with the loss gradients' replica and loss-scale factors), shared with U-GAT-IT.
+    with_weight_decay = UGATIT.with_weight_decay
+    update = UGATIT.update
 
     def adversarial(self, outputs, real):
         """LSGAN on the local, global and CAM outputs of one discriminator call."""
@@ -539,13 +531,12 @@ class NICEGAN(TranslationModel):
             d_b_loss = self.adversarial_weight * (
                 self.adversarial(real_b_out, True) + self.adversarial(d_b(fake_a2b, training=True), False))
             d_loss = d_a_loss + d_b_loss
-        self.apply_gradients("d_optimizer",
-                             self.decayed("d_optimizer", self.gradients("d_optimizer", tape, d_loss)))
+        self.update("d_optimizer", tape, d_loss)
 
         # 2. Decoders, against the updated discriminators and encoders.
         with tf.GradientTape() as tape:
             # Full discriminator calls, as the reference's: each runs every spectral norm's
-            # power iteration once; the unused logits cost nothing under XLA.
+            # power iteration once; the unused logits are pruned from a compiled step.
             real_a_z = d_a(real_a, training=True)[4]
             real_b_z = d_b(real_b, training=True)[4]
             fake_a2b = g_ab(real_a_z, training=True)
@@ -559,8 +550,7 @@ class NICEGAN(TranslationModel):
                           + l1_loss(g_ab(real_b_z, training=True), real_b))
             g_loss = (self.adversarial_weight * adversarial_loss + self.cycle_weight * cycle_loss
                       + self.recon_weight * recon_loss)
-        self.apply_gradients("g_optimizer",
-                             self.decayed("g_optimizer", self.gradients("g_optimizer", tape, g_loss)))
+        self.update("g_optimizer", tape, g_loss)
         return {"g_loss": g_loss, "d_loss": d_loss, "adversarial_loss": adversarial_loss,
                 "cycle_loss": cycle_loss, "recon_loss": recon_loss, "d_a_loss": d_a_loss,
                 "d_b_loss": d_b_loss, "learning_rate": learning_rate}
