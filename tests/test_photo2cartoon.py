@@ -195,3 +195,11 @@ def test_generator_keras_round_trip_and_light_export(tmp_path):
     translate = tf.saved_model.load(export_saved_model(generator, str(tmp_path / "sm"))).signatures[
         "translate_float"]
     np.testing.assert_allclose(translate(images=tf.constant(x))["images"], generator(x)[0], atol=2e-5)
+
+
+def test_cli_face_model_flag_is_for_photo2cartoon_only(capsys):
+    from tf_translate.cli import main, parse_args
+    assert parse_args(["train", "--model", "photo2cartoon", "--data", "d", "--run-dir", "r",
+                       "--face-model", "face.keras"]).face_model == "face.keras"
+    assert main(["train", "--model", "ugatit", "--data", "d", "--run-dir", "r", "--face-model", "f"]) == 2
+    assert "--face-model is for --model photo2cartoon" in capsys.readouterr().err

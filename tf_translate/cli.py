@@ -36,6 +36,8 @@ def parse_args(argv):
     train.add_argument("--checkpoint-every", type=int, default=1000)
     train.add_argument("--sample-every", type=int, default=500)
     train.add_argument("--seed", type=int)
+    train.add_argument("--face-model", help="photo2cartoon: frozen face-recognition model (.keras file or "
+                       "SavedModel directory; 112x112 [-1, 1] faces -> embeddings) for the face-identity loss")
 
     translate = commands.add_parser("translate", help="translate images with a trained run")
     translate.add_argument("--run-dir", required=True)
@@ -101,6 +103,10 @@ def run(args):
         from tf_translate.training import train
         data = args.data[0] if len(args.data) == 1 else args.data
         data, dataset_fn, overrides = training_data(args.model, data, args.attr_file, names(args.attrs))
+        if args.face_model:
+            if args.model != "photo2cartoon":
+                raise ValueError("--face-model is for --model photo2cartoon")
+            overrides = {**(overrides or {}), "face_model": os.path.abspath(args.face_model)}
         train(args.model, data, args.run_dir, steps=args.steps, epochs=args.epochs,
               batch_size=args.batch_size, image_size=args.image_size, load_size=args.load_size,
               precision=args.precision, xla=not args.no_xla, resume=args.resume,
