@@ -27,7 +27,7 @@ def translation_error(generator, images_a):
     return float(np.mean(np.abs(fake.astype(np.float32) - truth.astype(np.float32))))
 
 
-def run_demo(run_dir="demo_run", steps=1200, image_size=48, batch_size=4, seed=0, verbose=2):
+def run_demo(run_dir="demo_run", steps=1200, image_size=48, batch_size=4, seed=0, verbose=1):
     """Writes the demo data, trains, reports the error before/after, exports the model.
 
     Returns:
