@@ -375,6 +375,7 @@ def test_jit_step_updates_generator_every_fifth_step():
     model = _tiny_stargan(num_domains=3)
     model.compile(jit_compile=True)
     assert model.jit_compile
+    assert model.g_optimizer.epsilon == model.d_optimizer.epsilon == 1e-8  # torch Adam's eps
     x = _tiny_images(4)
     c = np.eye(3, dtype=np.float32)[[0, 1, 2, 0]]
     moved = _fit_steps(model, tf.data.Dataset.from_tensors((x, c)).repeat(), 6)
