@@ -217,3 +217,31 @@ def test_ugatit_generator_image_output_matches_keras(light, tmp_path):
     if not light:
         with pytest.raises(ValueError, match="runs only at 32x32: export it with image size 32"):
             export_tflite(generator, tmp_path / "other.tflite", 64)
+
+
+@pytest.mark.parametrize("model_name", ["photo2cartoon", "nicegan_light"])
+def test_other_generators_convert_with_builtins_and_match_keras(model_name, tmp_path):
+    """photo2cartoon's hourglass generator and NICE-GAN's encoder + decoder translator.
+
+    64 px: photo2cartoon's hourglasses pool 4 times, and at 32 px instance norm over their
+    2x2 centre amplifies float32 rounding to ~3e-4 in TFLite as well as in PyTorch.
+    """
+    from tf_translate.models import MODELS, build_model
+
+    keras.utils.set_random_seed(6)
+    if model_name == "photo2cartoon":
+        from tf_translate.models.photo2cartoon import Photo2CartoonGenerator
+
+        generator = Photo2CartoonGenerator(filters=8, image_size=64, light=True)
+        generator.build((None, None, None, 3))
+    else:
+        if model_name not in MODELS:
+            pytest.skip(f"{model_name} is not registered")
+        model = build_model(model_name, image_size=64, filters=8, num_residual_blocks=1, discriminator_layers=6)
+        generator = model.generators()["a2b"]
+    images = np.stack([photo("chelsea", 64)]).astype(np.float32) / 127.5 - 1.0
+    path = tmp_path / "g.tflite"
+    export_tflite(generator, path, 64, io="float")
+    expected = generator(images)
+    expected = (expected[0] if isinstance(expected, (tuple, list)) else expected).numpy()
+    assert np.abs(TFLiteTranslator(path)(images) - expected).max() <= 1e-4
