@@ -93,3 +93,12 @@ def test_a_checkpoint_of_another_architecture_is_a_one_line_error(data, tmp_path
     with pytest.raises(ValueError, match="does not fit this CycleGAN model") as error:
         load_run(run_dir)
     assert "\n" not in str(error.value)
+
+
+def test_resume_of_an_imported_run_is_a_one_line_error(data, tmp_path):
+    run_dir = str(tmp_path / "imported")
+    os.makedirs(run_dir)
+    with open(os.path.join(run_dir, "run.json"), "w") as file:
+        json.dump({"model": "cyclegan", "config": {}, "flags": {}}, file)
+    with pytest.raises(ValueError, match="imported weights, not a training run"):
+        tiny_train(data, run_dir, steps=2, resume=True)

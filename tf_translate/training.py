@@ -158,6 +158,9 @@ def train(model_name, data, run_dir, steps=None, epochs=None, batch_size=1, imag
         if run["model"] != model_name:
             raise ValueError(f"{run_dir!r} holds a {run['model']!r} run, not {model_name!r}: "
                              "use another --run-dir or the same --model")
+        if not run.get("flags"):
+            raise ValueError(f"{run_dir!r} holds imported weights, not a training run: translate or "
+                             "export it, or start a new --run-dir to train")
         flags = run["flags"]
         config = run["config"]
         if steps or epochs:  # a longer total given on resume extends the run
