@@ -74,11 +74,13 @@ def test_face_crop_is_the_reference_crop():
 
 @pytest.fixture(scope="module")
 def p2c():
-    """One compiled model for the step tests. Not XLA: XLA takes minutes to compile the
-    hourglass generators' step even at 32 px (11 min on a loaded 2-core machine), and
-    the step is UGATIT's, whose XLA path test_ugatit.py covers."""
+    """One model for the step tests, run eagerly: XLA takes minutes to compile the
+    hourglass generators' step even at 32 px (11 min on a loaded 2-core machine) and
+    tracing a tf.function ~3 min; the step is UGATIT's, whose XLA path test_ugatit.py
+    covers."""
     model = build_model("photo2cartoon", **TINY, face_model=stand_in_face_model())
     model.compile(jit_compile=False)
+    model.run_eagerly = True
     a, b = random_images(2, 32, 0), random_images(2, 32, 1)
     model.train_on_batch(a, b)  # compiles
     return model, model.get_weights(), a, b
