@@ -94,3 +94,24 @@ class TranslationModel(keras.Model):
     def networks(self):
         """{attribute name: network} of every network the model trains."""
         return {name: value for name, value in vars(self).items() if isinstance(value, keras.Model)}
+
+    def with_weight_decay(self, optimizer_name, grads):
+        """grad + self.weight_decay·w for every variable the optimizer updates.
+
+        PyTorch's Adam(weight_decay) adds the L2 term to the gradient before the moments
+        (Keras Adam's `weight_decay` is decoupled, AdamW-style, so it is not used). The
+        gradients from `gradients` carry the loss scale and the 1/replicas factor and
+        are summed over replicas, so the decay term is given the same factor.
+        """
+        if not getattr(self, "weight_decay", 0.0):
+            return grads
+        optimizer = getattr(self, optimizer_name)
+        factor = optimizer.scale_loss(tf.constant(self.weight_decay / self.replicas(), tf.float32))
+        variables = self.optimizer_variables()[optimizer_name]
+        return [None if g is None else g + tf.cast(factor, g.dtype) * tf.cast(v, g.dtype)
+                for g, v in zip(grads, variables)]
+
+    def update(self, optimizer_name, tape, loss):
+        """Gradients of `loss`, plus the L2 term, applied by the named optimizer."""
+        grads = self.gradients(optimizer_name, tape, loss)
+        self.apply_gradients(optimizer_name, self.with_weight_decay(optimizer_name, grads))

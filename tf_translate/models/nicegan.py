@@ -23,7 +23,7 @@ from tf_translate.layers import LIN, SpectralNorm
 from tf_translate.layers.initializers import torch_bias_init, torch_kernel_init
 from tf_translate.losses import l1_loss, lsgan_fake_loss, lsgan_real_loss
 from tf_translate.models.base import TranslationModel, current_learning_rate, make_adam
-from tf_translate.models.ugatit import (UGATIT, AdaLINResidualBlock, build_stack, check_image_size, conv,
+from tf_translate.models.ugatit import (AdaLINResidualBlock, build_stack, check_image_size, conv,
                                         dense, half_then_linear_decay, heatmap_image, run_stack)
 
 
@@ -502,11 +502,6 @@ class NICEGAN(TranslationModel):
                      (f"reconstructed {name}", back_decoder(z)), (f"fake {other}", fake),
                      (f"cycled {name}", back_decoder(back_encoder.encode(fake)))]
         return rows
-
-    # PyTorch Adam(weight_decay) semantics (wd·w added to the gradient before the moments,
-    # with the loss gradients' replica and loss-scale factors), shared with U-GAT-IT.
-    with_weight_decay = UGATIT.with_weight_decay
-    update = UGATIT.update
 
     def adversarial(self, outputs, real):
         """LSGAN on the local, global and CAM outputs of one discriminator call."""

@@ -466,26 +466,6 @@ class UGATIT(TranslationModel):
     def generators(self):
         return {"a2b": self.generator_ab, "b2a": self.generator_ba}
 
-    def with_weight_decay(self, optimizer_name, grads):
-        """grad + weight_decay·w for every variable the optimizer updates.
-
-        PyTorch's Adam(weight_decay) adds the L2 term to the gradient before the moments
-        (Keras Adam's `weight_decay` is decoupled, AdamW-style, so it is not used). The
-        gradients from `gradients` carry the loss scale and the 1/replicas factor and
-        are summed over replicas, so the decay term is given the same factor.
-        """
-        if not self.weight_decay:
-            return grads
-        optimizer = getattr(self, optimizer_name)
-        factor = optimizer.scale_loss(tf.constant(self.weight_decay / self.replicas(), tf.float32))
-        variables = self.optimizer_variables()[optimizer_name]
-        return [None if g is None else g + tf.cast(factor, g.dtype) * tf.cast(v, g.dtype)
-                for g, v in zip(grads, variables)]
-
-    def update(self, optimizer_name, tape, loss):
-        grads = self.gradients(optimizer_name, tape, loss)
-        self.apply_gradients(optimizer_name, self.with_weight_decay(optimizer_name, grads))
-
     def discriminator_loss(self, real_a, real_b, fake_a, fake_b):
         """The reference's `Discriminator_loss` (real -> 1, fake -> 0; logits and CAM
         logits; global and local; both domains), real before fake for each D as the
