@@ -7,6 +7,10 @@ so peak memory and the dtype policy do not leak between rows.
         --modes xla,function,eager --precisions float32,mixed_float16 --torch-ref
     python benchmarks/train_step.py --model ugatit --size 128 --torch-ref     # full, torch --light 0
     python benchmarks/train_step.py --model ugatit_light --size 256 --torch-ref
+    python benchmarks/train_step.py --model stargan --size 128 --batch 16 --phase d --torch-ref
+
+StarGAN times one phase per run: `--phase d` a critic-only step, `--phase dg` a critic
+step followed by a generator step (torch_ref.py's phases of the same names).
 
 Run it alone on the machine: two heavy jobs on 2 cores make both figures worthless.
 """
@@ -47,15 +51,19 @@ def run_one(args):
     overrides = json.loads(args.overrides)
     model = build_model(args.model, image_size=args.size, **overrides)
     model.compile(jit_compile=args.mode == "xla")
-    data = batch_for(args.model, model, args.size, args.batch)
-    data = tuple(tf.constant(x) for x in data)
-    step = {"eager": model.train_step,
-            "function": tf.function(model.train_step),
-            "xla": tf.function(model.train_step, jit_compile=True)}[args.mode]
+    data = tuple(tf.constant(x) for x in batch_for(args.model, model, args.size, args.batch))
+    if args.mode == "eager":
+        step = lambda: model.train_step(data)
+    else:
+        # Keras' own train function, as `fit` runs it: the model decides what XLA compiles
+        # (StarGAN compiles its two gradient functions, not the tf.cond around them).
+        model.make_train_function()
+        batches = iter(tf.data.Dataset.from_tensors(data).repeat())
+        step = lambda: model.train_function(batches)
     times = []
     for _ in range(args.steps + 1):
         start = time.perf_counter()
-        logs = step(data)
+        logs = step()
         float(next(iter(logs.values())))  # wait for the step to finish
         times.append(time.perf_counter() - start)
     median = statistics.median(times[1:])
@@ -83,6 +91,8 @@ def main():
     parser.add_argument("--overrides", default="{}", help="JSON constructor overrides")
     parser.add_argument("--torch-ref", action="store_true", help="also time ../shared/bench/torch_ref.py")
     parser.add_argument("--torch-args", default="", help="extra torch_ref.py arguments, e.g. '--light 1'")
+    parser.add_argument("--phase", choices=["d", "dg"], default="dg",
+                        help="StarGAN: critic-only steps (d) or critic+generator steps (dg)")
     parser.add_argument("--child", action="store_true")
     parser.add_argument("--mode", default="xla")
     parser.add_argument("--precision", default="float32")
@@ -90,6 +100,11 @@ def main():
     if args.child:
         return run_one(args)
 
+    if args.model == "stargan":
+        # n_critic decides which steps also update the generator: never, or every step.
+        overrides = {**json.loads(args.overrides), "n_critic": 10 ** 9 if args.phase == "d" else 1}
+        args.overrides = json.dumps(overrides)
+        args.torch_args = f"{args.torch_args} --phase {args.phase}"
     rows = []
     for precision in args.precisions.split(","):
         for mode in args.modes.split(","):
@@ -109,7 +124,8 @@ def main():
         rows.append(("PyTorch reference", "float32", {"first_step_s": float("nan"), "step_s": torch_step,
                      "images_per_s": args.batch / torch_step, "peak_rss_mb": ref.get("peak_rss_mb", float("nan"))}))
 
-    print(f"\n{args.model} train step, {args.size} px, batch {args.batch}, {os.cpu_count()} cores")
+    phase = {"d": ", critic-only steps", "dg": ", critic+generator steps"}[args.phase] if args.model == "stargan" else ""
+    print(f"\n{args.model} train step{phase}, {args.size} px, batch {args.batch}, {os.cpu_count()} cores")
     print(f"| implementation | precision | first step s | step s | images/s | peak MB | vs PyTorch |")
     print(f"|---|---|---:|---:|---:|---:|---:|")
     for name, precision, r in rows:

@@ -30,7 +30,8 @@ def test_stargan_fashion_mnist_tiny_run(tmp_path):
 
     run_dir = str(tmp_path / "run")
     result = example.main(["--run-dir", run_dir, "--steps", "6", "--filters", "8", "--residual-blocks", "1",
-                           "--discriminator-filters", "8", "--classifier-steps", "150", "--test-count", "40"])
+                           "--discriminator-filters", "8", "--classifier-steps", "150", "--test-count", "40",
+                           "--no-xla"])
     assert result["steps"] == 6 and result["translations"] == 40 * 9
     # The judge learnt from correctly labelled images: far above chance (10 %).
     assert result["classifier_accuracy_on_real_test_images"] > 0.6

@@ -292,7 +292,7 @@ def test_resume_continues_the_run(tmp_path):
     data = write_demo_dataset(str(tmp_path / "demo"), size=32, train_count=4, test_count=1)
     overrides = {k: v for k, v in TINY_UGATIT.items() if k != "image_size"}
     args = dict(batch_size=1, image_size=32, load_size=36, seed=0, model_overrides=overrides,
-                checkpoint_every=2, sample_every=2, verbose=0, xla=False)
+                checkpoint_every=2, sample_every=2, verbose=0, eager=True)
     run_dir = str(tmp_path / "run")
     trained = train("ugatit_light", data, run_dir, steps=2, **args)
     restored, run = load_run(run_dir)

@@ -32,6 +32,8 @@ def parse_args(argv):
     length.add_argument("--epochs", type=int, help="default 200 (the reference's 100 + 100)")
     train.add_argument("--precision", default="float32", choices=["float32", "mixed_float16", "mixed_bfloat16"])
     train.add_argument("--no-xla", action="store_true", help="do not compile the train step with XLA")
+    train.add_argument("--eager", action="store_true",
+                       help="run the train step op by op in Python, to debug it (slow; no tracing)")
     train.add_argument("--resume", action="store_true", help="continue the run in --run-dir")
     train.add_argument("--checkpoint-every", type=int, default=1000)
     train.add_argument("--sample-every", type=int, default=500)
@@ -111,7 +113,7 @@ def run(args):
               batch_size=args.batch_size, image_size=args.image_size, load_size=args.load_size,
               precision=args.precision, xla=not args.no_xla, resume=args.resume,
               checkpoint_every=args.checkpoint_every, sample_every=args.sample_every, seed=args.seed,
-              model_overrides=overrides, dataset_fn=dataset_fn)
+              model_overrides=overrides, dataset_fn=dataset_fn, eager=args.eager)
     elif args.command == "translate":
         translate_images(args)
     elif args.command == "export":

@@ -139,13 +139,15 @@ class RunCallback(keras.callbacks.Callback):
 def train(model_name, data, run_dir, steps=None, epochs=None, batch_size=1, image_size=256,
           load_size=None, precision="float32", xla=True, resume=False, checkpoint_every=1000,
           sample_every=500, log_every=50, seed=None, verbose=1, model_overrides=None,
-          dataset_fn=None):
+          dataset_fn=None, eager=False):
     """Trains `model_name` on `data` in `run_dir`; the CLI's `train` and the demo call it.
 
     A run directory remembers the model, its config and the flags in run.json. With
     `resume=True` the model is rebuilt from run.json, the checkpoint (weights, optimizer
     moments and step, image pools) is loaded, and training continues at the saved step
     until the run's total (or a new `steps`/`epochs`); a run of another model is refused.
+    `eager=True` runs the train step op by op in Python (for debugging: no tracing, slow
+    steps); it is a choice of this call, not of the run.
 
     Returns:
         the trained model.
@@ -184,6 +186,7 @@ def train(model_name, data, run_dir, steps=None, epochs=None, batch_size=1, imag
     total_steps = flags["steps"] or (flags["epochs"] or 200) * steps_per_epoch
     flags.update(total_steps=total_steps, steps_per_epoch=steps_per_epoch)
     model.compile(total_steps=total_steps, steps_per_epoch=steps_per_epoch, jit_compile=flags["xla"])
+    model.run_eagerly = eager
     os.makedirs(run_dir, exist_ok=True)
     if resume:
         load_checkpoint(model, run_dir)
