@@ -22,7 +22,7 @@ setup(
     extras_require={
         "cpu": ["tensorflow-cpu>=2.16"],
         "gpu": ["tensorflow[and-cuda]>=2.16"],
-        "test": ["pytest", "scikit-image"],
+        "test": ["pytest", "pytest-xdist", "scikit-image"],
         "torch": ["torch"],
         # LiteRT, the TFLite runtime that replaces the deprecated tf.lite.Interpreter.
         "tflite": ["ai-edge-litert"],

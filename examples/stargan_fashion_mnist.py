@@ -17,6 +17,11 @@ in-memory `dataset_fn`, so the run directory is a normal one: run.json, checkpoi
 sample grids (one row per input: the input, then one column per class), TensorBoard
 logs, and `tf-translate translate --run-dir RUN --domain Sneaker ...` works on it.
 
+Measured on a 2-core CPU with the defaults (10,000 critic steps, XLA): 97.2 % of 9,000
+translations classified as the requested class (the classifier scores 89.2 % on real
+test images, and only 1.2 % of the untranslated inputs fall in the requested class);
+22.5 min of training, 25 min in all.
+
 Usage:
     python examples/stargan_fashion_mnist.py                       # the full run
     python examples/stargan_fashion_mnist.py --steps 20 --test-count 100 --classifier-steps 50
