@@ -1,6 +1,7 @@
 import keras
 import numpy as np
 import pytest
+import tensorflow as tf
 
 from tf_translate.layers import InstanceNormalization, ReflectionPadding2D
 
@@ -47,3 +48,30 @@ def test_instance_norm_statistics_stay_float32_under_float16():
 def test_reflection_padding_config_round_trip():
     layer = ReflectionPadding2D(3)
     assert ReflectionPadding2D.from_config(layer.get_config()).padding == 3
+
+
+@pytest.mark.parametrize("size, kernel, strides", [(4, 4, 2), (6, 3, 1), (9, 4, 2), (5, 5, 1), (20, 4, 2)])
+def test_conv2d_patch_product_equals_the_convolution_with_its_gradients(size, kernel, strides):
+    """Small output maps take the im2col path (20 px -> 9x9 = 81 positions does not):
+    outputs and the input and kernel gradients equal keras' Conv2D with the same weights."""
+    from tf_translate.layers import Conv2D
+    from tf_translate.layers.conv import PATCH_PRODUCT_MAX_POSITIONS
+
+    x = tf.constant(np.random.default_rng(size).normal(size=(2, size, size, 5)).astype("float32"))
+    ours, plain = Conv2D(7, kernel, strides=strides), keras.layers.Conv2D(7, kernel, strides=strides)
+    ours.build(x.shape)
+    plain.build(x.shape)
+    plain.set_weights(ours.get_weights())
+    out_size = (size - kernel) // strides + 1
+    assert (out_size ** 2 <= PATCH_PRODUCT_MAX_POSITIONS) == (size != 20)
+
+    def outputs_and_gradients(layer):
+        with tf.GradientTape() as tape:
+            tape.watch(x)
+            y = layer(x)
+            loss = tf.reduce_sum(y * tf.sin(y))  # a gradient that differs per position
+        return [y] + tape.gradient(loss, [x, layer.kernel, layer.bias])
+
+    for got, expected in zip(outputs_and_gradients(ours), outputs_and_gradients(plain)):
+        np.testing.assert_allclose(got.numpy(), expected.numpy(), rtol=1e-5, atol=1e-5)
+    assert ours.count_params() == plain.count_params()

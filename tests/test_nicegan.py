@@ -291,6 +291,29 @@ def test_weight_decay_is_l2_added_to_the_gradient():
         np.testing.assert_allclose(v.numpy(), b * (1 - 1e-4), rtol=1e-6, atol=1e-9)
 
 
+def test_mixed_float16_translation_is_close_to_float32_and_a_step_is_finite():
+    """Under mixed_float16 the encoder + decoder (softmax-rho ILN statistics in float32)
+    stay close to the float32 networks with the same weights, the optimizers scale the
+    loss, and one step leaves finite float32 losses and master weights."""
+    reference = build_model("nicegan_light", **TINY, seed=0)
+    x = random_images(2, SIZE, 7)
+    expected = reference.generators()["a2b"](x).numpy()
+    keras.mixed_precision.set_global_policy("mixed_float16")
+    try:
+        model = build_model("nicegan_light", **TINY, seed=0)
+        model.set_weights(reference.get_weights())
+        translated = model.generators()["a2b"](x)
+        model.compile(jit_compile=False)
+        logs = model.train_step((x, random_images(2, SIZE, 8)))  # eager
+    finally:
+        keras.mixed_precision.set_global_policy("float32")
+    assert model.generator_ab.compute_dtype == "float16" and translated.dtype == tf.float32
+    assert np.abs(translated.numpy() - expected).max() < 2e-2
+    assert isinstance(model.g_optimizer, keras.optimizers.LossScaleOptimizer)
+    assert all(v.dtype == tf.float32 and np.isfinite(v.numpy()) for v in logs.values())
+    assert all(w.dtype == "float32" and np.all(np.isfinite(w.numpy())) for w in model.weights)
+
+
 def test_schedule_is_constant_then_reaches_zero_at_the_last_step():
     """The reference subtracts lr/(N//2) before each iteration past N//2."""
     model = build_model("nicegan_light", **TINY)

@@ -10,7 +10,7 @@ import tensorflow as tf
 from keras import layers
 
 from tf_translate.image_pool import ImagePool
-from tf_translate.layers import InstanceNormalization, ReflectionPadding2D
+from tf_translate.layers import Conv2D, InstanceNormalization, ReflectionPadding2D
 from tf_translate.losses import l1_loss, lsgan_fake_loss, lsgan_real_loss
 from tf_translate.models.base import TranslationModel, current_learning_rate, make_adam
 from tf_translate.schedules import LinearDecay
@@ -32,7 +32,7 @@ def conv(filters, kernel_size, strides=1, padding=0, use_bias=True, name=None):
     sampling grid by one pixel against the reference; explicit padding keeps weights
     imported from PyTorch exact.
     """
-    conv_layer = layers.Conv2D(
+    conv_layer = Conv2D(
         filters, kernel_size, strides=strides, padding="valid", use_bias=use_bias,
         kernel_initializer=reference_init(), name=name)
     if not padding:

@@ -13,7 +13,7 @@ import keras
 import tensorflow as tf
 from keras import layers, ops
 
-from tf_translate.layers import (LIN, AdaLIN, CAMAttention, InstanceNormalization, ReflectionPadding2D,
+from tf_translate.layers import (LIN, AdaLIN, CAMAttention, Conv2D, InstanceNormalization, ReflectionPadding2D,
                                  SpectralNorm)
 from tf_translate.layers.initializers import torch_bias_init, torch_kernel_init
 from tf_translate.losses import bce_with_logits, l1_loss, lsgan_fake_loss, lsgan_real_loss
@@ -31,7 +31,7 @@ def conv(filters, kernel_size, strides=1, padding=0, use_bias=False, spectral_no
     """
     if use_bias and fan_in is None:
         raise ValueError("conv(use_bias=True) needs fan_in for torch's bias init")
-    conv_layer = layers.Conv2D(
+    conv_layer = Conv2D(
         filters, kernel_size, strides=strides, padding="valid", use_bias=use_bias,
         kernel_initializer=torch_kernel_init(),
         bias_initializer=torch_bias_init(fan_in) if use_bias else "zeros")
