@@ -514,8 +514,9 @@ def test_stargan_generator_matches_pytorch(tmp_path):
     labels = np.array([[1, 0, 1], [0, 1, 0]], np.float32)
     with torch.no_grad():
         expected = reference(torch.from_numpy(images).permute(0, 3, 1, 2), torch.from_numpy(labels))
+    # 2e-5: at 32 px the 8x8 maps are computed as patch products (another summation order)
     np.testing.assert_allclose(generator([images, labels]).numpy(), expected.permute(0, 2, 3, 1).numpy(),
-                               atol=1e-5)
+                               atol=2e-5)
 
 
 def test_stargan_missing_and_misshapen_keys_are_listed():
