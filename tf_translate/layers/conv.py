@@ -10,6 +10,9 @@ from keras import layers, ops
 #   16x16 -> 8x8, 256 -> 512: 41.7 vs 26.5 ms; 32x32 -> 16x16, 128 -> 256: 33.6 vs 30.5 ms;
 #   64x64 -> 32x32, 64 -> 128: 44.3 vs 54.8 ms (the convolution wins on large maps).
 PATCH_PRODUCT_MAX_POSITIONS = 64
+# ... and only wide layers (kernel taps x input channels, e.g. 4x4 x 256): narrow ones are
+# fast as convolutions, and slicing their patches only adds tracing and compile time.
+PATCH_PRODUCT_MIN_FEATURES = 4096
 
 
 @keras.saving.register_keras_serializable(package="tf_translate")
@@ -21,10 +24,10 @@ class Conv2D(layers.Conv2D):
     are very slow there (above all the input gradient, which WGAN-GP's double backward
     also needs), while the same arithmetic as a matrix product runs at memory speed. The
     kernel variable, its layout, the outputs and the parameter count are those of the
-    plain layer, so checkpoints and imported PyTorch weights are unaffected. Only
-    "valid" padding, channels-last, no dilation or groups take the patch path (the
-    models pad explicitly); unknown map sizes (export with free height and width) use
-    the convolution.
+    plain layer, so checkpoints and imported PyTorch weights are unaffected. Maps of at
+    most 64 positions with at least 4,096 patch features take the patch path, with
+    "valid" padding (the models pad explicitly), channels-last, no dilation or groups;
+    unknown map sizes (export with free height and width) use the convolution.
     """
 
     def convolution_op(self, inputs, kernel):
@@ -35,7 +38,8 @@ class Conv2D(layers.Conv2D):
             return super().convolution_op(inputs, kernel)
         (kh, kw), (sh, sw) = self.kernel_size, self.strides
         out_h, out_w = (height - kh) // sh + 1, (width - kw) // sw + 1
-        if out_h * out_w > PATCH_PRODUCT_MAX_POSITIONS:
+        if (out_h * out_w > PATCH_PRODUCT_MAX_POSITIONS
+                or kh * kw * inputs.shape[-1] < PATCH_PRODUCT_MIN_FEATURES):
             return super().convolution_op(inputs, kernel)
         # Patch features in (row, column, channel) order: the kernel's HWIO flattening.
         patches = ops.concatenate(
