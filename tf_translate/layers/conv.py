@@ -25,7 +25,8 @@ class Conv2D(layers.Conv2D):
     also needs), while the same arithmetic as a matrix product runs at memory speed. The
     kernel variable, its layout, the outputs and the parameter count are those of the
     plain layer, so checkpoints and imported PyTorch weights are unaffected. Maps of at
-    most 64 positions with at least 4,096 patch features take the patch path, with
+    most PATCH_PRODUCT_MAX_POSITIONS positions with at least PATCH_PRODUCT_MIN_FEATURES
+    patch features take the patch path, with
     "valid" padding (the models pad explicitly), channels-last, no dilation or groups;
     unknown map sizes (export with free height and width) use the convolution.
     """
