@@ -2,6 +2,7 @@ import keras
 import numpy as np
 import pytest
 import tensorflow as tf
+from keras import ops
 
 from tf_translate.layers import InstanceNormalization, ReflectionPadding2D
 
@@ -78,3 +79,37 @@ def test_conv2d_patch_product_equals_the_convolution_with_its_gradients(size, ke
         scale = np.abs(expected.numpy()).max()  # float32 sums of >= 4096 terms, other order
         np.testing.assert_allclose(got.numpy(), expected.numpy(), rtol=1e-5, atol=1e-5 * scale)
     assert ours.count_params() == plain.count_params()
+
+
+@pytest.mark.parametrize("height, width", [(5, 7), (1, 3), (8, 8)])
+def test_nearest_upsample_conv_equals_upsample_reflect_pad_conv(height, width):
+    """The four 2x2 phase convolutions give what the reference decoder computes
+    (nearest x2, reflection pad 1, 3x3 conv), with the same input, kernel and bias
+    gradients, for odd sizes and a one-pixel-high map (whose reflection is its edge)."""
+    from tf_translate.layers import NearestUpsampleConv2D
+
+    x = tf.constant(np.random.default_rng(height).normal(size=(2, height, width, 6)).astype("float32"))
+    ours = NearestUpsampleConv2D(4, use_bias=True)
+    plain = keras.layers.Conv2D(4, 3)
+    reference = lambda inputs: plain(ops.pad(ops.repeat(ops.repeat(inputs, 2, axis=1), 2, axis=2),
+                                             [[0, 0], [1, 1], [1, 1], [0, 0]], mode="reflect"))
+    ours.build(x.shape)
+    plain.build((None, None, None, 6))
+    ours.bias.assign(np.arange(4, dtype="float32"))
+    plain.set_weights(ours.get_weights())
+
+    def outputs_and_gradients(layer, call):
+        with tf.GradientTape() as tape:
+            tape.watch(x)
+            y = call(x)
+            loss = tf.reduce_sum(y * tf.sin(y))
+        return [y] + tape.gradient(loss, [x, layer.kernel, layer.bias])
+
+    got, expected = outputs_and_gradients(ours, ours), outputs_and_gradients(plain, reference)
+    assert got[0].shape == (2, 2 * height, 2 * width, 4)
+    assert tuple(ours.compute_output_shape((None, height, width, 6))) == (None, 2 * height, 2 * width, 4)
+    for g, e in zip(got, expected):
+        np.testing.assert_allclose(g.numpy(), e.numpy(), rtol=1e-5, atol=1e-5 * np.abs(e.numpy()).max())
+    assert ours.kernel.shape == (3, 3, 6, 4) and ours.count_params() == plain.count_params()
+    restored = NearestUpsampleConv2D.from_config(ours.get_config())
+    assert restored.filters == 4 and restored.kernel_size == (3, 3)

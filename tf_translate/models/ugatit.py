@@ -13,8 +13,8 @@ import keras
 import tensorflow as tf
 from keras import layers, ops
 
-from tf_translate.layers import (LIN, AdaLIN, CAMAttention, Conv2D, InstanceNormalization, ReflectionPadding2D,
-                                 SpectralNorm)
+from tf_translate.layers import (LIN, AdaLIN, CAMAttention, Conv2D, InstanceNormalization, NearestUpsampleConv2D,
+                                 ReflectionPadding2D, SpectralNorm)
 from tf_translate.layers.initializers import torch_bias_init, torch_kernel_init
 from tf_translate.losses import bce_with_logits, l1_loss, lsgan_fake_loss, lsgan_real_loss
 from tf_translate.models.base import TranslationModel, current_learning_rate, make_adam
@@ -132,8 +132,9 @@ class AdaLINResidualBlock(layers.Layer):
 
 
 def upsample_block(filters):
-    """Nearest ×2, reflect pad 1, 3x3 conv (no bias), LIN, ReLU (the U-GAT-IT decoder)."""
-    return [layers.UpSampling2D(2, interpolation="nearest"), conv(filters, 3, padding=1), LIN(),
+    """Nearest ×2, reflect pad 1, 3x3 conv (no bias), LIN, ReLU (the U-GAT-IT decoder);
+    the first three as one `NearestUpsampleConv2D` (2.25x fewer multiply-adds)."""
+    return [NearestUpsampleConv2D(filters, use_bias=False, kernel_initializer=torch_kernel_init()), LIN(),
             layers.ReLU()]
 
 
