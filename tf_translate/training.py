@@ -10,6 +10,7 @@ import tensorflow as tf
 from PIL import Image
 
 from tf_translate import __version__
+from tf_translate.memory import ReturnCompilerMemory
 from tf_translate.models import build_model
 
 RUN_FILE = "run.json"
@@ -196,7 +197,8 @@ def train(model_name, data, run_dir, steps=None, epochs=None, batch_size=1, imag
     sample_batch = next(iter(dataset.take(1)))
     if done < total_steps:
         callback = RunCallback(run_dir, sample_batch, checkpoint_every, sample_every, log_every)
-        model.fit(dataset, epochs=1, steps_per_epoch=total_steps - done, callbacks=[callback],
+        model.fit(dataset, epochs=1, steps_per_epoch=total_steps - done,
+                  callbacks=[ReturnCompilerMemory(), callback],
                   verbose=verbose)
     if report.skipped:
         print(f"tf_translate: {len(report.skipped)} unreadable image(s) were skipped")
