@@ -378,8 +378,9 @@ class UGATIT(TranslationModel):
     mode in both steps, so each spectral norm does one power iteration per call (three
     per iteration), as the reference's.
 
-    Deliberate differences, same results: the generators' forward pass on the real
-    images is made once and used by both steps (the reference runs it twice with the
+    Deliberate differences, same results: each generator translates its source and
+    its target domain (identity) in one batched call (all normalisation is per image);
+    the generators' forward pass on the real images is made once and used by both steps (the reference runs it twice with the
     same, not yet updated, generator weights), and the D step sees the fakes detached
     (the reference does not detach them; its G gradients from the D loss are zeroed
     before the G step, so the D gradients are the same with less work). Adam's epsilon
@@ -485,12 +486,24 @@ class UGATIT(TranslationModel):
         """{metric name: (weight, loss)} added to the generators' loss (photo2cartoon)."""
         return {}
 
+    @staticmethod
+    def source_and_target(generator, source, target):
+        """generator(source) and generator(target) from one call on both batches:
+        (translation, identity, CAM logit of the source, CAM logit of the target)."""
+        images, cam_logits, _ = generator(tf.concat([source, target], axis=0), training=True)
+        batch = source.shape[0] or tf.shape(source)[0]
+        return images[:batch], images[batch:], cam_logits[:batch], cam_logits[batch:]
+
     def train_step(self, data):
         real_a, real_b, _ = keras.utils.unpack_x_y_sample_weight(data)
         learning_rate = current_learning_rate(self.g_optimizer)  # the rate this step uses
         with tf.GradientTape() as g_tape:
-            fake_b, cam_ab_a, _ = self.generator_ab(real_a, training=True)
-            fake_a, cam_ba_b, _ = self.generator_ba(real_b, training=True)
+            # Each generator translates its source domain and, for the identity loss,
+            # its target domain in one call: normalisation here is per image, so the
+            # results are those of two calls, with a third less graph to trace and
+            # compile and batch-2 products.
+            fake_b, identity_b, cam_ab_a, cam_ab_b = self.source_and_target(self.generator_ab, real_a, real_b)
+            fake_a, identity_a, cam_ba_b, cam_ba_a = self.source_and_target(self.generator_ba, real_b, real_a)
 
             # 1. D step on these fakes, detached (see the class docstring).
             with g_tape.stop_recording():
@@ -507,8 +520,6 @@ class UGATIT(TranslationModel):
                 + lsgan_real_and_cam(self.discriminator_local_b(fake_b, training=True)))
             cycle_loss = (l1_loss(self.generator_ba(fake_b, training=True)[0], real_a)
                           + l1_loss(self.generator_ab(fake_a, training=True)[0], real_b))
-            identity_a, cam_ba_a, _ = self.generator_ba(real_a, training=True)
-            identity_b, cam_ab_b, _ = self.generator_ab(real_b, training=True)
             identity_loss = l1_loss(identity_a, real_a) + l1_loss(identity_b, real_b)
             # G_st's CAM logit says "from s" (1) for x_s and "not from s" (0) for x_t.
             cam_loss = (bce_with_logits(cam_ba_b, 1.0) + bce_with_logits(cam_ba_a, 0.0)
