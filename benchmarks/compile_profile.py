@@ -28,11 +28,10 @@ class RssSampler:
     def __init__(self):
         self.peak_kb = 0
         self.phases = []
-        self._running = True
         threading.Thread(target=self._sample, daemon=True).start()
 
     def _sample(self):
-        while self._running:
+        while True:
             with open("/proc/self/status") as status:
                 rss = next(int(l.split()[1]) for l in status if l.startswith("VmRSS"))
             self.peak_kb = max(self.peak_kb, rss)
@@ -119,7 +118,12 @@ def print_dump_timeline(dump_dir, compile_start):
     module = max(modules, key=lambda m: sum(os.path.getsize(p) for p in modules[m]))
     print(f"\nlargest module {module}: stage files, seconds after the first call began")
     print("| file | seconds | size KB | HLO instructions |\n|---|---:|---:|---:|")
-    for path in sorted(modules[module], key=os.path.getmtime):
+    kernel_files = [p for p in modules[module]
+                    if any(k in os.path.basename(p) for k in ("kernel_module", "__compute", "obj-file", "part_"))]
+    if kernel_files:
+        times = sorted(os.path.getmtime(p) - compile_start for p in kernel_files)
+        print(f"| {len(kernel_files)} kernel codegen files, first .. last | {times[0]:.1f} .. {times[-1]:.1f} | | |")
+    for path in sorted(set(modules[module]) - set(kernel_files), key=os.path.getmtime):
         with open(path, errors="replace") as f:
             text = f.read()
         instructions = sum(1 for line in text.splitlines() if " = " in line) if path.endswith(".txt") else ""
