@@ -127,7 +127,7 @@ def print_dump_timeline(dump_dir, compile_start):
         with open(path, errors="replace") as f:
             text = f.read()
         instructions = sum(1 for line in text.splitlines() if " = " in line) if path.endswith(".txt") else ""
-        print(f"| {os.path.basename(path)[:70]} | {os.path.getmtime(path) - compile_start:.1f} | "
+        print(f"| ...{os.path.basename(path)[-50:]} | {os.path.getmtime(path) - compile_start:.1f} | "
               f"{os.path.getsize(path) / 1024:.0f} | {instructions} |")
 
 
