@@ -11,6 +11,39 @@ A training model subclasses `TranslationModel` and defines:
 
 import keras
 import tensorflow as tf
+from keras import ops
+
+
+@keras.saving.register_keras_serializable(package="tf_translate")
+class Adam(keras.optimizers.Adam):
+    """Keras' Adam with the bias-corrected step size computed once per update.
+
+    Keras' `update_step` recomputes beta_1^t, beta_2^t and the step size for every
+    variable: about 40 graph ops per variable, 5,900 of full U-GAT-IT's 37,600, all
+    traced, converted and compiled before its first step. Same arithmetic, same slots
+    (checkpoints are interchangeable); AMSGrad keeps Keras' path.
+    """
+
+    _step_size = None
+
+    def _backend_update_step(self, grads, trainable_variables, learning_rate):
+        step = ops.cast(self.iterations + 1, "float32")
+        self._step_size = (ops.cast(learning_rate, "float32") * ops.sqrt(1.0 - ops.power(self.beta_2, step))
+                           / (1.0 - ops.power(self.beta_1, step)))
+        try:
+            super()._backend_update_step(grads, trainable_variables, learning_rate)
+        finally:
+            self._step_size = None
+
+    def update_step(self, gradient, variable, learning_rate):
+        if self._step_size is None or self.amsgrad:
+            return super().update_step(gradient, variable, learning_rate)
+        index = self._get_variable_index(variable)
+        m, v = self._momentums[index], self._velocities[index]
+        gradient = ops.cast(gradient, variable.dtype)
+        self.assign_add(m, (gradient - m) * (1.0 - self.beta_1))
+        self.assign_add(v, (ops.square(gradient) - v) * (1.0 - self.beta_2))
+        self.assign_sub(variable, m * ops.cast(self._step_size, variable.dtype) / (ops.sqrt(v) + self.epsilon))
 
 
 def make_adam(learning_rate, beta_1, beta_2=0.999, epsilon=1e-7):
@@ -19,7 +52,7 @@ def make_adam(learning_rate, beta_1, beta_2=0.999, epsilon=1e-7):
     Only `compile(optimizer=...)` wraps optimizers automatically; ours are attributes,
     so we wrap them here. bfloat16 and float32 need no loss scaling.
     """
-    optimizer = keras.optimizers.Adam(learning_rate, beta_1=beta_1, beta_2=beta_2, epsilon=epsilon)
+    optimizer = Adam(learning_rate, beta_1=beta_1, beta_2=beta_2, epsilon=epsilon)
     if keras.mixed_precision.global_policy().name == "mixed_float16":
         optimizer = keras.optimizers.LossScaleOptimizer(optimizer)
     return optimizer
@@ -78,6 +111,21 @@ class TranslationModel(keras.Model):
             jit_compile = False
         super().compile(optimizer=None, jit_compile=jit_compile)
         self.build_optimizers()
+
+    def make_train_function(self, force=False):
+        """With XLA on one device, the XLA-compiled step is called directly on the next
+        batch. Keras wraps it in a second, non-compiled tf.function over the iterator,
+        whose graph optimisation walks the step's whole function body again: 8 s more
+        before full U-GAT-IT's first step (74.7 vs 66.5 s measured). Eager runs, several
+        replicas and `steps_per_execution` > 1 keep Keras' function."""
+        if self.train_function is not None and not force:
+            return self.train_function
+        if (not self.jit_compile or self.run_eagerly or self.steps_per_execution != 1
+                or tf.distribute.has_strategy()):
+            return super().make_train_function(force)
+        step = tf.function(self.train_step, jit_compile=True, reduce_retracing=True)
+        self.train_function = lambda iterator: step(next(iterator))
+        return self.train_function
 
     def build_optimizers(self):
         """Creates the optimizer slots now, outside any traced step: a checkpoint can then
