@@ -44,12 +44,14 @@ class Conv2D(layers.Conv2D):
         if (out_h * out_w > PATCH_PRODUCT_MAX_POSITIONS
                 or kh * kw * inputs.shape[-1] < PATCH_PRODUCT_MIN_FEATURES):
             return super().convolution_op(inputs, kernel)
-        # Patch features in (row, column, channel) order: the kernel's HWIO flattening.
-        patches = ops.concatenate(
-            [inputs[:, i:i + sh * (out_h - 1) + 1:sh, j:j + sw * (out_w - 1) + 1:sw, :]
-             for i in range(kh) for j in range(kw)], axis=-1)
-        flat = ops.reshape(patches, (-1, patches.shape[-1]))
-        outputs = ops.matmul(flat, ops.reshape(kernel, (-1, kernel.shape[-1])))
+        # Patch features in (row, column, channel) order, the kernel's HWIO flattening:
+        # the kernel rows' slices stacked, then the kernel columns' slices of those
+        # (kh + kw slices instead of kh * kw: half the ops to trace and compile, measured
+        # as fast or faster per layer).
+        rows = ops.stack([inputs[:, i:i + sh * (out_h - 1) + 1:sh] for i in range(kh)], axis=3)
+        patches = ops.stack([rows[:, :, j:j + sw * (out_w - 1) + 1:sw] for j in range(kw)], axis=4)
+        patches = ops.reshape(patches, (-1, kh * kw * inputs.shape[-1]))
+        outputs = ops.matmul(patches, ops.reshape(kernel, (-1, kernel.shape[-1])))
         return ops.reshape(outputs, (-1, out_h, out_w, kernel.shape[-1]))
 
 
