@@ -113,3 +113,5 @@ def test_nearest_upsample_conv_equals_upsample_reflect_pad_conv(height, width):
     assert ours.kernel.shape == (3, 3, 6, 4) and ours.count_params() == plain.count_params()
     restored = NearestUpsampleConv2D.from_config(ours.get_config())
     assert restored.filters == 4 and restored.kernel_size == (3, 3)
+    with pytest.raises(TypeError):  # the kernel size is the layer's, not the caller's
+        NearestUpsampleConv2D(4, kernel_size=5)

@@ -67,9 +67,12 @@ class ReturnCompilerMemory(keras.callbacks.Callback):
             self._context.__enter__()
 
     def on_train_batch_end(self, batch, logs=None):
-        self.on_train_end()
+        self._stop()
 
     def on_train_end(self, logs=None):
+        self._stop()  # fit ended (or failed) inside the first batch
+
+    def _stop(self):
         if self._context is not None:
             self._context.__exit__(None, None, None)
             self._context = None

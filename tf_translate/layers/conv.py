@@ -70,8 +70,9 @@ class NearestUpsampleConv2D(Conv2D):
     PyTorch import).
 
     Args:
-        filters: output channels. Other Conv2D arguments except kernel size, strides,
-            padding and dilation (fixed by what the layer computes) pass through.
+        filters: output channels. Other Conv2D arguments except kernel size, strides
+            and padding (fixed by what the layer computes) pass through; dilation and
+            groups other than 1 and channels-first are refused when called.
     Reference: `nn.Upsample(scale_factor=2, mode='nearest'), nn.ReflectionPad2d(1),
     nn.Conv2d(..., 3)` in UGATIT-pytorch's and photo2cartoon's decoders.
     """
@@ -80,16 +81,14 @@ class NearestUpsampleConv2D(Conv2D):
     # of the upsampled, reflect-padded map reads input rows (i - 1, i, i) for a = 0 and
     # (i, i, i + 1) for a = 1, i.e. rows (i + a, i + a + 1) of the edge-padded input with
     # kernel rows {0}, {1, 2} (a = 0) or {0, 1}, {2} (a = 1). The same holds for columns.
-    PHASE_TAPS = ((((1, 0, 0), (0, 1, 1))), ((1, 1, 0), (0, 0, 1)))
+    PHASE_TAPS = (((1, 0, 0), (0, 1, 1)), ((1, 1, 0), (0, 0, 1)))
 
     def __init__(self, filters, **kwargs):
-        for fixed in ("kernel_size", "strides", "padding", "dilation_rate"):
-            kwargs.pop(fixed, None)
         super().__init__(filters, 3, strides=1, padding="valid", **kwargs)
 
     def convolution_op(self, inputs, kernel):
-        if self.data_format != "channels_last" or self.groups != 1:
-            raise ValueError("NearestUpsampleConv2D supports channels_last and groups=1 only")
+        if self.data_format != "channels_last" or self.groups != 1 or tuple(self.dilation_rate) != (1, 1):
+            raise ValueError("NearestUpsampleConv2D supports channels_last, groups=1 and no dilation only")
         taps = ops.convert_to_tensor(self.PHASE_TAPS, dtype=kernel.dtype)
         channels, filters = kernel.shape[2], kernel.shape[3]
         # (2, 2, C, [a, b, O]): the four phase kernels side by side in the output channels.
@@ -111,6 +110,6 @@ class NearestUpsampleConv2D(Conv2D):
 
     def get_config(self):
         config = super().get_config()
-        for fixed in ("kernel_size", "strides", "padding", "dilation_rate"):
-            config.pop(fixed, None)
+        for fixed in ("kernel_size", "strides", "padding"):  # set by __init__
+            config.pop(fixed)
         return config

@@ -19,8 +19,8 @@ class Adam(keras.optimizers.Adam):
     """Keras' Adam, applied by TF's fused `ResourceApplyAdam` op, one per variable.
 
     Keras' `update_step` builds about 40 graph ops per variable (it also recomputes
-    beta_1^t and beta_2^t for each): 5,900 of full U-GAT-IT's 37,600 and 15,700 of
-    photo2cartoon's 100,000, all traced, converted and compiled before the first step.
+    beta_1^t and beta_2^t for each): 5,900 of full U-GAT-IT's 37,600 graph ops, all
+    traced, converted and compiled before the first step.
     The fused op does the same arithmetic (m and v updates, step size
     lr * sqrt(1 - beta_2^t) / (1 - beta_1^t), epsilon added to sqrt(v)) on the same
     slots, so checkpoints are interchangeable. Under a distribution strategy and with
@@ -76,8 +76,10 @@ def after_all_of(grads):
     product that gives the layer's input gradient), so nothing orders that read before
     the optimizer's in-place write of the weight, and XLA copies every such weight
     first: all generator weights of U-GAT-IT, 0.6 GB for the full model at 128 px. An
-    added zero that depends on one element of every gradient orders all reads before
-    all writes, and the copies go. The zero is `g > +inf` cast to float, which is 0 even
+    added zero that depends on one element of every gradient orders the reads inside
+    these gradients before the writes, and those copies go. (Reads of these weights by
+    another loss's backward pass, e.g. CycleGAN's generator loss through the
+    discriminators, stay unordered and copied.) The zero is `g > +inf` cast to float, which is 0 even
     for inf and NaN, so it never changes a value (XLA does not fold it away; its
     optimization barrier is dropped before copy insertion on CPU, measured).
     """
@@ -119,8 +121,9 @@ class TranslationModel(keras.Model):
     def make_train_function(self, force=False):
         """With XLA on one device, the XLA-compiled step is called directly on the next
         batch. Keras wraps it in a second, non-compiled tf.function over the iterator,
-        whose graph optimisation walks the step's whole function body again: 8 s more
-        before full U-GAT-IT's first step (74.7 vs 66.5 s measured). Eager runs, several
+        whose graph optimisation walks the step's whole function body again: 5-8 s more
+        before full U-GAT-IT's first step (74.7 vs 66.5 s in one pair of runs, 90.5 vs
+        85.1 s averaged over alternating runs on a slower day). Eager runs, several
         replicas and `steps_per_execution` > 1 keep Keras' function."""
         if self.train_function is not None and not force:
             return self.train_function
