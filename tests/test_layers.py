@@ -115,3 +115,28 @@ def test_nearest_upsample_conv_equals_upsample_reflect_pad_conv(height, width):
     assert restored.filters == 4 and restored.kernel_size == (3, 3)
     with pytest.raises(TypeError):  # the kernel size is the layer's, not the caller's
         NearestUpsampleConv2D(4, kernel_size=5)
+
+
+@pytest.mark.parametrize("affine", [False, True])
+def test_instance_norm_gradient_matches_numpy_finite_differences(affine):
+    # The gradient of `standardize` is written by hand; check it on <IN(x), w>.
+    rng = np.random.default_rng(3)
+    x = rng.normal(2.0, 3.0, (2, 3, 4, 2))
+    weight = rng.normal(size=x.shape)
+    layer = InstanceNormalization(affine=affine)
+    layer.build(x.shape)
+    scale = np.array([1.5, -0.5]) if affine else np.ones(2)
+    if affine:
+        layer.set_weights([scale.astype(np.float32), np.array([0.3, 0.1], np.float32)])
+    loss = lambda v: np.sum(numpy_instance_norm(v) * scale * weight)
+    want = np.zeros_like(x)
+    for i in np.ndindex(x.shape):
+        up, down = x.copy(), x.copy()
+        up[i] += 1e-5
+        down[i] -= 1e-5
+        want[i] = (loss(up) - loss(down)) / 2e-5
+    inputs = tf.constant(x, tf.float32)
+    with tf.GradientTape() as tape:
+        tape.watch(inputs)
+        out = tf.reduce_sum(tf.cast(layer(inputs), tf.float64) * weight)
+    np.testing.assert_allclose(tape.gradient(out, inputs).numpy(), want, rtol=1e-3, atol=1e-3)

@@ -199,3 +199,70 @@ def test_config_round_trip(layer):
 def test_bad_rho_mode_is_a_one_line_error():
     with pytest.raises(ValueError, match="rho_mode must be 'clip' or 'softmax'"):
         AdaLIN(rho_mode="sigmoid")
+
+
+def numeric_gradient(f, value, step=1e-5):
+    """Central-difference gradient of the scalar f at `value` (float64)."""
+    value = value.astype(np.float64)
+    grad = np.zeros_like(value)
+    for i in np.ndindex(value.shape):
+        up, down = value.copy(), value.copy()
+        up[i] += step
+        down[i] -= step
+        grad[i] = (f(up) - f(down)) / (2 * step)
+    return grad
+
+
+@pytest.mark.parametrize("per_sample", [True, False], ids=["AdaLIN", "LIN"])
+def test_hand_written_gradients_match_numpy_finite_differences(per_sample):
+    # The layers' gradients are written by hand (`layer_instance_norm`); every input's
+    # and weight's gradient of <out, w> is checked against the NumPy forward pass.
+    x = features(11, shape=(2, 4, 5, 3))
+    rng = np.random.default_rng(12)
+    weight = rng.normal(size=x.shape)
+    rho = np.array([0.2, 0.7, 0.95])
+    gamma = rng.normal(size=(2, 3) if per_sample else (3,))
+    beta = rng.normal(size=gamma.shape)
+    affine = (lambda g: g[:, None, None, :]) if per_sample else (lambda g: g)
+
+    def np_loss(x=x, rho=rho, gamma=gamma, beta=beta):
+        return np.sum((np_mix(x, rho, 1 - rho) * affine(gamma) + affine(beta)) * weight)
+
+    layer = AdaLIN() if per_sample else LIN()
+    layer.build(x.shape)
+    layer.rho.assign(rho.astype("float32"))
+    inputs = [tf.constant(x)]
+    if per_sample:
+        inputs += [tf.constant(gamma, tf.float32), tf.constant(beta, tf.float32)]
+    else:
+        layer.gamma.assign(gamma.astype("float32"))
+        layer.beta.assign(beta.astype("float32"))
+    with tf.GradientTape() as tape:
+        tape.watch(inputs)
+        loss = tf.reduce_sum(tf.cast(layer(*inputs), tf.float64) * weight)
+    sources = {"x": inputs[0], "rho": layer.rho}
+    sources.update({"gamma": inputs[1], "beta": inputs[2]} if per_sample
+                   else {"gamma": layer.gamma, "beta": layer.beta})
+    got = dict(zip(sources, tape.gradient(loss, list(sources.values()))))
+    want = {"x": numeric_gradient(lambda v: np_loss(x=v), x),
+            "rho": numeric_gradient(lambda v: np_loss(rho=v), rho),
+            "gamma": numeric_gradient(lambda v: np_loss(gamma=v), gamma),
+            "beta": numeric_gradient(lambda v: np_loss(beta=v), beta)}
+    for name in want:
+        np.testing.assert_allclose(got[name].numpy(), want[name], rtol=1e-3, atol=1e-3, err_msg=name)
+
+
+def test_adalin_with_unknown_height_and_width_equals_known():
+    # Light generators are exported for any size: the element counts are then dynamic.
+    x = features(13, shape=(2, 4, 6, 3))
+    gamma = np.full((2, 3), 0.7, "float32")
+    beta = np.full((2, 3), 0.1, "float32")
+    layer = AdaLIN()
+    layer.build(x.shape)
+    spec = tf.TensorSpec((None, None, None, 3), tf.float32)
+    dynamic = tf.function(lambda v: tf.gradients(tf.reduce_sum(layer(v, gamma, beta) ** 2), v)[0],
+                          input_signature=[spec])
+    static = tf.function(lambda v: tf.gradients(tf.reduce_sum(layer(v, gamma, beta) ** 2), v)[0])
+    np.testing.assert_allclose(dynamic(x).numpy(), static(x).numpy(), rtol=1e-5, atol=1e-6)
+    np.testing.assert_allclose(layer(x, gamma, beta).numpy(),
+                               np_mix(x, 0.9, 0.1) * 0.7 + 0.1, atol=2e-5)

@@ -109,7 +109,8 @@ def test_losses_of_a_step_with_the_face_identity_loss(p2c):
     assert not same(d_before, model.discriminator_networks())
     assert all(np.array_equal(x, w.numpy()) for x, w in zip(face_before, face.weights))
     np.testing.assert_allclose(logs["face_id_loss"], face_id, rtol=2e-3)  # float32 resize coordinates
-    np.testing.assert_allclose(logs["cycle_loss"], cycle, rtol=1e-5)
+    # The step translates source and target in one batch-4 call: float32 rounding differs.
+    np.testing.assert_allclose(logs["cycle_loss"], cycle, rtol=5e-5)
     expected = (logs["adversarial_loss"] + 50 * cycle + 10 * logs["identity_loss"]
                 + 1000 * logs["cam_loss"] + face_id)
     np.testing.assert_allclose(logs["g_loss"], expected, rtol=1e-5)
