@@ -31,7 +31,8 @@ class SpectralNorm(layers.Wrapper):
     - each call with `training=True` runs `power_iterations` steps
       v ← normalize(Wᵀu), u ← normalize(W v) without gradient and stores u, v;
       other calls reuse the stored u, v (torch's `eval()` behaviour);
-    - σ = uᵀ W v in float32, and the wrapped op runs with the kernel W / σ.
+    - σ = uᵀ W v in float32, and the wrapped op runs with the kernel W / σ (computed as
+      op(x, W) / σ).
 
     W here is torch's `weight.flatten(1)` ([out, rest]); for a Keras kernel
     [..., out] that is reshape(kernel, [rest, out])ᵀ. Its `rest` axis is ordered
@@ -68,11 +69,10 @@ class SpectralNorm(layers.Wrapper):
                                  trainable=False, autocast=False, name="v")
         self.built = True
 
-    def normalized_kernel(self, training=False):
-        """W / σ in float32 (with gradient through σ); updates u, v when training."""
+    def sigma(self, training=False):
+        """σ = uᵀ W v in float32, with gradient through W; updates u, v when training."""
         kernel = ops.cast(self.layer.kernel, "float32")
-        units = kernel.shape[-1]
-        matrix = ops.reshape(kernel, (-1, units))  # [rest, out] = torch weight_mat transposed
+        matrix = ops.reshape(kernel, (-1, kernel.shape[-1]))  # [rest, out] = torch weight_mat transposed
         u = ops.convert_to_tensor(self.u)
         v = ops.convert_to_tensor(self.v)
         if training:
@@ -84,15 +84,19 @@ class SpectralNorm(layers.Wrapper):
             self.v.assign(v)
         u = ops.stop_gradient(u)
         v = ops.stop_gradient(v)
-        sigma = ops.sum(u * ops.matmul(v, matrix))
-        return kernel / sigma
+        return ops.sum(u * ops.matmul(v, matrix))
 
     def call(self, inputs, training=False):
-        kernel = ops.cast(self.normalized_kernel(training=bool(training)), self.compute_dtype)
+        # op(x, W / σ) computed as op(x, W) / σ: the same value, but the kernel-sized
+        # division and its gradient (two passes over the global D's 33.5 M-weight kernel
+        # per call, and a W / σ copy kept for the backward pass) become passes over
+        # the much smaller output.
+        kernel = ops.cast(self.layer.kernel, self.compute_dtype)
         if isinstance(self.layer, layers.Conv2D):
             outputs = self.layer.convolution_op(inputs, kernel)
         else:
             outputs = ops.matmul(inputs, kernel)
+        outputs = outputs / ops.cast(self.sigma(training=bool(training)), self.compute_dtype)
         if self.layer.use_bias:
             outputs = outputs + ops.cast(self.layer.bias, self.compute_dtype)
         if self.layer.activation is not None:
