@@ -73,7 +73,7 @@ def main():
                  for _ in range(2))
     sampler.phase(f"build ({model.count_params() / 1e6:.1f} M weights)", time.perf_counter() - start)
 
-    step = tf.function(model.train_step, jit_compile=True)
+    step = model.xla_train_step()  # what `fit` calls
     start = time.perf_counter()
     graph = step.get_concrete_function(data).graph
     sampler.phase(f"trace ({len(graph.get_operations())} graph ops)", time.perf_counter() - start)

@@ -130,9 +130,17 @@ class TranslationModel(keras.Model):
         if (not self.jit_compile or self.run_eagerly or self.steps_per_execution != 1
                 or tf.distribute.has_strategy()):
             return super().make_train_function(force)
-        step = tf.function(self.train_step, jit_compile=True, reduce_retracing=True)
+        step = self.xla_train_step()
         self.train_function = lambda iterator: step(next(iterator))
         return self.train_function
+
+    def xla_train_step(self):
+        """`train_step` as the XLA-compiled function `fit` calls on one device.
+
+        Traced without AutoGraph: train steps branch in Python on Python values only
+        (tensor conditions are explicit `tf.cond`s), and converting every function the
+        step calls cost 3 s of full U-GAT-IT's 16 s trace."""
+        return tf.function(self.train_step, jit_compile=True, reduce_retracing=True, autograph=False)
 
     def build_optimizers(self):
         """Creates the optimizer slots now, outside any traced step: a checkpoint can then
