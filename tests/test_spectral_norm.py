@@ -5,7 +5,7 @@ import numpy as np
 import pytest
 import tensorflow as tf
 
-from tf_translate.layers import SpectralNorm
+from tf_translate.layers import SpectralNorm, consecutive_calls
 
 
 def normalize(v):
@@ -136,3 +136,49 @@ def test_config_round_trip_and_bad_layer():
     assert clone.layer.get_config() == layer.layer.get_config()
     with pytest.raises(ValueError, match="SpectralNorm wraps Conv2D or Dense"):
         SpectralNorm(keras.layers.Conv1D(3, 3))
+
+
+@pytest.mark.parametrize("wrapped", ["conv", "dense"])
+def test_consecutive_calls_in_one_batch_equal_separate_calls(wrapped):
+    # U-GAT-IT's D step judges real and fake images in one call: each half must get the
+    # sigma of its own call (one power iteration apart), gradients and final u, v included.
+    keras.utils.set_random_seed(6)
+    rng = np.random.default_rng(6)
+    if wrapped == "conv":
+        layer, shape = SpectralNorm(keras.layers.Conv2D(5, 3)), (2, 6, 6, 4)
+    else:
+        layer, shape = SpectralNorm(keras.layers.Dense(3)), (2, 4)
+    layer.build(shape)
+    first, second = (rng.normal(size=shape).astype("float32") for _ in range(2))
+    weights = rng.normal(size=(2,) + tuple(layer.compute_output_shape(shape)))
+    u0, v0 = layer.u.numpy(), layer.v.numpy()
+
+    def loss(outputs):
+        return tf.reduce_sum(tf.cast(outputs[0], tf.float64) * weights[0]) + tf.reduce_sum(
+            tf.cast(outputs[1], tf.float64) * weights[1])
+
+    with tf.GradientTape() as tape:
+        separate = [layer(first, training=True), layer(second, training=True)]
+        separate_loss = loss(separate)
+    separate_grad = tape.gradient(separate_loss, layer.layer.kernel).numpy()
+    separate_u, separate_v = layer.u.numpy(), layer.v.numpy()
+
+    layer.u.assign(u0)
+    layer.v.assign(v0)
+    with tf.GradientTape() as tape, consecutive_calls(2):
+        batched = layer(np.concatenate([first, second]), training=True)
+        batched_loss = loss([batched[:2], batched[2:]])
+    batched_grad = tape.gradient(batched_loss, layer.layer.kernel).numpy()
+
+    np.testing.assert_allclose(batched.numpy(), np.concatenate([s.numpy() for s in separate]), rtol=1e-5, atol=1e-6)
+    np.testing.assert_allclose(batched_grad, separate_grad, rtol=1e-4, atol=1e-6)
+    np.testing.assert_allclose(layer.u.numpy(), separate_u, atol=1e-7)
+    np.testing.assert_allclose(layer.v.numpy(), separate_v, atol=1e-7)
+    # The two calls' sigmas differ: one sigma for the whole batch would not match.
+    with pytest.raises(AssertionError):
+        layer.u.assign(u0)
+        layer.v.assign(v0)
+        np.testing.assert_allclose(layer(np.concatenate([first, second]), training=True).numpy()[2:],
+                                   separate[1].numpy(), rtol=1e-5, atol=1e-6)
+    with consecutive_calls(2), pytest.raises(ValueError, match="not 2 equal consecutive calls"):
+        layer(first[:1], training=True)

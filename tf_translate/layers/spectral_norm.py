@@ -1,9 +1,31 @@
 """Spectral normalisation with PyTorch's semantics (`torch.nn.utils.spectral_norm`)."""
 
+import contextlib
 import math
 
 import keras
 from keras import layers, ops
+
+_calls_per_batch = 1
+
+
+@contextlib.contextmanager
+def consecutive_calls(count):
+    """Within it, each `SpectralNorm` call on a batch stacked from `count` equal parts
+    acts as `count` consecutive calls, one per part: in training, `count` power
+    iterations in turn, part i computed with the i-th σ, u and v left as the last call
+    leaves them. A discriminator can then judge real and fake images in one call, with
+    the reference's two-call results (U-GAT-IT's D step), and the step's graph holds
+    one copy of the discriminator instead of two.
+    """
+    global _calls_per_batch
+    if count < 1:
+        raise ValueError(f"consecutive_calls needs count >= 1, got {count}")
+    previous, _calls_per_batch = _calls_per_batch, count
+    try:
+        yield
+    finally:
+        _calls_per_batch = previous
 
 
 def _l2_normalize(v, epsilon):
@@ -69,22 +91,26 @@ class SpectralNorm(layers.Wrapper):
                                  trainable=False, autocast=False, name="v")
         self.built = True
 
-    def sigma(self, training=False):
-        """σ = uᵀ W v in float32, with gradient through W; updates u, v when training."""
+    def sigmas(self, training=False, calls=1):
+        """σ = uᵀ W v in float32 for each of `calls` consecutive calls, with gradient
+        through W; each training call first runs its power iterations and u, v are
+        stored after the last."""
         kernel = ops.cast(self.layer.kernel, "float32")
         matrix = ops.reshape(kernel, (-1, kernel.shape[-1]))  # [rest, out] = torch weight_mat transposed
         u = ops.convert_to_tensor(self.u)
         v = ops.convert_to_tensor(self.v)
+        w_const = ops.stop_gradient(matrix)
+        sigmas = []
+        for _ in range(calls):
+            if training:
+                for _ in range(self.power_iterations):
+                    v = _l2_normalize(ops.matmul(w_const, u), self.epsilon)  # W^T u in torch terms
+                    u = _l2_normalize(ops.matmul(v, w_const), self.epsilon)  # W v
+            sigmas.append(ops.sum(ops.stop_gradient(u) * ops.matmul(ops.stop_gradient(v), matrix)))
         if training:
-            w_const = ops.stop_gradient(matrix)
-            for _ in range(self.power_iterations):
-                v = _l2_normalize(ops.matmul(w_const, u), self.epsilon)  # W^T u in torch terms
-                u = _l2_normalize(ops.matmul(v, w_const), self.epsilon)  # W v
             self.u.assign(u)
             self.v.assign(v)
-        u = ops.stop_gradient(u)
-        v = ops.stop_gradient(v)
-        return ops.sum(u * ops.matmul(v, matrix))
+        return sigmas
 
     def call(self, inputs, training=False):
         # op(x, W / σ) computed as op(x, W) / σ: the same value, but the kernel-sized
@@ -96,7 +122,17 @@ class SpectralNorm(layers.Wrapper):
             outputs = self.layer.convolution_op(inputs, kernel)
         else:
             outputs = ops.matmul(inputs, kernel)
-        outputs = outputs / ops.cast(self.sigma(training=bool(training)), self.compute_dtype)
+        calls = _calls_per_batch
+        sigmas = [ops.cast(s, self.compute_dtype) for s in self.sigmas(bool(training), calls)]
+        if calls == 1:
+            outputs = outputs / sigmas[0]
+        else:
+            batch = inputs.shape[0]
+            if batch is not None and batch % calls:
+                raise ValueError(f"{self.name}: a batch of {batch} is not {calls} equal consecutive calls")
+            per_call = (batch or ops.shape(inputs)[0]) // calls
+            per_sample = ops.repeat(ops.stack(sigmas), per_call, axis=0)
+            outputs = outputs / ops.reshape(per_sample, (-1,) + (1,) * (len(outputs.shape) - 1))
         if self.layer.use_bias:
             outputs = outputs + ops.cast(self.layer.bias, self.compute_dtype)
         if self.layer.activation is not None:

@@ -14,7 +14,7 @@ import tensorflow as tf
 from keras import layers, ops
 
 from tf_translate.layers import (LIN, AdaLIN, CAMAttention, Conv2D, InstanceNormalization, NearestUpsampleConv2D,
-                                 ReflectionPadding2D, SpectralNorm)
+                                 ReflectionPadding2D, SpectralNorm, consecutive_calls)
 from tf_translate.layers.initializers import torch_bias_init, torch_kernel_init
 from tf_translate.losses import bce_with_logits, l1_loss, lsgan_fake_loss, lsgan_real_loss
 from tf_translate.models.base import TranslationModel, current_learning_rate, make_adam
@@ -380,6 +380,8 @@ class UGATIT(TranslationModel):
 
     Deliberate differences, same results: each generator translates its source and
     its target domain (identity) in one batched call (all normalisation is per image);
+    in the D step each discriminator judges the real images and the fakes in one
+    batched call with the two calls' spectral-norm semantics (`consecutive_calls`);
     the generators' forward pass on the real images is made once and used by both steps (the reference runs it twice with the
     same, not yet updated, generator weights), and the D step sees the fakes detached
     (the reference does not detach them; its G gradients from the D loss are zeroed
@@ -470,16 +472,22 @@ class UGATIT(TranslationModel):
 
     def discriminator_loss(self, real_a, real_b, fake_a, fake_b):
         """The reference's `Discriminator_loss` (real -> 1, fake -> 0; logits and CAM
-        logits; global and local; both domains), real before fake for each D as the
-        reference calls them (each call advances that D's spectral-norm vectors)."""
+        logits; global and local; both domains). The reference calls each D on the real
+        images, then on the fakes, each call advancing its spectral-norm vectors; here
+        each D judges both in one batched call that `consecutive_calls(2)` makes
+        equivalent (same σ per half, same final u, v): batch-2 convolutions read each
+        kernel once (full model, 128 px: step 6.6-7.0 -> 5.9 s, peak 5.9 -> 5.5 GB)."""
         loss = 0.0
-        for (global_d, local_d), real, fake in (
-                ((self.discriminator_global_a, self.discriminator_local_a), real_a, fake_a),
-                ((self.discriminator_global_b, self.discriminator_local_b), real_b, fake_b)):
-            for d in (global_d, local_d):
-                loss += lsgan_real_and_cam(d(real, training=True))
-            for d in (global_d, local_d):
-                loss += lsgan_fake_and_cam(d(fake, training=True))
+        batch = real_a.shape[0] or tf.shape(real_a)[0]
+        with consecutive_calls(2):
+            for (global_d, local_d), real, fake in (
+                    ((self.discriminator_global_a, self.discriminator_local_a), real_a, fake_a),
+                    ((self.discriminator_global_b, self.discriminator_local_b), real_b, fake_b)):
+                both = tf.concat([real, fake], axis=0)
+                for d in (global_d, local_d):
+                    logits, cam_logit, _ = d(both, training=True)
+                    loss += lsgan_real_and_cam((logits[:batch], cam_logit[:batch], None))
+                    loss += lsgan_fake_and_cam((logits[batch:], cam_logit[batch:], None))
         return self.adversarial_weight * loss
 
     def extra_generator_losses(self, real_a, real_b, fake_a, fake_b):
