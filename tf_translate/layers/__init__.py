@@ -7,4 +7,4 @@ from tf_translate.layers.padding import ReflectionPadding2D
 from tf_translate.layers.spectral_norm import SpectralNorm, consecutive_calls
 
 __all__ = ["AdaLIN", "CAMAttention", "Clipper", "Conv2D", "InstanceNormalization", "LIN", "NearestUpsampleConv2D",
-           "ReflectionPadding2D", "SoftAdaLIN", "SpectralNorm"]
+           "ReflectionPadding2D", "SoftAdaLIN", "SpectralNorm", "consecutive_calls"]
