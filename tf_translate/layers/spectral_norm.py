@@ -15,8 +15,8 @@ def consecutive_calls(count):
     acts as `count` consecutive calls, one per part: in training, `count` power
     iterations in turn, part i computed with the i-th σ, u and v left as the last call
     leaves them. A discriminator can then judge real and fake images in one call, with
-    the reference's two-call results (U-GAT-IT's D step), and the step's graph holds
-    one copy of the discriminator instead of two.
+    the reference's two-call results (U-GAT-IT's D step), with one copy of its
+    convolutions in the step's graph and batch-2 products that read each kernel once.
     """
     global _calls_per_batch
     if count < 1:
@@ -115,8 +115,9 @@ class SpectralNorm(layers.Wrapper):
     def call(self, inputs, training=False):
         # op(x, W / σ) computed as op(x, W) / σ: the same value, but the kernel-sized
         # division and its gradient (two passes over the global D's 33.5 M-weight kernel
-        # per call, and a W / σ copy kept for the backward pass) become passes over
-        # the much smaller output.
+        # per call, and a W / σ copy kept for the backward pass) become passes over the
+        # output, smaller in the deep layers, larger in the first ones (not yet measured
+        # per layer; see issue 3's note).
         kernel = ops.cast(self.layer.kernel, self.compute_dtype)
         if isinstance(self.layer, layers.Conv2D):
             outputs = self.layer.convolution_op(inputs, kernel)
