@@ -106,3 +106,21 @@ def test_demo_test_split_pairs_each_a_with_its_true_b(tmp_path):
         b = read_rgb(os.path.join(root, "testB", name))
         np.testing.assert_array_equal(b, np.stack([a[..., 2], a[..., 0], a[..., 1]], -1))
         np.testing.assert_array_equal(demo_ground_truth(a), b)
+
+
+def test_default_crop_keeps_the_reference_share_of_the_image_at_any_size(tmp_path):
+    """junyanz resizes 256 crops to 286 first: a crop keeps 256/286 of each side. The
+    default resize follows the crop size (36 for 32), so a 32 px crop of a horizontal
+    ramp spans ~89 % of the ramp, never a patch of it (a fixed 286 would give 11 %: what
+    made CycleGAN learn blobs in the Fashion-MNIST experiment)."""
+    from tf_translate.data import reference_load_size
+    assert reference_load_size(256) == 286 and reference_load_size(32) == 36
+    ramp = np.repeat(np.linspace(0, 255, 64)[None, :, None], 64, 0).repeat(3, -1).astype(np.uint8)
+    for domain in ("trainA", "trainB"):
+        os.makedirs(tmp_path / domain)
+        save(Image.fromarray(ramp), str(tmp_path / domain / "ramp.png"))
+    dataset, _, _ = unpaired_dataset(str(tmp_path), batch_size=1, image_size=32, seed=0)
+    for a, _ in dataset.take(8):
+        row = (a.numpy()[0, 16, :, 0] + 1) * 127.5
+        span = (row.max() - row.min()) / 255.0
+        assert 0.8 < span < 0.95, span

@@ -14,45 +14,7 @@ from PIL import Image
 
 from tf_translate.torch_import import (cyclegan_generator_from_state_dict, cyclegan_module_names,
                                        load_state_dict)
-
-
-def torch_resnet_generator(ngf=64, n_blocks=9, affine=False, block_attribute="conv_block",
-                           track_running_stats=False):
-    """junyanz `ResnetGenerator` (reflect padding, no dropout, ConvTranspose up-sampling)."""
-    from torch import nn
-
-    def norm(channels):
-        return nn.InstanceNorm2d(channels, affine=affine, track_running_stats=track_running_stats)
-
-    class Block(nn.Module):
-        def __init__(self, dim):
-            super().__init__()
-            setattr(self, block_attribute, nn.Sequential(
-                nn.ReflectionPad2d(1), nn.Conv2d(dim, dim, 3), norm(dim), nn.ReLU(True),
-                nn.ReflectionPad2d(1), nn.Conv2d(dim, dim, 3), norm(dim)))
-
-        def forward(self, x):
-            return x + getattr(self, block_attribute)(x)
-
-    class Generator(nn.Module):
-        def __init__(self):
-            super().__init__()
-            layers = [nn.ReflectionPad2d(3), nn.Conv2d(3, ngf, 7), norm(ngf), nn.ReLU(True)]
-            for mult in (1, 2):
-                layers += [nn.Conv2d(ngf * mult, ngf * mult * 2, 3, stride=2, padding=1),
-                           norm(ngf * mult * 2), nn.ReLU(True)]
-            layers += [Block(ngf * 4) for _ in range(n_blocks)]
-            for mult in (4, 2):
-                layers += [nn.ConvTranspose2d(ngf * mult, ngf * mult // 2, 3, stride=2, padding=1,
-                                              output_padding=1),
-                           norm(ngf * mult // 2), nn.ReLU(True)]
-            layers += [nn.ReflectionPad2d(3), nn.Conv2d(ngf, 3, 7), nn.Tanh()]
-            self.model = nn.Sequential(*layers)
-
-        def forward(self, x):
-            return self.model(x)
-
-    return Generator()
+from torch_reference import torch_resnet_generator
 
 
 def randomise(net, seed=0):

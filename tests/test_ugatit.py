@@ -40,11 +40,11 @@ def reset(model, weights, g_lr, d_lr):
 
 def adam_first_step(w, grad, lr):
     """One Adam step from zero moments on grad' = grad + 1e-4 w (torch's coupled L2),
-    with Keras' epsilon placement."""
+    as torch.optim.Adam computes it: lr * m_hat / (sqrt(v_hat) + eps)."""
     grad = grad + DECAY * w
     m, v = (1 - BETA_1) * grad, (1 - BETA_2) * grad ** 2
-    alpha = lr * np.sqrt(1 - BETA_2) / (1 - BETA_1)
-    return w - alpha * m / (np.sqrt(v) + EPSILON)
+    m_hat, v_hat = m / (1 - BETA_1), v / (1 - BETA_2)
+    return w - lr * m_hat / (np.sqrt(v_hat) + EPSILON)
 
 
 def mse(x, target):

@@ -88,10 +88,19 @@ class SkipReport:
                   file=self.stream or sys.stderr)
 
 
-def image_folder_dataset(folder, image_size=256, load_size=286, training=True, report=None, seed=None):
+def reference_load_size(image_size):
+    """The resize before the random crop, in the reference's proportion (286 for 256).
+
+    junyanz's `--load_size 286 --crop_size 256` crops 90 % of each side; a fixed 286
+    at a small crop would train on small patches of every image instead of the image.
+    """
+    return int(round(image_size * 286 / 256))
+
+
+def image_folder_dataset(folder, image_size=256, load_size=None, training=True, report=None, seed=None):
     """A dataset of float32 [-1, 1] images of `image_size` from the images in `folder`.
 
-    Training: resize to `load_size`, random crop to `image_size`, random horizontal
+    Training: resize to `load_size` (default `reference_load_size`), random crop to `image_size`, random horizontal
     flip, shuffled every epoch (the reference's `resize_and_crop` + flip). Otherwise:
     resize straight to `image_size`. Unreadable files are skipped and reported once
     with their names. Decoded, resized images are cached in memory when they fit in
@@ -106,7 +115,7 @@ def image_folder_dataset(folder, image_size=256, load_size=286, training=True, r
         report.add(path, reason)
     if not paths:
         raise ValueError(f"image folder {folder!r} holds no readable images ({len(bad)} corrupt)")
-    decode_size = load_size if training else image_size
+    decode_size = (load_size or reference_load_size(image_size)) if training else image_size
 
     def decode(path):
         path = path.decode()
@@ -167,7 +176,7 @@ def domain_folders(data, split="train"):
     return folders
 
 
-def unpaired_dataset(data, batch_size=1, image_size=256, load_size=286, split="train", seed=None):
+def unpaired_dataset(data, batch_size=1, image_size=256, load_size=None, split="train", seed=None):
     """A dataset of `(a_batch, b_batch)` for the training models' `fit`.
 
     The two domains are shuffled independently and repeated; one epoch is

@@ -153,7 +153,7 @@ def train(model_name, data, run_dir, steps=None, epochs=None, batch_size=1, imag
     Returns:
         the trained model.
     """
-    from tf_translate.data import unpaired_dataset  # keeps `import training` light
+    from tf_translate.data import reference_load_size, unpaired_dataset  # keeps `import training` light
 
     run_path = os.path.join(run_dir, RUN_FILE)
     if resume:
@@ -173,7 +173,7 @@ def train(model_name, data, run_dir, steps=None, epochs=None, batch_size=1, imag
             raise ValueError(f"{run_dir!r} already holds a run: pass --resume to continue it "
                              "or choose a new --run-dir")
         flags = dict(steps=steps, epochs=epochs, batch_size=batch_size, image_size=image_size,
-                     load_size=load_size or int(round(image_size * 286 / 256)), precision=precision,
+                     load_size=load_size or reference_load_size(image_size), precision=precision,
                      xla=xla, seed=seed, data=data)
         config = {"image_size": image_size, "seed": seed, **(model_overrides or {})}
 

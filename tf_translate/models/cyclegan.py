@@ -12,7 +12,7 @@ from keras import layers
 from tf_translate.image_pool import ImagePool
 from tf_translate.layers import Conv2D, InstanceNormalization, ReflectionPadding2D
 from tf_translate.losses import l1_loss, lsgan_fake_loss, lsgan_real_loss
-from tf_translate.models.base import TranslationModel, current_learning_rate, make_adam
+from tf_translate.models.base import TranslationModel, call_on_both, current_learning_rate, make_adam
 from tf_translate.schedules import LinearDecay
 
 
@@ -219,14 +219,19 @@ class CycleGAN(TranslationModel):
         cycle_weight: reference `--lambda_A` = `--lambda_B` (10).
         identity_weight: absolute identity weight, `--lambda_identity` x lambda (0.5 x 10).
         pool_size: reference `--pool_size` (50).
-        learning_rate, beta_1: Adam settings (`--lr` 2e-4, `--beta1` 0.5).
+        learning_rate, beta_1: Adam settings (`--lr` 2e-4, `--beta1` 0.5); PyTorch's
+            Adam arithmetic and epsilon 1e-8 (`base.Adam`).
+        decay_at_epoch_start: the learning rate steps at the start of each epoch, as
+            junyanz's current `train.py` (decay one epoch earlier, last epoch at 0);
+            False is the 2019 loop, which steps it at the end (`LinearDecay`).
         seed: seed for the image pools.
     Reference: junyanz `models/cycle_gan_model.py`.
     """
 
     def __init__(self, image_size=256, filters=64, num_residual_blocks=9, upsampling="transpose",
                  discriminator_filters=64, cycle_weight=10.0, identity_weight=5.0, pool_size=50,
-                 learning_rate=2e-4, beta_1=0.5, seed=None, norm_affine=False, **kwargs):
+                 learning_rate=2e-4, beta_1=0.5, seed=None, norm_affine=False, decay_at_epoch_start=True,
+                 **kwargs):
         super().__init__(**kwargs)
         self.image_size = image_size
         self.filters = filters
@@ -240,6 +245,7 @@ class CycleGAN(TranslationModel):
         self.beta_1 = beta_1
         self.seed = seed
         self.norm_affine = norm_affine
+        self.decay_at_epoch_start = decay_at_epoch_start
 
         generator = dict(filters=filters, num_residual_blocks=num_residual_blocks, upsampling=upsampling,
                          norm_affine=norm_affine)
@@ -261,7 +267,8 @@ class CycleGAN(TranslationModel):
             lr = self.learning_rate
             if total_steps:
                 epochs = max(2, total_steps // steps_per_epoch)
-                lr = LinearDecay(lr, epochs // 2, epochs - epochs // 2, steps_per_epoch)
+                lr = LinearDecay(lr, epochs // 2, epochs - epochs // 2, steps_per_epoch,
+                                 self.decay_at_epoch_start)
             return make_adam(lr, self.beta_1)
         return {"g_optimizer": adam(), "d_optimizer": adam()}
 
@@ -281,15 +288,6 @@ class CycleGAN(TranslationModel):
         return [("real A", real_a), ("fake B", fake_b), ("reconstructed A", self.generator_ba(fake_b)),
                 ("real B", real_b), ("fake A", fake_a), ("reconstructed B", self.generator_ab(fake_a))]
 
-    @staticmethod
-    def _batched(network, first, second):
-        """network(first) and network(second) from one call on both batches. Instance
-        norm is per image, so the results are those of two calls, with batch-2 products
-        that read each kernel once and half the graph to trace and compile."""
-        outputs = network(tf.concat([first, tf.cast(second, first.dtype)], axis=0), training=True)
-        batch = first.shape[0] or tf.shape(first)[0]
-        return outputs[:batch], outputs[batch:]
-
     def train_step(self, data):
         real_a, real_b, _ = keras.utils.unpack_x_y_sample_weight(data)
         with tf.GradientTape() as tape:
@@ -297,8 +295,8 @@ class CycleGAN(TranslationModel):
             if self.identity_weight:
                 # Each generator translates its source domain and, for the identity
                 # loss, its target domain in one call.
-                fake_b, identity_b = self._batched(self.generator_ab, real_a, real_b)
-                fake_a, identity_a = self._batched(self.generator_ba, real_b, real_a)
+                fake_b, identity_b = call_on_both(self.generator_ab, real_a, real_b)
+                fake_a, identity_a = call_on_both(self.generator_ba, real_b, real_a)
                 identity_loss = l1_loss(identity_b, real_b) + l1_loss(identity_a, real_a)
             else:
                 fake_b = self.generator_ab(real_a, training=True)
@@ -314,8 +312,8 @@ class CycleGAN(TranslationModel):
         pooled_b = tf.stop_gradient(self.pool_b(fake_b))
         with tf.GradientTape() as tape:
             # Each discriminator judges real and pooled images in one call.
-            d_a_real, d_a_fake = self._batched(self.discriminator_a, real_a, pooled_a)
-            d_b_real, d_b_fake = self._batched(self.discriminator_b, real_b, pooled_b)
+            d_a_real, d_a_fake = call_on_both(self.discriminator_a, real_a, pooled_a)
+            d_b_real, d_b_fake = call_on_both(self.discriminator_b, real_b, pooled_b)
             d_a_loss = 0.5 * (lsgan_real_loss(d_a_real) + lsgan_fake_loss(d_a_fake))
             d_b_loss = 0.5 * (lsgan_real_loss(d_b_real) + lsgan_fake_loss(d_b_fake))
             d_loss = d_a_loss + d_b_loss
@@ -335,4 +333,4 @@ class CycleGAN(TranslationModel):
                 "discriminator_filters": self.discriminator_filters, "cycle_weight": self.cycle_weight,
                 "identity_weight": self.identity_weight, "pool_size": self.pool_size,
                 "learning_rate": self.learning_rate, "beta_1": self.beta_1, "seed": self.seed,
-                "norm_affine": self.norm_affine}
+                "norm_affine": self.norm_affine, "decay_at_epoch_start": self.decay_at_epoch_start}

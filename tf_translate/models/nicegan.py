@@ -466,9 +466,8 @@ class NICEGAN(TranslationModel):
     def default_optimizers(self, total_steps, steps_per_epoch):
         # The reference lowers lr by lr/(N//2) before each iteration past N//2 (`NICE.train`),
         # as U-GAT-IT's does; steps_per_epoch is not used: the reference decays per step.
-        # Adam's epsilon is torch's 1e-8 (see `UGATIT` for the remaining difference).
         adam = lambda: make_adam(half_then_linear_decay(self.learning_rate, total_steps), self.beta_1,
-                                 self.beta_2, epsilon=1e-8)
+                                 self.beta_2)
         # The discriminators first: they update first, and their step count is the run's.
         return {"d_optimizer": adam(), "g_optimizer": adam()}
 

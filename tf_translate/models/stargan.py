@@ -456,8 +456,7 @@ class StarGAN(TranslationModel):
                 decay = iterations // 2
                 lr = StarGANDecay(lr, iterations - decay, decay, self.lr_update_step,
                                   self.decay_to_zero, self.num_datasets, period)
-            # torch.optim.Adam's eps 1e-8, not the Keras default 1e-7 (yunjey keeps torch's).
-            return make_adam(lr, self.beta_1, self.beta_2, epsilon=1e-8)
+            return make_adam(lr, self.beta_1, self.beta_2)
         # The critic first: its step count is the run's step count.
         return {"d_optimizer": adam(1), "g_optimizer": adam(self.n_critic)}
 

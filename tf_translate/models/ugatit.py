@@ -17,7 +17,7 @@ from tf_translate.layers import (LIN, AdaLIN, CAMAttention, Conv2D, InstanceNorm
                                  ReflectionPadding2D, SpectralNorm, consecutive_calls)
 from tf_translate.layers.initializers import torch_bias_init, torch_kernel_init
 from tf_translate.losses import bce_with_logits, l1_loss, lsgan_fake_loss, lsgan_real_loss
-from tf_translate.models.base import TranslationModel, current_learning_rate, make_adam
+from tf_translate.models.base import TranslationModel, call_on_both, current_learning_rate, make_adam
 from tf_translate.schedules import LinearDecay
 
 
@@ -385,9 +385,8 @@ class UGATIT(TranslationModel):
     the generators' forward pass on the real images is made once and used by both steps (the reference runs it twice with the
     same, not yet updated, generator weights), and the D step sees the fakes detached
     (the reference does not detach them; its G gradients from the D loss are zeroed
-    before the G step, so the D gradients are the same with less work). Adam's epsilon
-    is 1e-8 as torch's, but Keras adds it to sqrt(v) before the bias correction of v
-    (torch after), a difference of at most a factor sqrt(1 - 0.999^t) on epsilon.
+    before the G step, so the D gradients are the same with less work). Adam is
+    PyTorch's arithmetic with its epsilon 1e-8 (`base.Adam`).
 
     Args:
         image_size: training crop (`--img_size`, 256); the full generator runs only at it.
@@ -458,7 +457,7 @@ class UGATIT(TranslationModel):
     def default_optimizers(self, total_steps, steps_per_epoch):
         # steps_per_epoch is not used: the reference decays per iteration.
         adam = lambda: make_adam(half_then_linear_decay(self.learning_rate, total_steps), self.beta_1,
-                                 self.beta_2, epsilon=1e-8)
+                                 self.beta_2)
         # The discriminators' first: their update comes first in each step.
         return {"d_optimizer": adam(), "g_optimizer": adam()}
 
@@ -478,40 +477,27 @@ class UGATIT(TranslationModel):
         equivalent (same σ per half, same final u, v): batch-2 convolutions read each
         kernel once (full model, 128 px: step 6.6-7.0 -> 5.9 s, peak 5.9 -> 5.5 GB)."""
         loss = 0.0
-        batch = real_a.shape[0] or tf.shape(real_a)[0]
         with consecutive_calls(2):
-            for (global_d, local_d), real, fake in (
-                    ((self.discriminator_global_a, self.discriminator_local_a), real_a, fake_a),
-                    ((self.discriminator_global_b, self.discriminator_local_b), real_b, fake_b)):
-                both = tf.concat([real, fake], axis=0)
-                for d in (global_d, local_d):
-                    logits, cam_logit, _ = d(both, training=True)
-                    loss += lsgan_real_and_cam((logits[:batch], cam_logit[:batch], None))
-                    loss += lsgan_fake_and_cam((logits[batch:], cam_logit[batch:], None))
+            for d, real, fake in ((self.discriminator_global_a, real_a, fake_a),
+                                  (self.discriminator_local_a, real_a, fake_a),
+                                  (self.discriminator_global_b, real_b, fake_b),
+                                  (self.discriminator_local_b, real_b, fake_b)):
+                on_real, on_fake = call_on_both(d, real, fake)
+                loss += lsgan_real_and_cam(on_real) + lsgan_fake_and_cam(on_fake)
         return self.adversarial_weight * loss
 
     def extra_generator_losses(self, real_a, real_b, fake_a, fake_b):
         """{metric name: (weight, loss)} added to the generators' loss (photo2cartoon)."""
         return {}
 
-    @staticmethod
-    def source_and_target(generator, source, target):
-        """generator(source) and generator(target) from one call on both batches:
-        (translation, identity, CAM logit of the source, CAM logit of the target)."""
-        images, cam_logits, _ = generator(tf.concat([source, target], axis=0), training=True)
-        batch = source.shape[0] or tf.shape(source)[0]
-        return images[:batch], images[batch:], cam_logits[:batch], cam_logits[batch:]
-
     def train_step(self, data):
         real_a, real_b, _ = keras.utils.unpack_x_y_sample_weight(data)
         learning_rate = current_learning_rate(self.g_optimizer)  # the rate this step uses
         with tf.GradientTape() as g_tape:
             # Each generator translates its source domain and, for the identity loss,
-            # its target domain in one call: normalisation here is per image, so the
-            # results are those of two calls, with a third less graph to trace and
-            # compile and batch-2 products.
-            fake_b, identity_b, cam_ab_a, cam_ab_b = self.source_and_target(self.generator_ab, real_a, real_b)
-            fake_a, identity_a, cam_ba_b, cam_ba_a = self.source_and_target(self.generator_ba, real_b, real_a)
+            # its target domain in one call (a third less graph, batch-2 products).
+            (fake_b, cam_ab_a, _), (identity_b, cam_ab_b, _) = call_on_both(self.generator_ab, real_a, real_b)
+            (fake_a, cam_ba_b, _), (identity_a, cam_ba_a, _) = call_on_both(self.generator_ba, real_b, real_a)
 
             # 1. D step on these fakes, detached (see the class docstring).
             with g_tape.stop_recording():
