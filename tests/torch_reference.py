@@ -218,3 +218,150 @@ class TorchCycleGAN:
                                                               self.state(net), biases=True):
                 values[id(variable)] = torch_to_keras(kind, array)
         return values
+
+
+# ---------------------------------------------------------------------------------------
+# StarGAN (yunjey/stargan `model.py`, `solver.py`: CelebA setting, multi-label BCE)
+
+def torch_stargan_generator(conv_dim=64, c_dim=5, repeat_num=6):
+    """yunjey `Generator`: module names as the reference (`main.<i>`, blocks `main.<i>.main.<j>`)."""
+    import torch
+    from torch import nn
+
+    norm = lambda c: nn.InstanceNorm2d(c, affine=True, track_running_stats=True)
+
+    class ResidualBlock(nn.Module):
+        def __init__(self, dim):
+            super().__init__()
+            self.main = nn.Sequential(nn.Conv2d(dim, dim, 3, 1, 1, bias=False), norm(dim), nn.ReLU(True),
+                                      nn.Conv2d(dim, dim, 3, 1, 1, bias=False), norm(dim))
+
+        def forward(self, x):
+            return x + self.main(x)
+
+    class Generator(nn.Module):
+        def __init__(self):
+            super().__init__()
+            layers = [nn.Conv2d(3 + c_dim, conv_dim, 7, 1, 3, bias=False), norm(conv_dim), nn.ReLU(True)]
+            width = conv_dim
+            for _ in range(2):
+                layers += [nn.Conv2d(width, width * 2, 4, 2, 1, bias=False), norm(width * 2), nn.ReLU(True)]
+                width *= 2
+            layers += [ResidualBlock(width) for _ in range(repeat_num)]
+            for _ in range(2):
+                layers += [nn.ConvTranspose2d(width, width // 2, 4, 2, 1, bias=False), norm(width // 2),
+                           nn.ReLU(True)]
+                width //= 2
+            layers += [nn.Conv2d(width, 3, 7, 1, 3, bias=False), nn.Tanh()]
+            self.main = nn.Sequential(*layers)
+
+        def forward(self, x, c):
+            c = c.view(c.size(0), c.size(1), 1, 1).repeat(1, 1, x.size(2), x.size(3))
+            return self.main(torch.cat([x, c], dim=1))
+
+    return Generator()
+
+
+def torch_stargan_discriminator(image_size=128, conv_dim=64, c_dim=5, repeat_num=6):
+    """yunjey `Discriminator`: `main` (4x4 s2 convs, LeakyReLU 0.01), heads `conv1`, `conv2`."""
+    from torch import nn
+
+    class Discriminator(nn.Module):
+        def __init__(self):
+            super().__init__()
+            layers, width = [nn.Conv2d(3, conv_dim, 4, 2, 1), nn.LeakyReLU(0.01)], conv_dim
+            for _ in range(1, repeat_num):
+                layers += [nn.Conv2d(width, width * 2, 4, 2, 1), nn.LeakyReLU(0.01)]
+                width *= 2
+            self.main = nn.Sequential(*layers)
+            self.conv1 = nn.Conv2d(width, 1, 3, 1, 1, bias=False)
+            self.conv2 = nn.Conv2d(width, c_dim, image_size // 2 ** repeat_num, bias=False)
+
+        def forward(self, x):
+            h = self.main(x)
+            return self.conv1(h), self.conv2(h).view(x.size(0), -1)
+
+    return Discriminator()
+
+
+class TorchStarGAN:
+    """yunjey `Solver.train` (CelebA): `critic_step` is the D update, `generator_step` the G
+    update, each as the loop body writes it (WGAN-GP, BCE classification summed / batch,
+    Adam(lr, (0.5, 0.999)) with torch's default init)."""
+
+    def __init__(self, image_size, c_dim, conv_dim, repeat_num, d_conv_dim, d_repeat_num, lr=1e-4,
+                 lambda_cls=1.0, lambda_rec=10.0, lambda_gp=10.0, dtype="float32", seed=0):
+        import torch
+        self.torch, self.dtype = torch, getattr(torch, dtype)
+        torch.manual_seed(seed)
+        self.G = torch_stargan_generator(conv_dim, c_dim, repeat_num).to(self.dtype)
+        self.D = torch_stargan_discriminator(image_size, d_conv_dim, c_dim, d_repeat_num).to(self.dtype)
+        self.repeat_num = repeat_num
+        self.lambda_cls, self.lambda_rec, self.lambda_gp = lambda_cls, lambda_rec, lambda_gp
+        self.g_optimizer = torch.optim.Adam(self.G.parameters(), lr, (0.5, 0.999))
+        self.d_optimizer = torch.optim.Adam(self.D.parameters(), lr, (0.5, 0.999))
+
+    def tensor(self, array, images=False):
+        value = self.torch.from_numpy(np.asarray(array))
+        return (value.permute(0, 3, 1, 2) if images else value).contiguous().to(self.dtype)
+
+    def classification_loss(self, logits, target):
+        bce = self.torch.nn.functional.binary_cross_entropy_with_logits
+        return bce(logits, target, reduction="sum") / logits.size(0)
+
+    def critic_step(self, images, labels, targets, alpha):
+        torch = self.torch
+        x_real, label_org, c_trg = self.tensor(images, True), self.tensor(labels), self.tensor(targets)
+        out_src, out_cls = self.D(x_real)
+        d_loss_real, d_loss_cls = -torch.mean(out_src), self.classification_loss(out_cls, label_org)
+        x_fake = self.G(x_real, c_trg)
+        out_src, _ = self.D(x_fake.detach())
+        d_loss_fake = torch.mean(out_src)
+        alpha = self.tensor(alpha)
+        x_hat = (alpha * x_real.data + (1 - alpha) * x_fake.data).requires_grad_(True)
+        out_src, _ = self.D(x_hat)
+        grad = torch.autograd.grad(outputs=out_src, inputs=x_hat, grad_outputs=torch.ones_like(out_src),
+                                   retain_graph=True, create_graph=True, only_inputs=True)[0]
+        grad = grad.view(grad.size(0), -1)
+        d_loss_gp = torch.mean((torch.sqrt(torch.sum(grad ** 2, dim=1)) - 1) ** 2)
+        d_loss = d_loss_real + d_loss_fake + self.lambda_cls * d_loss_cls + self.lambda_gp * d_loss_gp
+        self.g_optimizer.zero_grad()
+        self.d_optimizer.zero_grad()
+        d_loss.backward()
+        self.d_optimizer.step()
+        return [d_loss.item(), (d_loss_real + d_loss_fake).item(), d_loss_cls.item(), d_loss_gp.item()]
+
+    def generator_step(self, images, labels, targets):
+        torch = self.torch
+        x_real, label_org, c_trg = self.tensor(images, True), self.tensor(labels), self.tensor(targets)
+        x_fake = self.G(x_real, c_trg)
+        out_src, out_cls = self.D(x_fake)
+        g_loss_fake, g_loss_cls = -torch.mean(out_src), self.classification_loss(out_cls, c_trg)
+        g_loss_rec = torch.mean(torch.abs(x_real - self.G(x_fake, label_org)))
+        g_loss = g_loss_fake + self.lambda_rec * g_loss_rec + self.lambda_cls * g_loss_cls
+        self.g_optimizer.zero_grad()
+        self.d_optimizer.zero_grad()
+        g_loss.backward()
+        self.g_optimizer.step()
+        return [g_loss.item(), g_loss_fake.item(), g_loss_cls.item(), g_loss_rec.item()]
+
+    def pairs(self, model):
+        """(variable, kind, key, array) for our generator and discriminator."""
+        from tf_translate.torch_import import stargan_module_names
+        state = {k: v.detach().double().numpy().copy() for k, v in self.G.state_dict().items()}
+        state.update({"D." + k: v.detach().double().numpy().copy() for k, v in self.D.state_dict().items()})
+        d = model.discriminator
+        d_modules = [(f"D.main.{2 * i}", "conv") for i in range(d.num_layers)]
+        pairs = sequential_pairs(weighted_layers(model.generator.stack), stargan_module_names(self.repeat_num),
+                                 state, biases=False)
+        pairs += sequential_pairs(weighted_layers(d.stack), d_modules, state, biases=True)
+        pairs += sequential_pairs(weighted_layers([d.src_head]), [("D.conv1", "conv")], state, biases=False)
+        pairs += sequential_pairs(weighted_layers([d.cls_head]), [("D.conv2", "conv")], state, biases=False)
+        return pairs
+
+    def copy_to(self, model):
+        assign([(v, kind, key, a.astype(np.float32)) for v, kind, key, a in self.pairs(model)], "StarGAN")
+
+    def weights_as_keras(self, model):
+        from tf_translate.torch_import import torch_to_keras
+        return {id(v): torch_to_keras(kind, a) for v, kind, _, a in self.pairs(model)}
