@@ -1,11 +1,13 @@
 """Training-step parity with PyTorch re-statements of the official steps.
 
 Both sides start from the same weights and see the same batches; the PyTorch side runs
-in float64 (the reference) and in float32 (the reference's own float32 noise). After a
-few steps the weights ours updated must be as close to the float64 reference as the
+in float64 (the reference) and in float32 (the reference's own float32 noise). After the
+steps the kernels ours updated must be as close to the float64 reference as the
 reference's float32 run is (x1.5, + 0.5 % of the update): a tolerance derived from the
-reference, not read off our own output. Adam amplifies float32 noise (it normalises each
-gradient element), so that floor is a few % of the update, far above round-off.
+reference, not read off our own output. 15 steps, because a small systematic difference
+grows step by step (Adam normalises every gradient element): an XLA ordering helper that
+changed no value of one step but let updates race ahead missed 6 % after 15 steps and
+0.01 % after 5.
 """
 
 import numpy as np
@@ -17,15 +19,28 @@ torch = pytest.importorskip("torch")
 
 from torch_reference import TorchCycleGAN  # noqa: E402
 
-STEPS = 5
+STEPS = 15
 
 
 def update_miss(variables, values, reference, start):
-    """||values - reference|| / ||reference - start|| over `variables`: the share of the
-    reference's update that `values` misses. All three map id(variable) -> array."""
+    """||values - reference|| / ||reference - start|| over the kernels of `variables`:
+    the share of the reference's update that `values` misses. All three map
+    id(variable) -> array. Biases are left out: most sit before an instance norm, which
+    removes them, so their true gradient is 0 and their Adam updates are normalised
+    round-off on every side (they change no output)."""
+    variables = [v for v in variables if len(v.shape) > 1]
     miss = sum(float(np.sum((values[id(v)] - reference[id(v)]) ** 2)) for v in variables)
     update = sum(float(np.sum((reference[id(v)] - start[id(v)]) ** 2)) for v in variables)
     return np.sqrt(miss / update)
+
+
+def parity_result(model, groups, reference, reference32, start, losses):
+    """{"ours", "float32": {group: update miss against the float64 reference}, "losses"}."""
+    expected, float32 = reference.weights_as_keras(model), reference32.weights_as_keras(model)
+    ours = {id(v): v.numpy().astype(np.float64) for vs in groups.values() for v in vs}
+    return {"ours": {g: update_miss(vs, ours, expected, start) for g, vs in groups.items()},
+            "float32": {g: update_miss(vs, float32, expected, start) for g, vs in groups.items()},
+            "losses": losses}
 
 
 def cyclegan_run(pytorch_epsilon=True):
@@ -51,13 +66,9 @@ def cyclegan_run(pytorch_epsilon=True):
         a, b = random_images(1, 32, 2 * step), random_images(1, 32, 2 * step + 1)
         losses.append((model.train_on_batch(a, b, return_dict=True), reference.step(a, b)))
         reference32.step(a, b)
-    expected, float32 = reference.weights_as_keras(model), reference32.weights_as_keras(model)
     groups = {"generators": model.generator_ab.trainable_variables + model.generator_ba.trainable_variables,
               "discriminators": model.discriminator_a.trainable_variables + model.discriminator_b.trainable_variables}
-    ours = {id(v): v.numpy().astype(np.float64) for vs in groups.values() for v in vs}
-    return {"ours": {g: update_miss(vs, ours, expected, start) for g, vs in groups.items()},
-            "float32": {g: update_miss(vs, float32, expected, start) for g, vs in groups.items()},
-            "losses": losses}
+    return parity_result(model, groups, reference, reference32, start, losses)
 
 
 @pytest.fixture(scope="module")
@@ -76,14 +87,14 @@ def within_float32_floor(run):
 
 
 def test_cyclegan_updates_match_the_reference_step(cyclegan_parity):
-    """Measured: generators miss 5.0 % (the reference's float32 run 5.2 %), discriminators
-    3.0 % (2.6 %)."""
+    """Measured: generators miss 0.06 % (the reference's float32 run 0.0004 %),
+    discriminators 0.0004 % (0.0007 %)."""
     assert all(within_float32_floor(cyclegan_parity).values()), cyclegan_parity
 
 
 def test_keras_adam_arithmetic_fails_the_parity_check():
     """The check can fail: Keras' epsilon placement and value (this project's Adam before
-    it was fixed) miss 16.6 % of the generators' and 5.0 % of the discriminators' update."""
+    it was fixed) miss 37 % of the generators' and 15 % of the discriminators' update."""
     run = cyclegan_run(pytorch_epsilon=False)
     assert not any(within_float32_floor(run).values()), run
 
@@ -126,13 +137,8 @@ def stargan_run(pytorch_epsilon=True, iterations=3):
         reference32.critic_step(images, labels, targets, alpha)
         reference32.generator_step(images, labels, targets)
         losses.append((np.concatenate([d_losses, g_losses]), expected + expected_g))
-    expected, float32 = reference.weights_as_keras(model), reference32.weights_as_keras(model)
-    groups = {"generator": model.generator.trainable_variables,
-              "critic": model.discriminator.trainable_variables}
-    ours = {id(v): v.numpy().astype(np.float64) for vs in groups.values() for v in vs}
-    return {"ours": {g: update_miss(vs, ours, expected, start) for g, vs in groups.items()},
-            "float32": {g: update_miss(vs, float32, expected, start) for g, vs in groups.items()},
-            "losses": losses}
+    groups = {"generator": model.generator.trainable_variables, "critic": model.discriminator.trainable_variables}
+    return parity_result(model, groups, reference, reference32, start, losses)
 
 
 @pytest.fixture(scope="module")

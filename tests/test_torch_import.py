@@ -14,7 +14,7 @@ from PIL import Image
 
 from tf_translate.torch_import import (cyclegan_generator_from_state_dict, cyclegan_module_names,
                                        load_state_dict)
-from torch_reference import torch_resnet_generator
+from torch_reference import torch_resnet_generator, torch_stargan_generator
 
 
 def randomise(net, seed=0):
@@ -421,50 +421,13 @@ def test_ugatit_checkpoint_becomes_a_run_with_both_generators(tmp_path):
 
 # --- StarGAN ---------------------------------------------------------------------------
 
-def torch_stargan_generator(conv_dim=8, c_dim=3, repeat_num=2):
-    """yunjey StarGAN `Generator` (affine IN with running-stat buffers, no conv biases)."""
-    import torch
-    from torch import nn
-
-    def norm(channels):
-        return nn.InstanceNorm2d(channels, affine=True, track_running_stats=True)
-
-    class Block(nn.Module):
-        def __init__(self, dim):
-            super().__init__()
-            self.main = nn.Sequential(nn.Conv2d(dim, dim, 3, 1, 1, bias=False), norm(dim), nn.ReLU(True),
-                                      nn.Conv2d(dim, dim, 3, 1, 1, bias=False), norm(dim))
-
-        def forward(self, x):
-            return x + self.main(x)
-
-    class Generator(nn.Module):
-        def __init__(self):
-            super().__init__()
-            layers, dim = [nn.Conv2d(3 + c_dim, conv_dim, 7, 1, 3, bias=False), norm(conv_dim), nn.ReLU(True)], conv_dim
-            for _ in range(2):
-                layers += [nn.Conv2d(dim, dim * 2, 4, 2, 1, bias=False), norm(dim * 2), nn.ReLU(True)]
-                dim *= 2
-            layers += [Block(dim) for _ in range(repeat_num)]
-            for _ in range(2):
-                layers += [nn.ConvTranspose2d(dim, dim // 2, 4, 2, 1, bias=False), norm(dim // 2), nn.ReLU(True)]
-                dim //= 2
-            self.main = nn.Sequential(*layers, nn.Conv2d(dim, 3, 7, 1, 3, bias=False), nn.Tanh())
-
-        def forward(self, x, c):
-            planes = c[:, :, None, None].expand(-1, -1, x.shape[2], x.shape[3])
-            return self.main(torch.cat([x, planes], 1))
-
-    return Generator()
-
-
 def test_stargan_generator_matches_pytorch(tmp_path):
     import keras
 
     torch = pytest.importorskip("torch")
     from tf_translate.torch_import import import_torch
 
-    reference = randomise(torch_stargan_generator(), seed=8)
+    reference = randomise(torch_stargan_generator(conv_dim=8, c_dim=3, repeat_num=2), seed=8)
     reference.train()  # the reference solver never calls G.eval(): IN uses each image's statistics
     torch.save(reference.state_dict(), tmp_path / "200000-G.ckpt")
     assert any(key.endswith("running_var") for key in reference.state_dict())
@@ -485,7 +448,7 @@ def test_stargan_missing_and_misshapen_keys_are_listed():
     pytest.importorskip("torch")
     from tf_translate.torch_import import stargan_generator_from_state_dict
 
-    state = numpy_state(torch_stargan_generator())
+    state = numpy_state(torch_stargan_generator(conv_dim=8, c_dim=3, repeat_num=2))
     del state["main.10.main.4.bias"]
     state["main.11.weight"] = np.zeros((32, 16, 3, 3), np.float32)  # the first transposed conv is 4x4
     with pytest.raises(ValueError, match=r"missing keys: main\.10\.main\.4\.bias$"):

@@ -123,28 +123,6 @@ def call_on_both(network, first, second):
             tf.nest.map_structure(lambda t: t[batch:], outputs))
 
 
-def after_all_of(grads):
-    """The gradients, each made to depend on all of them (values unchanged).
-
-    The backward pass reads a layer's weight after that weight's gradient exists (the
-    product that gives the layer's input gradient), so nothing orders that read before
-    the optimizer's in-place write of the weight, and XLA copies every such weight
-    first: all generator weights of U-GAT-IT, 0.6 GB for the full model at 128 px. An
-    added zero that depends on one element of every gradient orders the reads inside
-    these gradients before the writes, and those copies go. (Reads of these weights by
-    another loss's backward pass, e.g. CycleGAN's generator loss through the
-    discriminators, stay unordered and copied.) The zero is `g > +inf` cast to float, which is 0 even
-    for inf and NaN, so it never changes a value (XLA does not fold it away; its
-    optimization barrier is dropped before copy insertion on CPU, measured).
-    """
-    present = [g for g in grads if g is not None]
-    if len(present) < 2:
-        return grads
-    firsts = tf.stack([tf.cast(tf.reshape(g, [-1])[0], tf.float32) for g in present])
-    zero = tf.reduce_sum(tf.cast(firsts > float("inf"), tf.float32))
-    return [None if g is None else g + tf.cast(zero, g.dtype) for g in grads]
-
-
 class TranslationModel(keras.Model):
     """Base of the training models (CycleGAN, UGATIT, StarGAN, ...)."""
 
@@ -222,7 +200,7 @@ class TranslationModel(keras.Model):
         optimizer = getattr(self, optimizer_name)
         variables = self.optimizer_variables()[optimizer_name]
         factor = optimizer.scale_loss(tf.constant(1.0 / self.replicas(), tf.float32))
-        return after_all_of(tape.gradient(loss, variables, output_gradients=tf.cast(factor, loss.dtype)))
+        return tape.gradient(loss, variables, output_gradients=tf.cast(factor, loss.dtype))
 
     def apply_gradients(self, optimizer_name, grads):
         """Applies (and unscales, under loss scaling) gradients from `gradients`."""
