@@ -30,7 +30,8 @@ from PIL import Image
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 sys.path[:0] = [os.path.join(ROOT, "examples"), os.path.join(ROOT, "tests")]
 
-from stargan_fashion_mnist import CLASSES, DATA_DIR, load_split, predict, train_classifier  # noqa: E402
+from stargan_fashion_mnist import (CLASSES, DATA_DIR, load_split, predict, to_model_images,  # noqa: E402
+                                   train_classifier)
 
 NAMES = {name.lower().replace("/", "_").replace(" ", "_"): index for index, name in enumerate(CLASSES)}
 SIZE = 32
@@ -65,19 +66,18 @@ def make_data(args, root):
 
 
 def judge(args):
-    """The classifier, trained once on real training images and cached."""
-    import keras
+    """The classifier, trained once on real training images and cached; its accuracy
+    on the real test split."""
     path = os.path.join(args.output, "judge.weights.h5")
     images, labels = load_split(args.data_dir, "train")
+    # One step builds the network when cached weights replace the training.
     classifier = train_classifier(images, labels, SIZE, steps=1 if os.path.exists(path) else 1500)
     if os.path.exists(path):
         classifier.load_weights(path)
     else:
         classifier.save_weights(path)
     test_images, test_labels = load_split(args.data_dir, "t10k")
-    from stargan_fashion_mnist import to_model_images
     accuracy = float(np.mean(predict(classifier, to_model_images(test_images, SIZE).numpy()) == test_labels))
-    keras.utils.set_random_seed(args.seed)
     return classifier, accuracy
 
 

@@ -108,7 +108,26 @@ class TorchImagePool:
         return torch.cat(out, 0)
 
 
-class TorchCycleGAN:
+def float64_state(net, prefix=""):
+    """A torch network's state dict as float64 NumPy copies (not views of live tensors)."""
+    return {prefix + k: v.detach().double().numpy().copy() for k, v in net.state_dict().items()}
+
+
+class KerasMapped:
+    """Weight exchange with our model for a trainer that lists `pairs(model)`."""
+
+    def copy_to(self, model):
+        """Sets our model's networks to this trainer's weights."""
+        assign([(v, kind, key, a.astype(np.float32)) for v, kind, key, a in self.pairs(model)],
+               type(self).__name__)
+
+    def weights_as_keras(self, model):
+        """{id(our variable): this trainer's value in Keras layout, float64}."""
+        from tf_translate.torch_import import torch_to_keras
+        return {id(v): torch_to_keras(kind, a) for v, kind, _, a in self.pairs(model)}
+
+
+class TorchCycleGAN(KerasMapped):
     """junyanz `CycleGANModel` training: netG_A, netG_B, netD_A (judges B), netD_B.
 
     `step(real_a, real_b)` is `optimize_parameters`: forward, G update (LSGAN + cycle +
@@ -189,35 +208,19 @@ class TorchCycleGAN:
         return {"g_loss": g_loss.item(), "adversarial_loss": adversarial.item(), "cycle_loss": cycle.item(),
                 "identity_loss": float(identity), "d_b_loss": float(d_losses[0]), "d_a_loss": float(d_losses[1])}
 
-    def state(self, net):
-        return {key: value.detach().double().numpy().copy() for key, value in net.state_dict().items()}
-
     def networks(self):
         """{our attribute name: torch network} (netD_A judges B images: our discriminator_b)."""
         return {"generator_ab": self.netG_A, "generator_ba": self.netG_B,
                 "discriminator_b": self.netD_A, "discriminator_a": self.netD_B}
 
-    def copy_to(self, model):
-        """Sets a `tf_translate` CycleGAN's four networks to this trainer's weights."""
+    def pairs(self, model):
+        """(our variable, kind, key, float64 array) for a `tf_translate` CycleGAN's four networks."""
+        pairs = []
         for name, net in self.networks().items():
-            keras_net = getattr(model, name)
-            modules = (cyclegan_module_names(self.n_blocks) if name.startswith("generator")
-                       else PATCHGAN_MODULES)
-            state = {k: v.astype(np.float32) for k, v in self.state(net).items()}
-            assign(sequential_pairs(weighted_layers(keras_net.stack), modules, state, biases=True), name)
-
-    def weights_as_keras(self, model):
-        """{our variable path: this trainer's value in Keras layout (float64)}."""
-        from tf_translate.torch_import import torch_to_keras
-        values = {}
-        for name, net in self.networks().items():
-            keras_net = getattr(model, name)
-            modules = (cyclegan_module_names(self.n_blocks) if name.startswith("generator")
-                       else PATCHGAN_MODULES)
-            for variable, kind, _, array in sequential_pairs(weighted_layers(keras_net.stack), modules,
-                                                              self.state(net), biases=True):
-                values[id(variable)] = torch_to_keras(kind, array)
-        return values
+            modules = cyclegan_module_names(self.n_blocks) if name.startswith("generator") else PATCHGAN_MODULES
+            pairs += sequential_pairs(weighted_layers(getattr(model, name).stack), modules, float64_state(net),
+                                      biases=True)
+        return pairs
 
 
 # ---------------------------------------------------------------------------------------
@@ -284,7 +287,7 @@ def torch_stargan_discriminator(image_size=128, conv_dim=64, c_dim=5, repeat_num
     return Discriminator()
 
 
-class TorchStarGAN:
+class TorchStarGAN(KerasMapped):
     """yunjey `Solver.train` (CelebA): `critic_step` is the D update, `generator_step` the G
     update, each as the loop body writes it (WGAN-GP, BCE classification summed / batch,
     Adam(lr, (0.5, 0.999)) with torch's default init)."""
@@ -348,8 +351,7 @@ class TorchStarGAN:
     def pairs(self, model):
         """(variable, kind, key, array) for our generator and discriminator."""
         from tf_translate.torch_import import stargan_module_names
-        state = {k: v.detach().double().numpy().copy() for k, v in self.G.state_dict().items()}
-        state.update({"D." + k: v.detach().double().numpy().copy() for k, v in self.D.state_dict().items()})
+        state = {**float64_state(self.G), **float64_state(self.D, "D.")}
         d = model.discriminator
         d_modules = [(f"D.main.{2 * i}", "conv") for i in range(d.num_layers)]
         pairs = sequential_pairs(weighted_layers(model.generator.stack), stargan_module_names(self.repeat_num),
@@ -358,10 +360,3 @@ class TorchStarGAN:
         pairs += sequential_pairs(weighted_layers([d.src_head]), [("D.conv1", "conv")], state, biases=False)
         pairs += sequential_pairs(weighted_layers([d.cls_head]), [("D.conv2", "conv")], state, biases=False)
         return pairs
-
-    def copy_to(self, model):
-        assign([(v, kind, key, a.astype(np.float32)) for v, kind, key, a in self.pairs(model)], "StarGAN")
-
-    def weights_as_keras(self, model):
-        from tf_translate.torch_import import torch_to_keras
-        return {id(v): torch_to_keras(kind, a) for v, kind, _, a in self.pairs(model)}

@@ -47,14 +47,9 @@ class Adam(keras.optimizers.Adam):
         finally:
             self._powers = None
 
-    def _epsilon(self, beta_2_power):
-        """The epsilon to add to sqrt(v) (the uncorrected second moment)."""
-        if not self.pytorch_epsilon:
-            return self.epsilon
-        return self.epsilon * ops.sqrt(1.0 - beta_2_power)
-
     def update_step(self, gradient, variable, learning_rate):
-        if not self.pytorch_epsilon and (self._powers is None or self.amsgrad or tf.distribute.has_strategy()):
+        fused = self._powers is not None and not self.amsgrad and not tf.distribute.has_strategy()
+        if not fused and not self.pytorch_epsilon:
             return super().update_step(gradient, variable, learning_rate)
         dtype = variable.dtype
         scalar = lambda value: tf.cast(value, dtype)
@@ -63,11 +58,12 @@ class Adam(keras.optimizers.Adam):
         else:
             step = ops.cast(self.iterations + 1, "float32")
             beta_1_power, beta_2_power = ops.power(self.beta_1, step), ops.power(self.beta_2, step)
+        # The epsilon added to sqrt(v), before the bias correction of v.
+        epsilon = self.epsilon * ops.sqrt(1.0 - beta_2_power) if self.pytorch_epsilon else self.epsilon
         index = self._get_variable_index(variable)
         m, v = self._momentums[index], self._velocities[index]
         gradient = tf.cast(gradient, dtype)
-        epsilon = self._epsilon(beta_2_power)
-        if self._powers is not None and not self.amsgrad and not tf.distribute.has_strategy():
+        if fused:
             tf.raw_ops.ResourceApplyAdam(
                 var=variable.handle, m=m.value.handle, v=v.value.handle,
                 beta1_power=scalar(beta_1_power), beta2_power=scalar(beta_2_power), lr=scalar(learning_rate),
