@@ -47,6 +47,26 @@ def adam_first_step(w, grad, lr):
     return w - lr * m_hat / (np.sqrt(v_hat) + EPSILON)
 
 
+def assert_first_adam_step(updated, w, grad, lr, gradient_noise=1e-5):
+    """`updated` is one Adam step from `w` on a gradient within float32 noise of `grad`.
+
+    The compiled step sums the gradient in another order than the eager tape, so each
+    element may differ by a few float32 ulps of the tensor's largest gradient. Where
+    grad + 1e-4 w nearly cancels, that noise moves the first step by up to lr (the step is
+    lr * g / (|g| + eps)); the step is monotone in g, so the bound is the step at g -/+ noise.
+    """
+    noise = gradient_noise * np.max(np.abs(grad + DECAY * w))
+    low, high = adam_first_step(w, grad + noise, lr), adam_first_step(w, grad - noise, lr)
+    slack = 1e-6 * lr + 1e-7 * np.abs(w)
+    outside = (updated < low - slack) | (updated > high + slack)
+    assert not outside.any(), (
+        f"{outside.sum()} of {outside.size} elements off the first Adam step, e.g. "
+        f"{updated[outside][:3]} not in [{low[outside][:3]}, {high[outside][:3]}]")
+    # The noise band decides only a few near-cancelling elements: the rest match tightly.
+    tight = np.isclose(updated, adam_first_step(w, grad, lr), atol=1e-6 * lr, rtol=1e-6)
+    assert tight.mean() > 0.99
+
+
 def mse(x, target):
     return float(np.mean((np.asarray(x, np.float64) - target) ** 2))
 
@@ -130,7 +150,7 @@ def test_d_step_then_g_step_against_the_updated_discriminators(light):
     np.testing.assert_allclose(logs["g_loss"], adversarial + 10 * cycle + 10 * identity + 1000 * cam,
                                rtol=1e-5)
     for w0, g, w1 in zip(d_before, d_grads, trainable(discriminators(model))):
-        np.testing.assert_allclose(w1, adam_first_step(w0, g, 1e-4), atol=1e-6, rtol=1e-4)
+        assert_first_adam_step(w1, w0, g, 1e-4)
 
 
 def test_the_g_adversarial_term_is_not_the_pre_update_discriminators(light):
