@@ -41,7 +41,8 @@ import numpy as np
 import tensorflow as tf
 
 from tf_translate.data import SkipReport
-from tf_translate.training import read_run, train
+from tf_translate.runs import read_run
+from tf_translate.training import train
 
 DATA_DIR = "/usr/share/datasets/fashion-mnist"
 CLASSES = ["T-shirt/top", "Trouser", "Pullover", "Dress", "Coat", "Sandal", "Shirt", "Sneaker",

@@ -46,3 +46,30 @@ def test_demo_trains_translates_and_exports(tmp_path, capsys):
     assert os.path.exists(tmp_path / "served" / "3" / "saved_model.pb")
     assert main(["translate", "--run-dir", os.path.join(run_dir, "run"), "--input", test_a, "--output", out_dir,
                  "--direction", "sideways"]) == 2
+
+    # The exported SavedModel translates as the run does (translate --model-dir).
+    served_dir = str(tmp_path / "from_savedmodel")
+    assert main(["translate", "--model-dir", str(tmp_path / "served" / "3"), "--input", test_a,
+                 "--output", served_dir]) == 0
+    from_run = str(tmp_path / "from_run")
+    assert main(["translate", "--run-dir", os.path.join(run_dir, "run"), "--input", test_a, "--output", from_run]) == 0
+    for name in os.listdir(test_a):
+        served = read_rgb(os.path.join(served_dir, name)).astype(int)
+        assert np.abs(served - read_rgb(os.path.join(from_run, name)).astype(int)).max() <= 1
+    assert main(["translate", "--model-dir", str(tmp_path / "served"), "--input", test_a,
+                 "--output", served_dir]) == 2  # the model folder, not its version folder
+    assert "not a SavedModel folder" in capsys.readouterr().err
+
+
+def test_train_help_shows_the_chosen_models_reference_run(capsys):
+    """StarGAN's defaults are its reference's (128 px, batch 16, 200,000 iterations), not CycleGAN's."""
+    with pytest.raises(SystemExit):
+        main(["train", "--model", "stargan", "--help"])
+    text = " ".join(capsys.readouterr().out.split())
+    assert "(default 128, the reference's)" in text and "default 16, the reference's" in text
+    assert "(default 200,000, the reference's)" in text
+    with pytest.raises(SystemExit):
+        main(["train", "--model", "cyclegan", "--help"])
+    text = " ".join(capsys.readouterr().out.split())
+    assert "(default 256, the reference's)" in text and "(default 200, the reference's)" in text
+    assert "stargan 128 px, batch 16, 200,000 steps" in text  # every model's, in the epilog

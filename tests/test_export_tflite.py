@@ -150,7 +150,7 @@ def test_cli_exports_int8_full_calibrated_on_the_training_folder(pixels, tmp_pat
     """`export --format tflite --quantize int8-full` reads the run's trainA for calibration."""
     from tf_translate.cli import main
     from tf_translate.models import build_model
-    from tf_translate.training import save_checkpoint, write_json_atomically
+    from tf_translate.runs import save_checkpoint, write_run
 
     images, calibration = pixels
     for domain in ("trainA", "trainB"):
@@ -165,8 +165,7 @@ def test_cli_exports_int8_full_calibrated_on_the_training_folder(pixels, tmp_pat
     run_dir = tmp_path / "run"
     run_dir.mkdir()
     save_checkpoint(model, str(run_dir))
-    write_json_atomically(str(run_dir / "run.json"), {
-        "model": "cyclegan", "config": model.get_config(), "flags": {"data": str(tmp_path / "data")}})
+    write_run(str(run_dir), "cyclegan", model.get_config(), {"data": str(tmp_path / "data")})
 
     output = tmp_path / "g.tflite"
     assert main(["export", "--run-dir", str(run_dir), "--output", str(output), "--format", "tflite",

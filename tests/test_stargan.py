@@ -15,9 +15,9 @@ from PIL import Image
 
 from tf_translate import data_labels
 from tf_translate.losses import classification_loss, gradient_penalty
-from tf_translate.data import training_data
 from tf_translate.models import build_model
-from tf_translate.training import global_step, image_grid, load_run, read_run, train
+from tf_translate.runs import load_run, read_run
+from tf_translate.training import global_step, image_grid, train, training_data
 from tf_translate.models.stargan import (StarGAN, StarGANDecay, StarGANDiscriminator,
                                          StarGANGenerator, grid_target_labels,
                                          hair_color_indices, sample_target_labels)

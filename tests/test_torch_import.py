@@ -401,7 +401,7 @@ def test_ugatit_checkpoint_becomes_a_run_with_both_generators(tmp_path):
     torch = pytest.importorskip("torch")
     from tf_translate.models import MODELS
     from tf_translate.torch_import import import_torch
-    from tf_translate.training import load_run
+    from tf_translate.runs import load_run
 
     if "ugatit_light" not in MODELS:
         pytest.skip("no U-GAT-IT training model registered yet")

@@ -6,7 +6,8 @@ import pytest
 
 from helpers import TINY_CYCLEGAN
 from tf_translate.data import write_demo_dataset
-from tf_translate.training import CHECKPOINT, global_step, load_run, read_run, train
+from tf_translate.runs import CHECKPOINT, load_run, read_run
+from tf_translate.training import global_step, train
 
 TINY = {k: v for k, v in TINY_CYCLEGAN.items() if k != "image_size"}
 
@@ -102,3 +103,42 @@ def test_resume_of_an_imported_run_is_a_one_line_error(data, tmp_path):
         json.dump({"model": "cyclegan", "config": {}, "flags": {}}, file)
     with pytest.raises(ValueError, match="imported weights, not a training run"):
         tiny_train(data, run_dir, steps=2, resume=True)
+
+
+def test_a_mixed_float16_run_exports_its_trained_weights_in_float32(data, tmp_path):
+    """A `mixed_float16` run's generators load under their precision without optimizers
+    (`runs.load_generators`), and export serves the trained weights computed in float32."""
+    import keras
+    import tensorflow as tf
+
+    from tf_translate.cli import main
+    from tf_translate.models.cyclegan import ResNetGenerator
+    from tf_translate.runs import load_generators
+
+    run_dir = str(tmp_path / "mixed")
+    try:
+        trained = tiny_train(data, run_dir, steps=2, precision="mixed_float16")
+        assert trained.generator_ab.dtype_policy.name == "mixed_float16"
+        trained_weights = [w.numpy() for w in trained.generator_ab.weights]
+    finally:
+        keras.mixed_precision.set_global_policy("float32")
+    model, run = load_generators(run_dir)
+    assert run["flags"]["precision"] == "mixed_float16"
+    assert model.generator_ab.dtype_policy.name == "mixed_float16"
+    assert keras.mixed_precision.global_policy().name == "float32"  # restored
+    assert getattr(model, "g_optimizer", None) is None  # not compiled: no optimizer slots
+    for loaded, expected in zip(model.generator_ab.weights, trained_weights):
+        np.testing.assert_array_equal(loaded.numpy(), expected)
+        assert loaded.dtype == "float32"  # mixed precision keeps float32 weights
+
+    assert main(["export", "--run-dir", run_dir, "--output", str(tmp_path / "served")]) == 0
+    served = tf.saved_model.load(str(tmp_path / "served" / "1"))
+    reference = ResNetGenerator.from_config(model.generator_ab.get_config())  # float32 policy
+    reference.build((None, 32, 32, 3))
+    reference.set_weights(trained_weights)
+    images = np.random.default_rng(0).uniform(-1, 1, (2, 32, 32, 3)).astype(np.float32)
+    out = served.signatures["translate_float"](images=tf.constant(images))["images"].numpy()
+    np.testing.assert_allclose(out, reference(images).numpy(), atol=1e-5)
+    # float16 compute would differ by about 1e-3: the export is float32, not a cast copy.
+    half = model.generator_ab(images).numpy()
+    assert np.abs(half - out).max() > 1e-4

@@ -307,7 +307,8 @@ def test_full_generator_exports_at_its_training_size(tmp_path):
 
 def test_resume_continues_the_run(tmp_path):
     from tf_translate.data import write_demo_dataset
-    from tf_translate.training import global_step, load_run, train
+    from tf_translate.runs import load_run
+    from tf_translate.training import global_step, train
 
     data = write_demo_dataset(str(tmp_path / "demo"), size=32, train_count=4, test_count=1)
     overrides = {k: v for k, v in TINY_UGATIT.items() if k != "image_size"}

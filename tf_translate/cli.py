@@ -5,7 +5,26 @@ import os
 import sys
 
 
+def reference_run(model_name):
+    from tf_translate.models import MODELS
+    from tf_translate.models.base import TranslationModel
+
+    return MODELS[model_name][0].reference_run if model_name in MODELS else TranslationModel.reference_run
+
+
+def model_in(argv):
+    """The value of `--model` in `argv` (None if absent), so `train --help` can show its defaults."""
+    for i, arg in enumerate(argv):
+        if arg == "--model" and i + 1 < len(argv):
+            return argv[i + 1]
+        if arg.startswith("--model="):
+            return arg.split("=", 1)[1]
+    return None
+
+
 def parse_args(argv):
+    from tf_translate.models import MODELS
+
     parser = argparse.ArgumentParser(prog="tf-translate", description=__doc__)
     commands = parser.add_subparsers(dest="command", required=True)
 
@@ -14,8 +33,16 @@ def parse_args(argv):
     demo.add_argument("--steps", type=int, default=1200)
     demo.add_argument("--image-size", type=int, default=48)
 
-    train = commands.add_parser("train", help="train a model on image folders")
-    train.add_argument("--model", required=True)
+    train = commands.add_parser(
+        "train", help="train a model on image folders",
+        description="Defaults are the reference implementation's run of the chosen --model\n"
+        "(`tf-translate train --model NAME --help` shows them).",
+        epilog="reference runs (the defaults):\n" + "\n".join(
+            f"  {name:14} {reference_run(name).image_size} px, batch {reference_run(name).batch_size}, "
+            f"{reference_run(name).length()}" for name in sorted(MODELS)),
+        formatter_class=argparse.RawDescriptionHelpFormatter)
+    chosen = reference_run(model_in(argv))
+    train.add_argument("--model", required=True, help=", ".join(sorted(MODELS)))
     train.add_argument("--data", required=True, nargs="+",
                        help="DIR with trainA/trainB, or two folders (domain A, domain B); stargan: "
                        "a CelebA folder (list_attr_celeba.txt) or one sub-folder per domain, two "
@@ -24,12 +51,14 @@ def parse_args(argv):
     train.add_argument("--attrs", nargs="+", help="stargan: CelebA attributes, space- or comma-separated "
                        "(default Black_Hair Blond_Hair Brown_Hair Male Young)")
     train.add_argument("--run-dir", required=True)
-    train.add_argument("--image-size", type=int, default=256)
+    train.add_argument("--image-size", type=int, help=f"crop size (default {chosen.image_size}, the reference's)")
     train.add_argument("--load-size", type=int, help="resize before the random crop (default 286/256 x size)")
-    train.add_argument("--batch-size", type=int, default=1)
+    train.add_argument("--batch-size", type=int, help=f"default {chosen.batch_size}, the reference's")
     length = train.add_mutually_exclusive_group()
-    length.add_argument("--steps", type=int)
-    length.add_argument("--epochs", type=int, help="default 200 (the reference's 100 + 100)")
+    length.add_argument("--steps", type=int, help="train steps" + (
+        f" (default {chosen.steps:,}, the reference's)" if chosen.steps else ""))
+    length.add_argument("--epochs", type=int, help="passes over the data" + (
+        f" (default {chosen.epochs}, the reference's)" if chosen.epochs else ""))
     train.add_argument("--precision", default="float32", choices=["float32", "mixed_float16", "mixed_bfloat16"])
     train.add_argument("--no-xla", action="store_true", help="do not compile the train step with XLA")
     train.add_argument("--eager", action="store_true",
@@ -41,11 +70,13 @@ def parse_args(argv):
     train.add_argument("--face-model", help="photo2cartoon: frozen face-recognition model (.keras file or "
                        "SavedModel directory; 112x112 [-1, 1] faces -> embeddings) for the face-identity loss")
 
-    translate = commands.add_parser("translate", help="translate images with a trained run")
-    translate.add_argument("--run-dir", required=True)
+    translate = commands.add_parser("translate", help="translate images with a trained run or a SavedModel")
+    source = translate.add_mutually_exclusive_group(required=True)
+    source.add_argument("--run-dir", help="a training (or import-torch) run directory")
+    source.add_argument("--model-dir", help="an exported SavedModel, e.g. saved_models/demo_cyclegan/1")
     translate.add_argument("--input", required=True, help="an image or a folder of images")
     translate.add_argument("--output", required=True, help="folder for the translated images")
-    translate.add_argument("--direction", help="which generator (default: the model's first, a2b)")
+    translate.add_argument("--direction", help="--run-dir: which generator (default: the model's first, a2b)")
     target = translate.add_mutually_exclusive_group()
     target.add_argument("--attrs", nargs="+", help="stargan: target attributes (1; all others 0), "
                         "space- or comma-separated, e.g. Blond_Hair,Young")
@@ -53,8 +84,8 @@ def parse_args(argv):
 
     export = commands.add_parser("export", help="export a generator as a SavedModel (TF Serving) or TFLite file")
     export.add_argument("--run-dir", required=True)
-    export.add_argument("--output", required=True,
-                        help="savedmodel: model folder, written to OUTPUT/VERSION; tflite: the .tflite file")
+    export.add_argument("--output", help="savedmodel: model folder, written to OUTPUT/VERSION (default "
+                        "saved_models/RUN_NAME); tflite: the .tflite file (default saved_models/RUN_NAME.tflite)")
     export.add_argument("--direction", help="which generator (default: the model's first, a2b)")
     export.add_argument("--version", type=int, default=1)
     export.add_argument("--heatmap", action="store_true",
@@ -84,13 +115,6 @@ def names(values):
     return values and [name for value in values for name in value.split(",") if name]
 
 
-def pick_generator(model, direction):
-    generators = model.generators()
-    if direction not in generators:
-        raise ValueError(f"--direction must be one of {', '.join(generators)}, got {direction!r}")
-    return generators[direction]
-
-
 def run(args):
     if args.command == "demo":
         from tf_translate.demo import run_demo
@@ -101,8 +125,7 @@ def run(args):
               f"{result['train_seconds']:.0f} s")
         print(f"sample grids: {result['samples']}\nSavedModel: {result['export']}")
     elif args.command == "train":
-        from tf_translate.data import training_data
-        from tf_translate.training import train
+        from tf_translate.training import train, training_data
         data = args.data[0] if len(args.data) == 1 else args.data
         data, dataset_fn, overrides = training_data(args.model, data, args.attr_file, names(args.attrs))
         if args.face_model:
@@ -118,18 +141,17 @@ def run(args):
         translate_images(args)
     elif args.command == "export":
         from tf_translate.export import export_saved_model
-        from tf_translate.torch_import import check_imported_direction
-        from tf_translate.training import load_run
-        model, record = load_run(args.run_dir)
-        args.direction = args.direction or next(iter(model.generators()))
-        check_imported_direction(record, args.direction)
-        generator = pick_generator(model, args.direction)
+        from tf_translate.runs import generator, load_generators
+        model, record = load_generators(args.run_dir)
+        args.direction, network = generator(model, record, args.direction)
+        name = os.path.basename(os.path.normpath(args.run_dir))
         if args.format == "tflite":
-            export_tflite_file(args, generator, record)
+            args.output = args.output or os.path.join("saved_models", name + ".tflite")
+            export_tflite_file(args, network, record)
         else:
-            label_names = model.label_names() if hasattr(model, "label_names") else None
-            path = export_saved_model(generator, args.output, args.version, label_names=label_names,
-                                      heatmap=args.heatmap)
+            label_names = model.label_names() if model.data_kind == "labelled" else None
+            path = export_saved_model(network, args.output or os.path.join("saved_models", name),
+                                      args.version, label_names=label_names, heatmap=args.heatmap)
             print(f"SavedModel written to {path}")
     elif args.command == "import-torch":
         from tf_translate.torch_import import import_torch
@@ -160,28 +182,62 @@ def export_tflite_file(args, generator, record):
               "runs integer ops only", file=sys.stderr)
 
 
+def run_translator(args):
+    """(translate function: uint8 [1, H, W, 3] -> uint8 [1, H, W, 3], what it loaded) for
+    `--run-dir` (a run's generator) or `--model-dir` (an exported SavedModel)."""
+    import tensorflow as tf
+
+    targets = [args.domain] if args.domain else names(args.attrs)
+    if args.run_dir:
+        from tf_translate.export import float32_copy, serving_module
+        from tf_translate.runs import generator, load_generators
+
+        model, record = load_generators(args.run_dir)
+        args.direction, network = generator(model, record, args.direction)
+        module, inputs = serving_module(float32_copy(network)), {}  # as export computes
+        if model.data_kind == "labelled":
+            if not targets:
+                raise ValueError(f"name the target with --attrs or --domain; this model knows "
+                                 f"{', '.join(model.label_names())}")
+            inputs["labels"] = model.target_label(targets)[None]
+        elif targets:
+            model.target_label(targets)  # raises: not label-conditioned
+        return (lambda image: module.serving_default(images=image, **inputs)["images"].numpy()), args.run_dir
+
+    if args.direction:
+        raise ValueError("--direction is for --run-dir: a SavedModel holds one generator")
+    if not os.path.isdir(args.model_dir) or not os.path.exists(os.path.join(args.model_dir, "saved_model.pb")):
+        raise ValueError(f"--model-dir {args.model_dir!r} is not a SavedModel folder (no saved_model.pb; "
+                         "give the version folder, e.g. saved_models/NAME/1)")
+    loaded = tf.saved_model.load(args.model_dir)
+    serve, inputs = loaded.signatures["serving_default"], {}
+    if "label_names" in loaded.signatures:
+        label_names = [n.decode() for n in loaded.signatures["label_names"]()["label_names"].numpy()]
+        if not targets:
+            raise ValueError(f"name the target with --attrs or --domain; this model knows {', '.join(label_names)}")
+        inputs["labels"] = tf.constant([saved_model_label(label_names, targets)])
+    elif targets:
+        raise ValueError("--attrs and --domain are for label-conditioned models (stargan)")
+    return (lambda image: serve(images=tf.constant(image), **inputs)["images"].numpy()), args.model_dir
+
+
+def saved_model_label(label_names, targets):
+    """The label vector of an exported StarGAN: the named entries 1, all others 0."""
+    if any(name.startswith("mask: ") for name in label_names):
+        raise ValueError("a two-dataset StarGAN needs its run to pick the dataset mask: use --run-dir")
+    unknown = [t for t in targets if t not in label_names]
+    if unknown:
+        raise ValueError(f"unknown domain(s) {', '.join(unknown)}; this model knows {', '.join(label_names)}")
+    return [1.0 if name in targets else 0.0 for name in label_names]
+
+
 def translate_images(args):
     """Translates a file or every image of a folder; outputs keep the input's name and size."""
-    import numpy as np
     from PIL import Image
 
     from tf_translate.data import check_images, list_images, read_rgb
-    from tf_translate.export import serving_module
-    from tf_translate.torch_import import check_imported_direction
-    from tf_translate.training import load_run
 
-    model, record = load_run(args.run_dir)
-    args.direction = args.direction or next(iter(model.generators()))
-    check_imported_direction(record, args.direction)
-    module = serving_module(pick_generator(model, args.direction))
-    targets, inputs = ([args.domain] if args.domain else names(args.attrs)), {}
-    if hasattr(model, "target_label"):
-        if not targets:
-            raise ValueError(f"name the target with --attrs or --domain; this model knows "
-                             f"{', '.join(sum(model.names(), []))}")
-        inputs["labels"] = model.target_label(targets)[None]
-    elif targets:
-        raise ValueError("--attrs and --domain are for label-conditioned models (stargan)")
+    translate, _ = run_translator(args)
     if os.path.isdir(args.input):
         paths = list_images(args.input)
     elif os.path.isfile(args.input):
@@ -193,8 +249,7 @@ def translate_images(args):
         print(f"tf_translate: skipped {path}: {reason}", file=sys.stderr)
     os.makedirs(args.output, exist_ok=True)
     for path in paths:
-        image = read_rgb(path)
-        out = module.serving_default(images=image[None], **inputs)["images"].numpy()[0]
+        out = translate(read_rgb(path)[None])[0]
         name = os.path.splitext(os.path.basename(path))[0] + ".png"
         Image.fromarray(out).save(os.path.join(args.output, name))
     print(f"translated {len(paths)} image(s) into {args.output}" + (f"; skipped {len(bad)}" if bad else ""))

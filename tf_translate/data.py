@@ -197,30 +197,6 @@ def unpaired_dataset(data, batch_size=1, image_size=256, load_size=None, split="
     return dataset, steps_per_epoch, report
 
 
-def training_data(model_name, data, attr_file=None, attrs=None):
-    """The CLI's `--data` (with `--attr-file`, `--attrs`) -> `train`'s data arguments.
-
-    Models whose class sets `labelled_data` (StarGAN) read labelled images: the CelebA
-    layout or one folder per domain (`data_labels.labelled_data_spec`); the others read
-    unpaired trainA/trainB folders (`unpaired_dataset`).
-
-    Returns:
-        (data to record in run.json, dataset_fn for `train` or None for the unpaired
-        default, model constructor overrides such as the domain names).
-    """
-    from tf_translate.models import MODELS
-
-    model_class = MODELS[model_name][0] if model_name in MODELS else None
-    if getattr(model_class, "labelled_data", False):
-        from tf_translate.data_labels import labelled_data_spec, labelled_dataset
-        spec, overrides = labelled_data_spec(data, attr_file, attrs)
-        return spec, labelled_dataset, overrides
-    if attr_file or attrs:
-        raise ValueError(f"--attr-file and --attrs are for label-conditioned models (stargan), "
-                         f"not {model_name!r}")
-    return data, None, {}
-
-
 # ---------------------------------------------------------------------------------
 # Built-in demo data: two domains with a known ground-truth mapping from A to B.
 

@@ -3,7 +3,7 @@ folder per domain, and the unified labels of multi-dataset training.
 
 The pipelines yield `(images float32 [B, S, S, 3] in [-1, 1], labels float32 [B, C])`
 batches. `labelled_data_spec` and `labelled_dataset` connect them to the common training
-path (`training.train(..., dataset_fn=labelled_dataset)`, chosen by `data.training_data`).
+path (`training.train(..., dataset_fn=labelled_dataset)`, chosen by `training.training_data`).
 Unpaired folders, image validation and the demo data live in `data.py`.
 
 Reference: yunjey/stargan `data_loader.py` (`CelebA`, `get_loader`) and `solver.py`

@@ -650,11 +650,10 @@ def import_torch(model_name, checkpoint, output, checkpoint_b=None):
 
 def write_imported_run(model_name, run_dir, generator_ab, checkpoint, generator_ba=None, checkpoint_b=None):
     """A run directory whose a2b (and b2a, when given) generators hold imported weights."""
-    from tf_translate import __version__
     from tf_translate.models import build_model
-    from tf_translate.training import RUN_FILE, save_checkpoint, write_json_atomically
+    from tf_translate.runs import is_run, save_checkpoint, write_run
 
-    if os.path.exists(os.path.join(run_dir, RUN_FILE)):
+    if is_run(run_dir):
         raise ValueError(f"{run_dir!r} already holds a run: choose a new --output")
     run_config = IMPORTERS[model_name][1]
     model = build_model(model_name, **run_config(generator_ab))
@@ -672,15 +671,5 @@ def write_imported_run(model_name, run_dir, generator_ab, checkpoint, generator_
         raise ValueError(f"a {model_name} run has one generator: --checkpoint-b does not apply")
     os.makedirs(run_dir, exist_ok=True)
     save_checkpoint(model, run_dir)
-    write_json_atomically(os.path.join(run_dir, RUN_FILE), {
-        "model": model_name, "config": model.get_config(), "flags": {}, "version": __version__,
-        "imported": imported})
+    write_run(run_dir, model_name, model.get_config(), {}, imported=imported)
     return run_dir
-
-
-def check_imported_direction(run, direction):
-    """Refuses a generator that an imported run did not receive from PyTorch."""
-    imported = run.get("imported")
-    if imported is not None and imported.get(direction, "") is None:
-        raise ValueError(f"this run was imported without a {direction} checkpoint, so its {direction} "
-                         "generator is untrained; import again with --checkpoint-b")

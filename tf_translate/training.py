@@ -1,84 +1,15 @@
-"""Run directories: run.json, atomic checkpoints, resume, sample grids, TensorBoard."""
+"""Training a model in a run directory: data choice, resume, sample grids, TensorBoard."""
 
-import json
 import os
-import warnings
 
 import keras
 import numpy as np
 import tensorflow as tf
 from PIL import Image
 
-from tf_translate import __version__
 from tf_translate.memory import ReturnCompilerMemory
-from tf_translate.models import build_model
-
-RUN_FILE = "run.json"
-CHECKPOINT = "checkpoint.weights.h5"
-
-
-def write_json_atomically(path, value):
-    """Writes JSON through a temporary file and a rename, so `path` is never half-written."""
-    temporary = path + ".tmp"
-    with open(temporary, "w") as file:
-        json.dump(value, file, indent=2, sort_keys=True)
-        file.flush()
-        os.fsync(file.fileno())
-    os.replace(temporary, path)
-
-
-def read_run(run_dir):
-    """The run.json of `run_dir`, or a one-line error naming what is missing."""
-    path = os.path.join(run_dir, RUN_FILE)
-    if not os.path.exists(path):
-        raise ValueError(f"{path!r} is missing: {run_dir!r} is not a tf_translate run directory")
-    with open(path) as file:
-        return json.load(file)
-
-
-def save_checkpoint(model, run_dir):
-    """Saves every weight, both optimizers' state (step and moments) and the image pools.
-
-    Written to a temporary file, flushed, then renamed over the last checkpoint: a
-    process killed at any moment leaves the previous checkpoint intact.
-    """
-    path = os.path.join(run_dir, CHECKPOINT)
-    temporary = os.path.join(run_dir, "checkpoint.tmp.weights.h5")
-    model.save_weights(temporary)
-    with open(temporary, "rb") as file:
-        os.fsync(file.fileno())
-    os.replace(temporary, path)
-    return path
-
-
-def load_checkpoint(model, run_dir):
-    """Loads the run's checkpoint into `model` (optimizers built first); False if none."""
-    path = os.path.join(run_dir, CHECKPOINT)
-    if not os.path.exists(path):
-        return False
-    model.build_optimizers()
-    try:
-        with warnings.catch_warnings():
-            # Keras only warns when a saved optimizer does not fit and then skips its
-            # state; a resumed run without its moments and step would silently differ.
-            warnings.filterwarnings("error", message="Skipping variable loading")
-            model.load_weights(path)
-    except Exception as error:
-        raise ValueError(f"checkpoint {path!r} does not fit this {type(model).__name__} model "
-                         f"({str(error).splitlines()[0]})") from None
-    return True
-
-
-def load_run(run_dir):
-    """Rebuilds the model a run directory describes and loads its checkpoint."""
-    run = read_run(run_dir)
-    model = build_model(run["model"], **run["config"])
-    model.compile(total_steps=run["flags"].get("total_steps"),
-                  steps_per_epoch=run["flags"].get("steps_per_epoch", 1))
-    if not load_checkpoint(model, run_dir):
-        raise ValueError(f"{os.path.join(run_dir, CHECKPOINT)!r} is missing: the run has no checkpoint yet")
-    return model, run
-
+from tf_translate.models import MODELS, build_model
+from tf_translate.runs import RUN_FILE, load_checkpoint, read_run, save_checkpoint, write_run
 
 def global_step(model):
     """Training steps completed: the iteration count of the model's first optimizer."""
@@ -137,12 +68,42 @@ class RunCallback(keras.callbacks.Callback):
             tf.summary.image("samples", grid[None], step=step)
 
 
-def train(model_name, data, run_dir, steps=None, epochs=None, batch_size=1, image_size=256,
+def model_class(model_name):
+    """The training model class registered as `model_name` (one-line error otherwise)."""
+    if model_name not in MODELS:
+        raise ValueError(f"unknown model {model_name!r}; valid models: {', '.join(sorted(MODELS))}")
+    return MODELS[model_name][0]
+
+
+def training_data(model_name, data, attr_file=None, attrs=None):
+    """The CLI's `--data` (with `--attr-file`, `--attrs`) -> `train`'s data arguments.
+
+    Models with `data_kind == "labelled"` (StarGAN) read labelled images: the CelebA
+    layout or one folder per domain (`data_labels.labelled_data_spec`); the others read
+    unpaired trainA/trainB folders (`data.unpaired_dataset`).
+
+    Returns:
+        (data to record in run.json, dataset_fn for `train` or None for the unpaired
+        default, model constructor overrides such as the domain names).
+    """
+    if model_class(model_name).data_kind == "labelled":
+        from tf_translate.data_labels import labelled_data_spec, labelled_dataset
+        spec, overrides = labelled_data_spec(data, attr_file, attrs)
+        return spec, labelled_dataset, overrides
+    if attr_file or attrs:
+        raise ValueError(f"--attr-file and --attrs are for label-conditioned models (stargan), "
+                         f"not {model_name!r}")
+    return data, None, {}
+
+
+def train(model_name, data, run_dir, steps=None, epochs=None, batch_size=None, image_size=None,
           load_size=None, precision="float32", xla=True, resume=False, checkpoint_every=1000,
           sample_every=500, log_every=50, seed=None, verbose=1, model_overrides=None,
           dataset_fn=None, eager=False):
     """Trains `model_name` on `data` in `run_dir`; the CLI's `train` and the demo call it.
 
+    Image size, batch size and length default to the model's `reference_run` (CycleGAN
+    256 px, batch 1, 200 epochs; StarGAN 128 px, batch 16, 200,000 iterations; ...).
     A run directory remembers the model, its config and the flags in run.json. With
     `resume=True` the model is rebuilt from run.json, the checkpoint (weights, optimizer
     moments and step, image pools) is loaded, and training continues at the saved step
@@ -155,7 +116,7 @@ def train(model_name, data, run_dir, steps=None, epochs=None, batch_size=1, imag
     """
     from tf_translate.data import reference_load_size, unpaired_dataset  # keeps `import training` light
 
-    run_path = os.path.join(run_dir, RUN_FILE)
+    reference = model_class(model_name).reference_run
     if resume:
         run = read_run(run_dir)
         if run["model"] != model_name:
@@ -169,10 +130,13 @@ def train(model_name, data, run_dir, steps=None, epochs=None, batch_size=1, imag
         if steps or epochs:  # a longer total given on resume extends the run
             flags.update(steps=steps, epochs=epochs)
     else:
-        if os.path.exists(run_path):
+        if os.path.exists(os.path.join(run_dir, RUN_FILE)):
             raise ValueError(f"{run_dir!r} already holds a run: pass --resume to continue it "
                              "or choose a new --run-dir")
-        flags = dict(steps=steps, epochs=epochs, batch_size=batch_size, image_size=image_size,
+        image_size = image_size or reference.image_size
+        if not (steps or epochs):
+            steps, epochs = reference.steps, reference.epochs
+        flags = dict(steps=steps, epochs=epochs, batch_size=batch_size or reference.batch_size,
                      load_size=load_size or reference_load_size(image_size), precision=precision,
                      xla=xla, seed=seed, data=data)
         config = {"image_size": image_size, "seed": seed, **(model_overrides or {})}
@@ -182,17 +146,18 @@ def train(model_name, data, run_dir, steps=None, epochs=None, batch_size=1, imag
     config = model.get_config()
     make_dataset = dataset_fn or unpaired_dataset
     dataset, steps_per_epoch, report = make_dataset(
-        flags["data"], batch_size=flags["batch_size"], image_size=flags["image_size"],
+        flags["data"], batch_size=flags["batch_size"], image_size=config["image_size"],
         load_size=flags["load_size"], seed=flags["seed"])
-    total_steps = flags["steps"] or (flags["epochs"] or 200) * steps_per_epoch
+    if flags["steps"] or flags["epochs"]:
+        total_steps = flags["steps"] or flags["epochs"] * steps_per_epoch
+    else:  # a run recorded before its length was: keep the total it was started with
+        total_steps = flags["total_steps"]
     flags.update(total_steps=total_steps, steps_per_epoch=steps_per_epoch)
     model.compile(total_steps=total_steps, steps_per_epoch=steps_per_epoch, jit_compile=flags["xla"])
     model.run_eagerly = eager
-    os.makedirs(run_dir, exist_ok=True)
     if resume:
         load_checkpoint(model, run_dir)
-    write_json_atomically(run_path, {"model": model_name, "config": config, "flags": flags,
-                                     "version": __version__})
+    write_run(run_dir, model_name, config, flags)
     done = global_step(model)
     sample_batch = next(iter(dataset.take(1)))
     if done < total_steps:

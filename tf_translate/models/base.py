@@ -1,13 +1,23 @@
-"""What every training model shares: optimizer construction, XLA and mixed-precision
-handling, and the small interface the CLI, checkpoints, grids and export rely on.
+"""The model contract every training model keeps, and what the models share: optimizer
+construction, XLA and mixed-precision handling.
 
-A training model subclasses `TranslationModel` and defines:
+A training model subclasses `TranslationModel`. What the CLI, `training`, `runs`,
+`export` and `torch_import` may ask of it, and nothing else:
+- class attributes `reference_run` (the reference implementation's image size, batch
+  size and length: `train`'s and the CLI's defaults) and `data_kind` ("unpaired":
+  `fit` takes (a, b) batches of two image folders; "labelled": (images, labels));
 - `optimizer_variables()`: {optimizer attribute name: the variables it updates};
 - `default_optimizers(total_steps, steps_per_epoch)`: {attribute name: optimizer};
 - `generators()`: {direction such as "a2b": network mapping [-1, 1] images};
 - `sample_rows(batch)`: [(row title, [-1, 1] images)] for the sample grid;
-- `train_step(data)`.
+- `train_step(data)`; `get_config()` whose output rebuilds the model, `image_size` included;
+- for label-conditioned models (`data_kind == "labelled"`): `label_names()` and
+  `target_label(names)` (the defaults here refuse).
+A generator network may state `fixed_input_size` (None when any size works) and
+`input_multiple` for export and translate.
 """
+
+import dataclasses
 
 import keras
 import tensorflow as tf
@@ -119,8 +129,32 @@ def call_on_both(network, first, second):
             tf.nest.map_structure(lambda t: t[batch:], outputs))
 
 
+@dataclasses.dataclass(frozen=True)
+class ReferenceRun:
+    """How the reference implementation trains a model by default: image size, batch
+    size, and length in `epochs` of the data or in `steps` (train steps), one of the two."""
+    image_size: int = 256
+    batch_size: int = 1
+    epochs: int = None
+    steps: int = None
+
+    def length(self):
+        return f"{self.steps:,} steps" if self.steps else f"{self.epochs} epochs"
+
+
 class TranslationModel(keras.Model):
-    """Base of the training models (CycleGAN, UGATIT, StarGAN, ...)."""
+    """Base of the training models (CycleGAN, UGATIT, StarGAN, ...): see the module docstring."""
+
+    reference_run = ReferenceRun(epochs=200)
+    data_kind = "unpaired"
+
+    def label_names(self):
+        """What each entry of a generator's label input means (label-conditioned models)."""
+        raise ValueError(f"{type(self).__name__} takes no target labels")
+
+    def target_label(self, names):
+        """The label vector selecting the target attributes or domain `names`."""
+        raise ValueError("--attrs and --domain are for label-conditioned models (stargan)")
 
     def compile(self, total_steps=None, steps_per_epoch=1, jit_compile=True, **optimizers):
         """Sets the optimizers (the reference's when not given) and XLA.

@@ -22,7 +22,7 @@ from keras import layers, ops
 from tf_translate.layers import LIN, SpectralNorm
 from tf_translate.layers.initializers import torch_bias_init, torch_kernel_init
 from tf_translate.losses import l1_loss, lsgan_fake_loss, lsgan_real_loss
-from tf_translate.models.base import TranslationModel, current_learning_rate, make_adam
+from tf_translate.models.base import ReferenceRun, TranslationModel, current_learning_rate, make_adam
 from tf_translate.models.ugatit import (AdaLINResidualBlock, build_stack, check_image_size, conv,
                                         dense, half_then_linear_decay, heatmap_image, run_stack)
 
@@ -430,6 +430,8 @@ class NICEGAN(TranslationModel):
         seed: accepted for the common CLI; the step itself draws no random numbers.
     Reference: `NICE.build_model` and `NICE.train` in NICE-GAN-pytorch `NICE.py`.
     """
+
+    reference_run = ReferenceRun(steps=300_000)  # NICE-GAN-pytorch --iteration, batch 1, 256 px
 
     def __init__(self, image_size=256, light=False, filters=64, num_residual_blocks=6,
                  discriminator_layers=7, adversarial_weight=1.0, cycle_weight=10.0, recon_weight=10.0,

@@ -15,6 +15,7 @@ import tensorflow as tf
 from keras import layers, ops
 
 from tf_translate.layers import CAMAttention, InstanceNormalization, ReflectionPadding2D, SoftAdaLIN
+from tf_translate.models.base import ReferenceRun
 from tf_translate.models.ugatit import (UGATIT, UGATITResidualBlock, build_stack, check_image_size, conv,
                                         dense, run_stack, upsample_block)
 
@@ -415,6 +416,8 @@ class Photo2Cartoon(UGATIT):
     Reference: `UgatitSadalinHourglass.train` in photo2cartoon
     `models/UGATIT_sadalin_hourglass.py`; `train.py` for the defaults.
     """
+
+    reference_run = ReferenceRun(steps=1_000_000)  # minivision --iteration (trained about 200k, chosen by FID)
 
     def __init__(self, image_size=256, light=True, filters=32, discriminator_filters=32, global_layers=7,
                  local_layers=5, adversarial_weight=1.0, cycle_weight=50.0, identity_weight=10.0,

@@ -15,7 +15,7 @@ from tf_translate.layers import InstanceNormalization
 from tf_translate.layers.initializers import torch_bias_init, torch_kernel_init
 from tf_translate.losses import (classification_loss, gradient_penalty, l1_loss,
                                  wgan_critic_loss, wgan_generator_loss)
-from tf_translate.models.base import TranslationModel, current_learning_rate, make_adam
+from tf_translate.models.base import ReferenceRun, TranslationModel, current_learning_rate, make_adam
 from tf_translate.models.cyclegan import conv
 
 
@@ -342,8 +342,8 @@ class StarGANDecay(keras.optimizers.schedules.LearningRateSchedule):
 class StarGAN(TranslationModel):
     """The StarGAN training model: one generator, one critic with a class head.
 
-    `labelled_data`: `fit` takes (images, labels), so the CLI reads CelebA or domain
-    folders for it (`data.training_data`), not unpaired trainA/trainB.
+    `data_kind = "labelled"`: `fit` takes (images, labels), so the CLI reads CelebA or
+    domain folders for it (`training.training_data`), not unpaired trainA/trainB.
 
     `generator` is the reference's G, `discriminator` its D (the paper's D_src and
     D_cls). `fit` takes `(images, labels)` batches: labels [B, num_domains] of 0/1
@@ -390,7 +390,8 @@ class StarGAN(TranslationModel):
     Reference: `Solver.train` and `Solver.train_multi` in yunjey `solver.py`.
     """
 
-    labelled_data = True
+    reference_run = ReferenceRun(image_size=128, batch_size=16, steps=200_000)  # yunjey --num_iters
+    data_kind = "labelled"
 
     def __init__(self, image_size=128, num_domains=5, filters=64, num_residual_blocks=6,
                  discriminator_filters=64, discriminator_layers=6, multi_label=True,

@@ -17,7 +17,7 @@ from tf_translate.layers import (LIN, AdaLIN, CAMAttention, Conv2D, InstanceNorm
                                  ReflectionPadding2D, SpectralNorm, consecutive_calls)
 from tf_translate.layers.initializers import torch_bias_init, torch_kernel_init
 from tf_translate.losses import bce_with_logits, l1_loss, lsgan_fake_loss, lsgan_real_loss
-from tf_translate.models.base import TranslationModel, call_on_both, current_learning_rate, make_adam
+from tf_translate.models.base import ReferenceRun, TranslationModel, call_on_both, current_learning_rate, make_adam
 from tf_translate.schedules import LinearDecay
 
 
@@ -405,6 +405,8 @@ class UGATIT(TranslationModel):
     Reference: Kim et al., "U-GAT-IT", ICLR 2020; `UGATIT.build_model` and
     `UGATIT.train` in UGATIT-pytorch `UGATIT.py`.
     """
+
+    reference_run = ReferenceRun(steps=1_000_000)  # UGATIT-pytorch --iteration, batch 1, 256 px
 
     def __init__(self, image_size=256, light=False, filters=64, num_residual_blocks=4,
                  discriminator_filters=64, global_layers=7, local_layers=5, adversarial_weight=1.0,

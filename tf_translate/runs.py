@@ -1,0 +1,143 @@
+"""Run directories: the one owner of `run.json` and the checkpoint file.
+
+A run directory holds `run.json` and `checkpoint.weights.h5`:
+- `model`: the `MODELS` name; `config`: the model's `get_config()` (image size included);
+- `flags`: how it was trained (data, batch size, length, precision, XLA, seed, total
+  steps); empty for a run written by `import-torch`;
+- `imported`: only for `import-torch` runs, {direction: PyTorch checkpoint or None};
+- `version`: the tf_translate version that wrote it.
+Training writes and resumes runs (`training.py`), `import-torch` writes them, and
+translate, export and evaluate read only their generators back (`load_generators`).
+"""
+
+import json
+import os
+import warnings
+
+import keras
+
+from tf_translate import __version__
+from tf_translate.models import build_model
+
+RUN_FILE = "run.json"
+CHECKPOINT = "checkpoint.weights.h5"
+
+
+def write_json_atomically(path, value):
+    """Writes JSON through a temporary file and a rename, so `path` is never half-written."""
+    temporary = path + ".tmp"
+    with open(temporary, "w") as file:
+        json.dump(value, file, indent=2, sort_keys=True)
+        file.flush()
+        os.fsync(file.fileno())
+    os.replace(temporary, path)
+
+
+def is_run(run_dir):
+    return os.path.exists(os.path.join(run_dir, RUN_FILE))
+
+
+def read_run(run_dir):
+    """The run.json of `run_dir`, or a one-line error naming what is missing."""
+    path = os.path.join(run_dir, RUN_FILE)
+    if not os.path.exists(path):
+        raise ValueError(f"{path!r} is missing: {run_dir!r} is not a tf_translate run directory")
+    with open(path) as file:
+        return json.load(file)
+
+
+def write_run(run_dir, model_name, config, flags, imported=None):
+    """Writes run.json (atomically) for a training run, or an imported one (`imported`)."""
+    os.makedirs(run_dir, exist_ok=True)
+    record = {"model": model_name, "config": config, "flags": flags, "version": __version__}
+    if imported is not None:
+        record["imported"] = imported
+    write_json_atomically(os.path.join(run_dir, RUN_FILE), record)
+
+
+def save_checkpoint(model, run_dir):
+    """Saves every weight, both optimizers' state (step and moments) and the image pools.
+
+    Written to a temporary file, flushed, then renamed over the last checkpoint: a
+    process killed at any moment leaves the previous checkpoint intact.
+    """
+    path = os.path.join(run_dir, CHECKPOINT)
+    temporary = os.path.join(run_dir, "checkpoint.tmp.weights.h5")
+    model.save_weights(temporary)
+    with open(temporary, "rb") as file:
+        os.fsync(file.fileno())
+    os.replace(temporary, path)
+    return path
+
+
+def load_checkpoint(model, run_dir, optimizers=True):
+    """Loads the run's checkpoint into `model`; False if there is none.
+
+    With `optimizers=True` (resuming) the optimizers are built first and their state
+    must load: Keras only warns when it does not fit and then skips it, and a resumed
+    run without its moments and step would silently differ. With `optimizers=False`
+    (an uncompiled model, for inference) the optimizer state in the file is not read.
+    """
+    path = os.path.join(run_dir, CHECKPOINT)
+    if not os.path.exists(path):
+        return False
+    if optimizers:
+        model.build_optimizers()
+    try:
+        with warnings.catch_warnings():
+            warnings.filterwarnings("error", message="Skipping variable loading")
+            model.load_weights(path)
+    except Exception as error:
+        raise ValueError(f"checkpoint {path!r} does not fit this {type(model).__name__} model "
+                         f"({str(error).splitlines()[0]})") from None
+    return True
+
+
+def missing_checkpoint(run_dir):
+    return ValueError(f"{os.path.join(run_dir, CHECKPOINT)!r} is missing: the run has no checkpoint yet")
+
+
+def load_run(run_dir):
+    """The compiled training model of a run with its checkpoint (optimizer state
+    included), and the run record: to inspect or continue a run from Python."""
+    run = read_run(run_dir)
+    model = build_model(run["model"], **run["config"])
+    model.compile(total_steps=run["flags"].get("total_steps"),
+                  steps_per_epoch=run["flags"].get("steps_per_epoch", 1))
+    if not load_checkpoint(model, run_dir):
+        raise missing_checkpoint(run_dir)
+    return model, run
+
+
+def load_generators(run_dir):
+    """The run's model with trained weights, for translate/export/evaluate, and the record.
+
+    The model is built under the run's precision policy (a `mixed_float16` run's
+    networks compute in float16, as they were trained; export makes float32 copies)
+    and is not compiled: no optimizers are built and their state is not read.
+    """
+    run = read_run(run_dir)
+    precision = run["flags"].get("precision", "float32")
+    previous = keras.mixed_precision.global_policy()
+    keras.mixed_precision.set_global_policy(precision)
+    try:
+        model = build_model(run["model"], **run["config"])
+    finally:
+        keras.mixed_precision.set_global_policy(previous)
+    if not load_checkpoint(model, run_dir, optimizers=False):
+        raise missing_checkpoint(run_dir)
+    return model, run
+
+
+def generator(model, run, direction=None):
+    """(direction, network): the run's generator for `direction` (default the model's
+    first, a2b). Refuses a direction an imported run did not receive from PyTorch."""
+    generators = model.generators()
+    direction = direction or next(iter(generators))
+    if direction not in generators:
+        raise ValueError(f"--direction must be one of {', '.join(generators)}, got {direction!r}")
+    imported = run.get("imported")
+    if imported is not None and imported.get(direction, "") is None:
+        raise ValueError(f"this run was imported without a {direction} checkpoint, so its {direction} "
+                         "generator is untrained; import again with --checkpoint-b")
+    return direction, generators[direction]
