@@ -67,6 +67,10 @@ def parse_args(argv):
     train.add_argument("--checkpoint-every", type=int, default=1000)
     train.add_argument("--sample-every", type=int, default=500)
     train.add_argument("--seed", type=int)
+    train.add_argument("--eval-every", type=int, default=0, help="every N steps: KID of a2b translations of "
+                       "DIR/testA against DIR/testB into TensorBoard; the best weights kept in RUN/best.weights.h5")
+    train.add_argument("--eval-features", default="mobilenet_v2", help="features for --eval-every (see evaluate)")
+    train.add_argument("--eval-samples", type=int, default=100, help="held-out images per domain for --eval-every")
     train.add_argument("--face-model", help="photo2cartoon: frozen face-recognition model (.keras file or "
                        "SavedModel directory; 112x112 [-1, 1] faces -> embeddings) for the face-identity loss")
 
@@ -77,10 +81,31 @@ def parse_args(argv):
     translate.add_argument("--input", required=True, help="an image or a folder of images")
     translate.add_argument("--output", required=True, help="folder for the translated images")
     translate.add_argument("--direction", help="--run-dir: which generator (default: the model's first, a2b)")
+    translate.add_argument("--best", action="store_true", help="--run-dir: use best.weights.h5 (--eval-every)")
     target = translate.add_mutually_exclusive_group()
     target.add_argument("--attrs", nargs="+", help="stargan: target attributes (1; all others 0), "
                         "space- or comma-separated, e.g. Blond_Hair,Young")
     target.add_argument("--domain", help="stargan: the target domain")
+
+    evaluate = commands.add_parser("evaluate", help="FID and KID of a model's translations against real images")
+    source = evaluate.add_mutually_exclusive_group(required=True)
+    source.add_argument("--run-dir", help="a run directory (the result is added to RUN/evaluation.json)")
+    source.add_argument("--model-dir", help="an exported SavedModel (version folder)")
+    evaluate.add_argument("--data", required=True, help="DIR with testA/testB (or trainA/trainB with --split train)")
+    evaluate.add_argument("--split", default="test", choices=["test", "train"])
+    evaluate.add_argument("--direction", default="a2b", choices=["a2b", "b2a"],
+                          help="a2b translates DIR/testA and compares with DIR/testB")
+    evaluate.add_argument("--metrics", nargs="+", default=["fid", "kid"], help="fid, kid, kid_blocks")
+    evaluate.add_argument("--features", default="mobilenet_v2",
+                          help="mobilenet_v2 (offline ImageNet features), inception (needs --inception-weights) "
+                          "or a Keras model file / SavedModel folder mapping [-1, 1] images to vectors")
+    evaluate.add_argument("--inception-weights", help="Keras InceptionV3 no-top .h5 weights for --features inception")
+    evaluate.add_argument("--feature-size", type=int, help="images are resized to it for the features "
+                          "(default 224; 299 for inception)")
+    evaluate.add_argument("--samples", type=int, help="translate at most N images (default all)")
+    evaluate.add_argument("--kid-subsets", type=int, default=100)
+    evaluate.add_argument("--kid-subset-size", type=int, default=1000, help="capped at the number of images")
+    evaluate.add_argument("--best", action="store_true", help="--run-dir: use best.weights.h5 (--eval-every)")
 
     export = commands.add_parser("export", help="export a generator as a SavedModel (TF Serving) or TFLite file")
     export.add_argument("--run-dir", required=True)
@@ -88,6 +113,7 @@ def parse_args(argv):
                         "saved_models/RUN_NAME); tflite: the .tflite file (default saved_models/RUN_NAME.tflite)")
     export.add_argument("--direction", help="which generator (default: the model's first, a2b)")
     export.add_argument("--version", type=int, default=1)
+    export.add_argument("--best", action="store_true", help="export RUN/best.weights.h5 (kept by --eval-every)")
     export.add_argument("--heatmap", action="store_true",
                         help="savedmodel: also return the attention heatmap (ugatit, ugatit_light)")
     export.add_argument("--format", default="savedmodel", choices=["savedmodel", "tflite"])
@@ -136,13 +162,14 @@ def run(args):
               batch_size=args.batch_size, image_size=args.image_size, load_size=args.load_size,
               precision=args.precision, xla=not args.no_xla, resume=args.resume,
               checkpoint_every=args.checkpoint_every, sample_every=args.sample_every, seed=args.seed,
-              model_overrides=overrides, dataset_fn=dataset_fn, eager=args.eager)
+              model_overrides=overrides, dataset_fn=dataset_fn, eager=args.eager, eval_every=args.eval_every,
+              eval_features=args.eval_features, eval_samples=args.eval_samples)
     elif args.command == "translate":
         translate_images(args)
     elif args.command == "export":
         from tf_translate.export import export_saved_model
-        from tf_translate.runs import generator, load_generators
-        model, record = load_generators(args.run_dir)
+        from tf_translate.runs import BEST_WEIGHTS, CHECKPOINT, generator, load_generators
+        model, record = load_generators(args.run_dir, BEST_WEIGHTS if args.best else CHECKPOINT)
         args.direction, network = generator(model, record, args.direction)
         name = os.path.basename(os.path.normpath(args.run_dir))
         if args.format == "tflite":
@@ -153,6 +180,8 @@ def run(args):
             path = export_saved_model(network, args.output or os.path.join("saved_models", name),
                                       args.version, label_names=label_names, heatmap=args.heatmap)
             print(f"SavedModel written to {path}")
+    elif args.command == "evaluate":
+        evaluate_translations(args)
     elif args.command == "import-torch":
         from tf_translate.torch_import import import_torch
         path = import_torch(args.model, args.checkpoint, args.output, args.checkpoint_b)
@@ -190,9 +219,9 @@ def run_translator(args):
     targets = [args.domain] if args.domain else names(args.attrs)
     if args.run_dir:
         from tf_translate.export import float32_copy, serving_module
-        from tf_translate.runs import generator, load_generators
+        from tf_translate.runs import BEST_WEIGHTS, CHECKPOINT, generator, load_generators
 
-        model, record = load_generators(args.run_dir)
+        model, record = load_generators(args.run_dir, BEST_WEIGHTS if args.best else CHECKPOINT)
         args.direction, network = generator(model, record, args.direction)
         module, inputs = serving_module(float32_copy(network)), {}  # as export computes
         if model.data_kind == "labelled":
@@ -229,6 +258,39 @@ def saved_model_label(label_names, targets):
     if unknown:
         raise ValueError(f"unknown domain(s) {', '.join(unknown)}; this model knows {', '.join(label_names)}")
     return [1.0 if name in targets else 0.0 for name in label_names]
+
+
+def evaluate_translations(args):
+    """`evaluate`: translates the source domain's split and compares with the target's."""
+    from tf_translate import evaluation
+    from tf_translate.data import check_images, domain_folders, list_images, read_rgb
+
+    if args.model_dir and args.direction != "a2b":
+        raise ValueError("--direction is for --run-dir: a SavedModel holds one generator")
+    folders = domain_folders(args.data, split=args.split)
+    source, target = folders if args.direction == "a2b" else folders[::-1]
+    images = []
+    for folder, limit in ((source, args.samples), (target, None)):
+        paths, bad = check_images(list_images(folder))
+        for path, reason in bad:
+            print(f"tf_translate: skipped {path}: {reason}", file=sys.stderr)
+        images.append([read_rgb(path) for path in paths[:limit]])
+    if min(len(images[0]), len(images[1])) < 2:
+        raise ValueError(f"--data {args.data!r}: FID and KID need at least 2 images in each of {source} and {target}")
+    args.domain = args.attrs = None
+    translate, _ = run_translator(args)
+    extractor = evaluation.feature_extractor(args.features, args.inception_weights)
+    size = args.feature_size or (299 if args.features == "inception" else 224)
+    results = evaluation.evaluate(translate, images[0], images[1], extractor, size, args.metrics,
+                                  args.kid_subsets, args.kid_subset_size)
+    features = evaluation.feature_label(args.features)
+    print(evaluation.format_table(results, features))
+    if args.run_dir:
+        record = {**results, "direction": args.direction, "data": os.path.abspath(args.data),
+                  "split": args.split, "features": features, "feature_size": size,
+                  "weights": "best.weights.h5" if args.best else "checkpoint.weights.h5",
+                  "kid_subsets": args.kid_subsets, "kid_subset_size": args.kid_subset_size}
+        print(f"written to {evaluation.write_evaluation(args.run_dir, record)}")
 
 
 def translate_images(args):

@@ -1,6 +1,7 @@
 """Run directories: the one owner of `run.json` and the checkpoint file.
 
-A run directory holds `run.json` and `checkpoint.weights.h5`:
+A run directory holds `run.json` and `checkpoint.weights.h5` (and `best.weights.h5`,
+`evaluation.json` when evaluated):
 - `model`: the `MODELS` name; `config`: the model's `get_config()` (image size included);
 - `flags`: how it was trained (data, batch size, length, precision, XLA, seed, total
   steps); empty for a run written by `import-torch`;
@@ -21,6 +22,7 @@ from tf_translate.models import build_model
 
 RUN_FILE = "run.json"
 CHECKPOINT = "checkpoint.weights.h5"
+BEST_WEIGHTS = "best.weights.h5"  # kept by the evaluation callback (`train --eval-every`)
 
 
 def write_json_atomically(path, value):
@@ -55,14 +57,15 @@ def write_run(run_dir, model_name, config, flags, imported=None):
     write_json_atomically(os.path.join(run_dir, RUN_FILE), record)
 
 
-def save_checkpoint(model, run_dir):
-    """Saves every weight, both optimizers' state (step and moments) and the image pools.
+def save_checkpoint(model, run_dir, name=CHECKPOINT):
+    """Saves every weight, both optimizers' state (step and moments) and the image pools
+    in RUN/name (the checkpoint, or the best weights an evaluation callback keeps).
 
     Written to a temporary file, flushed, then renamed over the last checkpoint: a
     process killed at any moment leaves the previous checkpoint intact.
     """
-    path = os.path.join(run_dir, CHECKPOINT)
-    temporary = os.path.join(run_dir, "checkpoint.tmp.weights.h5")
+    path = os.path.join(run_dir, name)
+    temporary = os.path.join(run_dir, name.replace(".weights.h5", ".tmp.weights.h5"))
     model.save_weights(temporary)
     with open(temporary, "rb") as file:
         os.fsync(file.fileno())
@@ -70,15 +73,15 @@ def save_checkpoint(model, run_dir):
     return path
 
 
-def load_checkpoint(model, run_dir, optimizers=True):
-    """Loads the run's checkpoint into `model`; False if there is none.
+def load_checkpoint(model, run_dir, optimizers=True, name=CHECKPOINT):
+    """Loads the run's checkpoint (or RUN/name) into `model`; False if there is none.
 
     With `optimizers=True` (resuming) the optimizers are built first and their state
     must load: Keras only warns when it does not fit and then skips it, and a resumed
     run without its moments and step would silently differ. With `optimizers=False`
     (an uncompiled model, for inference) the optimizer state in the file is not read.
     """
-    path = os.path.join(run_dir, CHECKPOINT)
+    path = os.path.join(run_dir, name)
     if not os.path.exists(path):
         return False
     if optimizers:
@@ -93,8 +96,9 @@ def load_checkpoint(model, run_dir, optimizers=True):
     return True
 
 
-def missing_checkpoint(run_dir):
-    return ValueError(f"{os.path.join(run_dir, CHECKPOINT)!r} is missing: the run has no checkpoint yet")
+def missing_checkpoint(run_dir, name=CHECKPOINT):
+    return ValueError(f"{os.path.join(run_dir, name)!r} is missing: the run has no "
+                      + ("checkpoint yet" if name == CHECKPOINT else "such weights"))
 
 
 def load_run(run_dir):
@@ -109,8 +113,9 @@ def load_run(run_dir):
     return model, run
 
 
-def load_generators(run_dir):
-    """The run's model with trained weights, for translate/export/evaluate, and the record.
+def load_generators(run_dir, name=CHECKPOINT):
+    """The run's model with trained weights (the checkpoint, or RUN/name such as the best
+    weights of an evaluation callback), for translate/export/evaluate, and the record.
 
     The model is built under the run's precision policy (a `mixed_float16` run's
     networks compute in float16, as they were trained; export makes float32 copies)
@@ -124,8 +129,8 @@ def load_generators(run_dir):
         model = build_model(run["model"], **run["config"])
     finally:
         keras.mixed_precision.set_global_policy(previous)
-    if not load_checkpoint(model, run_dir, optimizers=False):
-        raise missing_checkpoint(run_dir)
+    if not load_checkpoint(model, run_dir, optimizers=False, name=name):
+        raise missing_checkpoint(run_dir, name)
     return model, run
 
 

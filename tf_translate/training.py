@@ -99,7 +99,7 @@ def training_data(model_name, data, attr_file=None, attrs=None):
 def train(model_name, data, run_dir, steps=None, epochs=None, batch_size=None, image_size=None,
           load_size=None, precision="float32", xla=True, resume=False, checkpoint_every=1000,
           sample_every=500, log_every=50, seed=None, verbose=1, model_overrides=None,
-          dataset_fn=None, eager=False):
+          dataset_fn=None, eager=False, eval_every=0, eval_features="mobilenet_v2", eval_samples=100):
     """Trains `model_name` on `data` in `run_dir`; the CLI's `train` and the demo call it.
 
     Image size, batch size and length default to the model's `reference_run` (CycleGAN
@@ -109,7 +109,9 @@ def train(model_name, data, run_dir, steps=None, epochs=None, batch_size=None, i
     moments and step, image pools) is loaded, and training continues at the saved step
     until the run's total (or a new `steps`/`epochs`); a run of another model is refused.
     `eager=True` runs the train step op by op in Python (for debugging: no tracing, slow
-    steps); it is a choice of this call, not of the run.
+    steps); it is a choice of this call, not of the run. `eval_every=N` computes KID of
+    the a2b translations of DATA/testA against DATA/testB (`eval_samples` each, features
+    `eval_features`) every N steps into TensorBoard and keeps the best in RUN/best.weights.h5.
 
     Returns:
         the trained model.
@@ -161,9 +163,13 @@ def train(model_name, data, run_dir, steps=None, epochs=None, batch_size=None, i
     done = global_step(model)
     sample_batch = next(iter(dataset.take(1)))
     if done < total_steps:
-        callback = RunCallback(run_dir, sample_batch, checkpoint_every, sample_every, log_every)
-        model.fit(dataset, epochs=1, steps_per_epoch=total_steps - done,
-                  callbacks=[ReturnCompilerMemory(), callback],
+        callbacks = [ReturnCompilerMemory(), RunCallback(run_dir, sample_batch, checkpoint_every,
+                                                         sample_every, log_every)]
+        if eval_every:
+            from tf_translate.evaluation import held_out_callback
+            callbacks.append(held_out_callback(model, flags["data"], run_dir, eval_every, eval_features,
+                                               eval_samples))
+        model.fit(dataset, epochs=1, steps_per_epoch=total_steps - done, callbacks=callbacks,
                   verbose=verbose)
     if report.skipped:
         print(f"tf_translate: {len(report.skipped)} unreadable image(s) were skipped")

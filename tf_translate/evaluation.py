@@ -1,0 +1,181 @@
+"""Evaluating a translator: FID and KID of its translations against real target images,
+for `tf-translate evaluate` and for model selection during training.
+
+A translator is any function from uint8 [1, H, W, 3] images to uint8 images of the same
+size: a run's generator (`runs.load_generators` + `export.serving_module`) or an exported
+SavedModel's `serving_default`. Features come from `metrics.features` (the offline
+MobileNetV2 default, InceptionV3 with user-given weights, or any Keras model).
+"""
+
+import json
+import os
+
+import keras
+import numpy as np
+import tensorflow as tf
+
+from tf_translate import metrics
+from tf_translate.runs import BEST_WEIGHTS, save_checkpoint, write_json_atomically
+
+METRICS = ("fid", "kid", "kid_blocks")
+EVALUATION_FILE = "evaluation.json"
+
+
+def feature_extractor(name_or_path, inception_weights=None):
+    """`--features`: "mobilenet_v2" (offline default), "inception" (needs its weights
+    file) or a Keras model file / SavedModel folder mapping [-1, 1] images to vectors."""
+    if name_or_path == "mobilenet_v2":
+        return metrics.mobilenet_v2_features()
+    if name_or_path == "inception":
+        return metrics.inception_v3_features(inception_weights)
+    if not os.path.exists(name_or_path):
+        raise ValueError(f"--features {name_or_path!r}: expected mobilenet_v2, inception, or a Keras "
+                         "model file / SavedModel folder")
+    return metrics.keras_features(name_or_path)
+
+
+def feature_label(name_or_path):
+    """How a table names the features, so that no number passes for Inception FID."""
+    if name_or_path == "mobilenet_v2":
+        return "MobileNetV2 features (not comparable to published Inception FID/KID)"
+    if name_or_path == "inception":
+        return "InceptionV3 pool3 features"
+    return f"features of {os.path.basename(os.path.normpath(name_or_path))}"
+
+
+def translate_all(translate, images):
+    """uint8 translations of uint8 images, one at a time (images may differ in size)."""
+    return [translate(np.asarray(image, np.uint8)[None])[0] for image in images]
+
+
+def to_unit_range(images, size):
+    """uint8 images -> float32 [-1, 1] at size x size (bilinear), one batch."""
+    batch = [tf.image.resize(tf.cast(image, tf.float32)[None], (size, size))[0] for image in images]
+    return tf.stack(batch) / 127.5 - 1.0
+
+
+def features_of(extractor, images, size, batch_size=16):
+    """Features (float64 [n, d]) of uint8 images resized to `size`."""
+    rows = []
+    for start in range(0, len(images), batch_size):
+        rows.append(np.asarray(extractor(to_unit_range(images[start:start + batch_size], size)), np.float64))
+    return np.concatenate(rows)
+
+
+def distances(fake_features, real_features, names=METRICS, kid_subsets=100, kid_subset_size=1000, seed=2020):
+    """{metric: value} for the chosen names; KID entries are (mean, std) pairs x 1 (not x 100).
+
+    kid: the unbiased MMD^2 mean and std over `kid_subsets` random subsets (torch-fidelity's
+    protocol); kid_blocks: TF-GAN's block estimator with blocks of 10 and its standard
+    error (the protocol of U-GAT-IT's tables).
+    """
+    unknown = [name for name in names if name not in METRICS]
+    if unknown:
+        raise ValueError(f"--metrics: unknown {', '.join(unknown)}; expected some of {', '.join(METRICS)}")
+    results = {}
+    if "fid" in names:
+        results["fid"] = float(metrics.frechet_distance(fake_features, real_features))
+    if "kid" in names:
+        results["kid"] = [float(v) for v in metrics.kernel_distance(
+            fake_features, real_features, subsets=kid_subsets, subset_size=kid_subset_size, seed=seed)]
+    if "kid_blocks" in names:
+        results["kid_blocks"] = [float(v) for v in metrics.kernel_distance_blocks(fake_features, real_features)]
+    return results
+
+
+def evaluate(translate, source_images, target_images, extractor, feature_size=224, names=METRICS,
+             kid_subsets=100, kid_subset_size=1000):
+    """FID/KID of `translate(source_images)` against `target_images` (uint8 lists).
+
+    Returns:
+        {"samples": n translated, "real": n real, metric: value, ...}.
+    """
+    fake = translate_all(translate, source_images)
+    fake_features = features_of(extractor, fake, feature_size)
+    real_features = features_of(extractor, target_images, feature_size)
+    return {"samples": len(fake), "real": len(target_images),
+            **distances(fake_features, real_features, names, kid_subsets, kid_subset_size)}
+
+
+def format_table(results, features):
+    """The printed table: one metric per line, KID as x 100 with its ± (named protocol)."""
+    lines = [f"{results['samples']} translations vs {results['real']} real images, {features}"]
+    if "fid" in results:
+        lines.append(f"  FID                          {results['fid']:10.3f}")
+    if "kid" in results:
+        mean, std = results["kid"]
+        lines.append(f"  KID x 100 (subsets, ± std)   {100 * mean:10.3f} ± {100 * std:.3f}")
+    if "kid_blocks" in results:
+        mean, error = results["kid_blocks"]
+        lines.append(f"  KID x 100 (blocks of 10, ± s.e.) {100 * mean:6.3f} ± {100 * error:.3f}")
+    return "\n".join(lines)
+
+
+def write_evaluation(run_dir, record):
+    """Appends `record` to RUN/evaluation.json (a list, newest last), atomically."""
+    path = os.path.join(run_dir, EVALUATION_FILE)
+    history = []
+    if os.path.exists(path):
+        with open(path) as file:
+            history = json.load(file)
+    write_json_atomically(path, history + [record])
+    return path
+
+
+class EvaluationCallback(keras.callbacks.Callback):
+    """Every `every` steps: KID of the generator's translations of a held-out set against
+    held-out real target images, into TensorBoard (`eval/kid`), keeping the weights with
+    the lowest KID in RUN/best.weights.h5 (how photo2cartoon picked its released model,
+    by FID). The real images' features are computed once."""
+
+    def __init__(self, run_dir, direction, source_images, target_images, extractor, every,
+                 feature_size=224, kid_subsets=50, kid_subset_size=100):
+        super().__init__()
+        self.run_dir, self.direction, self.every = run_dir, direction, every
+        self.source_images = list(source_images)
+        self.extractor, self.feature_size = extractor, feature_size
+        self.kid_subsets, self.kid_subset_size = kid_subsets, kid_subset_size
+        self.real_features = features_of(extractor, list(target_images), feature_size)
+        self.best = float("inf")
+        self.writer = tf.summary.create_file_writer(os.path.join(run_dir, "logs"))
+
+    def on_train_batch_end(self, batch, logs=None):
+        from tf_translate.training import global_step
+
+        step = global_step(self.model)
+        if self.every and step % self.every == 0:
+            self.evaluate_now(step)
+
+    def evaluate_now(self, step):
+        from tf_translate.export import GeneratorModule
+
+        module = GeneratorModule(self.model.generators()[self.direction])
+        fake = translate_all(lambda image: module.serving_default(image)["images"].numpy(), self.source_images)
+        mean, std = metrics.kernel_distance(features_of(self.extractor, fake, self.feature_size),
+                                            self.real_features, subsets=self.kid_subsets,
+                                            subset_size=self.kid_subset_size)
+        with self.writer.as_default(step=step):
+            tf.summary.scalar("eval/kid", float(mean))
+            tf.summary.scalar("eval/kid_std", float(std))
+        self.writer.flush()
+        if mean < self.best:
+            self.best = float(mean)
+            save_checkpoint(self.model, self.run_dir, BEST_WEIGHTS)
+        return float(mean)
+
+
+def held_out_callback(model, data, run_dir, every, features="mobilenet_v2", samples=100, inception_weights=None):
+    """An `EvaluationCallback` on DIR/testA -> DIR/testB (up to `samples` images each)."""
+    from tf_translate.data import check_images, domain_folders, list_images, read_rgb
+
+    if model.data_kind != "unpaired" or "a2b" not in model.generators():
+        raise ValueError(f"--eval-every evaluates a2b translation; {type(model).__name__} has none")
+    if isinstance(data, (list, tuple)):
+        raise ValueError("--eval-every needs --data DIR with testA and testB as the held-out set")
+    images = [[read_rgb(path) for path in check_images(list_images(folder))[0][:samples]]
+              for folder in domain_folders(data, split="test")]
+    if min(len(images[0]), len(images[1])) < 2:
+        raise ValueError(f"--eval-every needs at least 2 images in each of {data}/testA and {data}/testB")
+    size = 299 if features == "inception" else 224
+    return EvaluationCallback(run_dir, "a2b", images[0], images[1], feature_extractor(features, inception_weights),
+                              every, size, kid_subset_size=max(2, min(len(images[0]), len(images[1])) // 2))
