@@ -64,8 +64,9 @@ def parse_args(argv):
     train.add_argument("--eager", action="store_true",
                        help="run the train step op by op in Python, to debug it (slow; no tracing)")
     train.add_argument("--resume", action="store_true", help="continue the run in --run-dir")
-    train.add_argument("--checkpoint-every", type=int, default=1000)
-    train.add_argument("--sample-every", type=int, default=500)
+    train.add_argument("--checkpoint-every", type=int, default=1000, help="checkpoint every N steps")
+    train.add_argument("--sample-every", type=int, default=500, help="sample grid every N steps")
+    train.add_argument("--log-every", type=int, default=50, help="TensorBoard scalars every N steps")
     train.add_argument("--seed", type=int)
     train.add_argument("--eval-every", type=int, default=0, help="every N steps: KID of a2b translations of "
                        "DIR/testA against DIR/testB into TensorBoard; the best weights kept in RUN/best.weights.h5")
@@ -136,6 +137,11 @@ def parse_args(argv):
     return parser.parse_args(argv)
 
 
+# Reflection padding of the 7x7 stem needs more than 3 px a side; smaller images are
+# skipped with a message rather than stopping the folder.
+MIN_TRANSLATE_SIZE = 8
+
+
 def names(values):
     """`--attrs A B` or `--attrs A,B` -> [A, B] (None when not given)."""
     return values and [name for value in values for name in value.split(",") if name]
@@ -161,7 +167,8 @@ def run(args):
         train(args.model, data, args.run_dir, steps=args.steps, epochs=args.epochs,
               batch_size=args.batch_size, image_size=args.image_size, load_size=args.load_size,
               precision=args.precision, xla=not args.no_xla, resume=args.resume,
-              checkpoint_every=args.checkpoint_every, sample_every=args.sample_every, seed=args.seed,
+              checkpoint_every=args.checkpoint_every, sample_every=args.sample_every, log_every=args.log_every,
+              seed=args.seed,
               model_overrides=overrides, dataset_fn=dataset_fn, eager=args.eager, eval_every=args.eval_every,
               eval_features=args.eval_features, eval_samples=args.eval_samples)
     elif args.command == "translate":
@@ -293,28 +300,53 @@ def evaluate_translations(args):
         print(f"written to {evaluation.write_evaluation(args.run_dir, record)}")
 
 
+def output_names(paths):
+    """Output file names: NAME.png, or NAME.EXT.png where two inputs share a NAME (x.jpg, x.png)."""
+    stems = [os.path.splitext(os.path.basename(path))[0] for path in paths]
+    return [(os.path.basename(path) if stems.count(stem) > 1 else stem) + ".png"
+            for path, stem in zip(paths, stems)]
+
+
 def translate_images(args):
-    """Translates a file or every image of a folder; outputs keep the input's name and size."""
+    """Translates a file or every image of a folder; outputs keep the input's name and size.
+    Files that cannot be read or translated are skipped, named and counted; no input file
+    is ever overwritten."""
     from PIL import Image
 
     from tf_translate.data import check_images, list_images, read_rgb
 
-    translate, _ = run_translator(args)
     if os.path.isdir(args.input):
         paths = list_images(args.input)
     elif os.path.isfile(args.input):
         paths = [args.input]
     else:
         raise ValueError(f"--input {args.input!r} is neither an image nor a folder")
-    paths, bad = check_images(paths)
-    for path, reason in bad:
-        print(f"tf_translate: skipped {path}: {reason}", file=sys.stderr)
+    outputs = [os.path.join(args.output, name) for name in output_names(paths)]
+    inputs = {os.path.realpath(path) for path in paths}
+    clash = [out for out in outputs if os.path.realpath(out) in inputs]
+    if clash:
+        raise ValueError(f"--output {args.output!r} would overwrite the input {clash[0]!r}: choose another folder")
+    translate, _ = run_translator(args)
+    good, bad = check_images(paths)
+    skipped = list(bad)
     os.makedirs(args.output, exist_ok=True)
-    for path in paths:
-        out = translate(read_rgb(path)[None])[0]
-        name = os.path.splitext(os.path.basename(path))[0] + ".png"
-        Image.fromarray(out).save(os.path.join(args.output, name))
-    print(f"translated {len(paths)} image(s) into {args.output}" + (f"; skipped {len(bad)}" if bad else ""))
+    for path, out in zip(paths, outputs):
+        if path not in good:
+            continue
+        try:
+            image = read_rgb(path)
+            if min(image.shape[:2]) < MIN_TRANSLATE_SIZE:
+                raise ValueError(f"{image.shape[1]}x{image.shape[0]} px is too small (at least "
+                                 f"{MIN_TRANSLATE_SIZE} px a side)")
+            Image.fromarray(translate(image[None])[0]).save(out)
+        except Exception as error:  # Pillow and TensorFlow raise many types; name the file, go on
+            skipped.append((path, one_line(error)))
+    for path, reason in skipped:
+        print(f"tf_translate: skipped {path}: {reason}", file=sys.stderr)
+    done = len(paths) - len(skipped)
+    print(f"translated {done} image(s) into {args.output}" + (f"; skipped {len(skipped)}" if skipped else ""))
+    if not done:
+        raise ValueError(f"--input {args.input!r}: no image could be translated")
 
 
 def main(argv=None):
@@ -322,9 +354,18 @@ def main(argv=None):
     try:
         run(args)
     except (ValueError, FileNotFoundError, OSError) as error:
-        print(f"tf-translate: error: {error}", file=sys.stderr)
+        print(f"tf-translate: error: {one_line(error)}", file=sys.stderr)
         return 2
+    except KeyboardInterrupt as interrupt:
+        print(f"tf-translate: {one_line(interrupt) or 'interrupted'}", file=sys.stderr)
+        return 130
     return 0
+
+
+def one_line(error):
+    """The first line of an error's message (TensorFlow and h5py errors run to many)."""
+    text = str(error).strip()
+    return text.splitlines()[0] if text else type(error).__name__
 
 
 if __name__ == "__main__":

@@ -10,7 +10,7 @@ import sys
 
 import numpy as np
 import tensorflow as tf
-from PIL import Image, ImageDraw
+from PIL import Image, ImageDraw, ImageOps
 
 IMAGE_EXTENSIONS = (".jpg", ".jpeg", ".png", ".bmp", ".gif", ".webp", ".tif", ".tiff")
 
@@ -45,11 +45,12 @@ def to_rgb(image):
 
 
 def read_rgb(path, size=None):
-    """Decodes `path` to a uint8 RGB array, resized (bicubic, as the reference) to `size`."""
+    """Decodes `path` to a uint8 RGB array, turned upright by its EXIF orientation and
+    resized (bicubic, as the reference) to `size`."""
     with Image.open(path) as image:
         image.seek(0)  # first frame of a GIF / animated WebP
         image.load()
-        rgb = to_rgb(image)
+        rgb = to_rgb(ImageOps.exif_transpose(image))  # phone photos: upright, as viewers show them
     if size is not None:
         rgb = rgb.resize((size, size), Image.BICUBIC)
     return np.asarray(rgb, dtype=np.uint8)

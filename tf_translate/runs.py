@@ -18,7 +18,7 @@ import warnings
 import keras
 
 from tf_translate import __version__
-from tf_translate.models import build_model
+from tf_translate.models import MODELS, build_model
 
 RUN_FILE = "run.json"
 CHECKPOINT = "checkpoint.weights.h5"
@@ -40,12 +40,23 @@ def is_run(run_dir):
 
 
 def read_run(run_dir):
-    """The run.json of `run_dir`, or a one-line error naming what is missing."""
+    """The run.json of `run_dir`, checked as untrusted input: a one-line error naming the
+    file when it is missing, not JSON, or not a run record of a known model."""
     path = os.path.join(run_dir, RUN_FILE)
     if not os.path.exists(path):
         raise ValueError(f"{path!r} is missing: {run_dir!r} is not a tf_translate run directory")
-    with open(path) as file:
-        return json.load(file)
+    try:
+        with open(path, encoding="utf-8") as file:
+            run = json.load(file)
+    except (UnicodeDecodeError, json.JSONDecodeError) as error:
+        raise ValueError(f"{path!r} is not valid JSON ({error}): the run record is damaged") from None
+    expected = {"model": str, "config": dict, "flags": dict}
+    problems = [key for key, kind in expected.items() if not isinstance(run, dict) or not isinstance(run.get(key), kind)]
+    if problems:
+        raise ValueError(f"{path!r} is not a tf_translate run record (missing or wrong: {', '.join(problems)})")
+    if run["model"] not in MODELS:
+        raise ValueError(f"{path!r} names an unknown model {run['model']!r}; valid models: {', '.join(sorted(MODELS))}")
+    return run
 
 
 def write_run(run_dir, model_name, config, flags, imported=None):
@@ -125,8 +136,12 @@ def load_generators(run_dir, name=CHECKPOINT):
     precision = run["flags"].get("precision", "float32")
     previous = keras.mixed_precision.global_policy()
     keras.mixed_precision.set_global_policy(precision)
+    # Training-only parts (photo2cartoon's face model) are never loaded for inference: a
+    # run.json could name any file, and a moved run would otherwise fail here.
+    model_class = MODELS[run["model"]][0]
+    config = {key: value for key, value in run["config"].items() if key not in model_class.training_only_config}
     try:
-        model = build_model(run["model"], **run["config"])
+        model = build_model(run["model"], **config)
     finally:
         keras.mixed_precision.set_global_policy(previous)
     if not load_checkpoint(model, run_dir, optimizers=False, name=name):

@@ -1,5 +1,6 @@
 """Training a model in a run directory: data choice, resume, sample grids, TensorBoard."""
 
+import math
 import os
 
 import keras
@@ -9,7 +10,7 @@ from PIL import Image
 
 from tf_translate.memory import ReturnCompilerMemory
 from tf_translate.models import MODELS, build_model
-from tf_translate.runs import RUN_FILE, load_checkpoint, read_run, save_checkpoint, write_run
+from tf_translate.runs import CHECKPOINT, RUN_FILE, load_checkpoint, read_run, save_checkpoint, write_run
 
 def global_step(model):
     """Training steps completed: the iteration count of the model's first optimizer."""
@@ -36,6 +37,7 @@ class RunCallback(keras.callbacks.Callback):
 
     def __init__(self, run_dir, sample_batch, checkpoint_every=1000, sample_every=500, log_every=50):
         super().__init__()
+        self.failure = None  # (step, loss name, value) of the first non-finite loss
         self.run_dir = run_dir
         self.sample_batch = sample_batch
         self.checkpoint_every = checkpoint_every
@@ -46,6 +48,11 @@ class RunCallback(keras.callbacks.Callback):
 
     def on_train_batch_end(self, batch, logs=None):
         step = global_step(self.model)
+        bad = [(name, float(value)) for name, value in (logs or {}).items() if not np.isfinite(float(value))]
+        if bad:  # stop before anything is written: the last checkpoint stays the last good one
+            self.failure = (step, *bad[0])
+            self.model.stop_training = True
+            return
         if self.log_every and step % self.log_every == 0:
             with self.writer.as_default(step=step):
                 for name, value in (logs or {}).items():
@@ -53,11 +60,24 @@ class RunCallback(keras.callbacks.Callback):
         if self.sample_every and step % self.sample_every == 0:
             self.write_samples(step)
         if self.checkpoint_every and step % self.checkpoint_every == 0:
-            save_checkpoint(self.model, self.run_dir)
+            self.save(step)
+
+    def save(self, step):
+        """Writes the checkpoint unless a weight is not finite (an update from damaged
+        optimizer state): then training stops and the last good checkpoint stays."""
+        if not all(np.isfinite(w.numpy()).all() for w in self.model.trainable_weights):
+            self.failure = (step, "a weight", float("nan"))
+            self.model.stop_training = True
+            return
+        save_checkpoint(self.model, self.run_dir)
 
     def on_train_end(self, logs=None):
+        if self.failure:
+            return
         step = global_step(self.model)
-        save_checkpoint(self.model, self.run_dir)
+        self.save(step)
+        if self.failure:
+            return
         self.write_samples(step)
         self.writer.flush()
 
@@ -119,6 +139,7 @@ def train(model_name, data, run_dir, steps=None, epochs=None, batch_size=None, i
     from tf_translate.data import reference_load_size, unpaired_dataset  # keeps `import training` light
 
     reference = model_class(model_name).reference_run
+    check_positive(steps=steps, epochs=epochs, batch_size=batch_size, image_size=image_size, load_size=load_size)
     if resume:
         run = read_run(run_dir)
         if run["model"] != model_name:
@@ -129,23 +150,38 @@ def train(model_name, data, run_dir, steps=None, epochs=None, batch_size=None, i
                              "export it, or start a new --run-dir to train")
         flags = run["flags"]
         config = run["config"]
+        for flag, given, kept in (("--image-size", image_size, config.get("image_size")),
+                                  ("--batch-size", batch_size, flags.get("batch_size")),
+                                  ("--load-size", load_size, flags.get("load_size"))):
+            if given is not None and given != kept:
+                raise ValueError(f"{flag} {given}: the run was started with {kept}, and a resumed run "
+                                 "keeps its settings (start a new --run-dir to change it)")
         if steps or epochs:  # a longer total given on resume extends the run
             flags.update(steps=steps, epochs=epochs)
+        if data is not None:  # where the data is now (the run may have moved)
+            flags["data"] = absolute(data)
     else:
         if os.path.exists(os.path.join(run_dir, RUN_FILE)):
             raise ValueError(f"{run_dir!r} already holds a run: pass --resume to continue it "
                              "or choose a new --run-dir")
         image_size = image_size or reference.image_size
+        load_size = load_size or reference_load_size(image_size)
+        if load_size < image_size:
+            raise ValueError(f"--load-size {load_size} is smaller than --image-size {image_size}: "
+                             "images are resized to the load size, then cropped to the image size")
         if not (steps or epochs):
             steps, epochs = reference.steps, reference.epochs
         flags = dict(steps=steps, epochs=epochs, batch_size=batch_size or reference.batch_size,
-                     load_size=load_size or reference_load_size(image_size), precision=precision,
-                     xla=xla, seed=seed, data=data)
+                     load_size=load_size, precision=precision, xla=xla, seed=seed, data=absolute(data))
         config = {"image_size": image_size, "seed": seed, **(model_overrides or {})}
 
     keras.mixed_precision.set_global_policy(flags["precision"])
     model = build_model(model_name, **config)
     config = model.get_config()
+    multiple = math.lcm(4, *[int(getattr(g, "input_multiple", 1) or 1) for g in model.generators().values()])
+    if config["image_size"] % multiple:
+        raise ValueError(f"--image-size {config['image_size']}: {model_name} trains on sizes that are a "
+                         f"multiple of {multiple} (e.g. {config['image_size'] // multiple * multiple or multiple})")
     make_dataset = dataset_fn or unpaired_dataset
     dataset, steps_per_epoch, report = make_dataset(
         flags["data"], batch_size=flags["batch_size"], image_size=config["image_size"],
@@ -157,20 +193,51 @@ def train(model_name, data, run_dir, steps=None, epochs=None, batch_size=None, i
     flags.update(total_steps=total_steps, steps_per_epoch=steps_per_epoch)
     model.compile(total_steps=total_steps, steps_per_epoch=steps_per_epoch, jit_compile=flags["xla"])
     model.run_eagerly = eager
+    try:  # before anything is written: a folder of undecodable images leaves no run behind
+        sample_batch = next(iter(dataset.take(1)))
+    except StopIteration:
+        raise ValueError(f"--data {flags['data']}: no training image could be decoded "
+                         f"({len(report.skipped)} skipped)") from None
     if resume:
         load_checkpoint(model, run_dir)
+    callbacks = [ReturnCompilerMemory(), RunCallback(run_dir, sample_batch, checkpoint_every, sample_every, log_every)]
+    if eval_every:
+        from tf_translate.evaluation import held_out_callback
+        callbacks.append(held_out_callback(model, flags["data"], run_dir, eval_every, eval_features, eval_samples))
     write_run(run_dir, model_name, config, flags)
     done = global_step(model)
-    sample_batch = next(iter(dataset.take(1)))
-    if done < total_steps:
-        callbacks = [ReturnCompilerMemory(), RunCallback(run_dir, sample_batch, checkpoint_every,
-                                                         sample_every, log_every)]
-        if eval_every:
-            from tf_translate.evaluation import held_out_callback
-            callbacks.append(held_out_callback(model, flags["data"], run_dir, eval_every, eval_features,
-                                               eval_samples))
-        model.fit(dataset, epochs=1, steps_per_epoch=total_steps - done, callbacks=callbacks,
-                  verbose=verbose)
+    if done >= total_steps:
+        print(f"tf_translate: the run is complete ({done} of {total_steps} steps); pass a larger --steps "
+              "or --epochs with --resume to extend it")
+    else:
+        try:
+            model.fit(dataset, epochs=1, steps_per_epoch=total_steps - done, callbacks=callbacks,
+                      verbose=verbose)
+        except KeyboardInterrupt:
+            if callbacks[1].failure is None:
+                callbacks[1].save(global_step(model))
+            raise KeyboardInterrupt(f"interrupted at step {global_step(model)}; the checkpoint is saved and "
+                                    "--resume continues the run") from None
+    failure = callbacks[1].failure
+    if failure:
+        raise ValueError(f"training stopped at step {failure[0]}: {failure[1]} is {failure[2]}; nothing was "
+                         f"saved after it, {os.path.join(run_dir, CHECKPOINT)} is the last good state")
     if report.skipped:
         print(f"tf_translate: {len(report.skipped)} unreadable image(s) were skipped")
     return model
+
+
+def check_positive(**values):
+    """One-line errors for sizes and lengths that are given but not positive."""
+    for name, value in values.items():
+        if value is not None and value <= 0:
+            raise ValueError(f"--{name.replace('_', '-')} must be a positive integer, got {value}")
+
+
+def absolute(data):
+    """`--data` as absolute paths, so a run resumes from any working directory."""
+    if isinstance(data, str):
+        return os.path.abspath(data)
+    if isinstance(data, (list, tuple)):
+        return [absolute(item) for item in data]
+    return data  # a labelled-data spec records its own paths

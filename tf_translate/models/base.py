@@ -4,8 +4,10 @@ construction, XLA and mixed-precision handling.
 A training model subclasses `TranslationModel`. What the CLI, `training`, `runs`,
 `export` and `torch_import` may ask of it, and nothing else:
 - class attributes `reference_run` (the reference implementation's image size, batch
-  size and length: `train`'s and the CLI's defaults) and `data_kind` ("unpaired":
-  `fit` takes (a, b) batches of two image folders; "labelled": (images, labels));
+  size and length: `train`'s and the CLI's defaults), `data_kind` ("unpaired":
+  `fit` takes (a, b) batches of two image folders; "labelled": (images, labels)) and
+  `training_only_config` (config keys such as a loss network's path that translate
+  and export leave out);
 - `optimizer_variables()`: {optimizer attribute name: the variables it updates};
 - `default_optimizers(total_steps, steps_per_epoch)`: {attribute name: optimizer};
 - `generators()`: {direction such as "a2b": network mapping [-1, 1] images};
@@ -147,6 +149,7 @@ class TranslationModel(keras.Model):
 
     reference_run = ReferenceRun(epochs=200)
     data_kind = "unpaired"
+    training_only_config = ()  # config keys inference never needs (and never loads)
 
     def label_names(self):
         """What each entry of a generator's label input means (label-conditioned models)."""
