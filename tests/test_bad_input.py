@@ -198,3 +198,19 @@ def test_resume_from_another_directory_and_of_a_finished_run(data, tmp_path, cap
     assert "the run is complete (2 of 2 steps)" in capsys.readouterr().out
     with pytest.raises(ValueError, match="--image-size 64: the run was started with 32"):
         tiny_train(data, run_dir, resume=True, image_size=64, batch_size=None)
+
+
+def test_damaged_checkpoint_bytes_are_refused_by_name(data, tmp_path, capsys):
+    """Bytes overwritten inside the checkpoint: translate refuses it instead of writing
+    black images (its SHA-256 was recorded when it was written)."""
+    run_dir = str(tmp_path / "run")
+    tiny_train(data, run_dir, steps=2)
+    path = os.path.join(run_dir, CHECKPOINT)
+    raw = bytearray(open(path, "rb").read())
+    raw[len(raw) // 2: len(raw) // 2 + 64] = b"\x00" * 64
+    open(path, "wb").write(bytes(raw))
+    Image.fromarray(np.zeros((16, 16, 3), np.uint8)).save(tmp_path / "x.png")
+    line = error_of(capsys, ["translate", "--run-dir", run_dir, "--input", str(tmp_path / "x.png"),
+                             "--output", str(tmp_path / "out")])
+    assert CHECKPOINT in line and "is damaged" in line
+    assert not (tmp_path / "out").exists()

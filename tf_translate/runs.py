@@ -11,6 +11,7 @@ Training writes and resumes runs (`training.py`), `import-torch` writes them, an
 translate, export and evaluate read only their generators back (`load_generators`).
 """
 
+import hashlib
 import json
 import os
 import warnings
@@ -73,15 +74,40 @@ def save_checkpoint(model, run_dir, name=CHECKPOINT):
     in RUN/name (the checkpoint, or the best weights an evaluation callback keeps).
 
     Written to a temporary file, flushed, then renamed over the last checkpoint: a
-    process killed at any moment leaves the previous checkpoint intact.
+    process killed at any moment leaves the previous checkpoint intact. Its SHA-256 goes
+    to RUN/name.sha256 before the rename, beside the previous file's, so whichever file a
+    crash leaves in place verifies on loading, and damaged bytes do not.
     """
     path = os.path.join(run_dir, name)
     temporary = os.path.join(run_dir, name.replace(".weights.h5", ".tmp.weights.h5"))
     model.save_weights(temporary)
     with open(temporary, "rb") as file:
         os.fsync(file.fileno())
+    digests = [sha256(temporary)] + ([sha256(path)] if os.path.exists(path) else [])
+    write_json_atomically(path + ".sha256", {"sha256": digests})
     os.replace(temporary, path)
     return path
+
+
+def sha256(path):
+    digest = hashlib.sha256()
+    with open(path, "rb") as file:
+        for block in iter(lambda: file.read(1 << 22), b""):
+            digest.update(block)
+    return digest.hexdigest()
+
+
+def verify_checkpoint(path):
+    """A one-line error when the file's SHA-256 is not the one recorded when it was written
+    (bytes damaged on disk or in a copy). Checkpoints without a record are not checked."""
+    record = path + ".sha256"
+    if not os.path.exists(record):
+        return
+    with open(record) as file:
+        expected = json.load(file).get("sha256", [])
+    if sha256(path) not in expected:
+        raise ValueError(f"checkpoint {path!r} is damaged: its SHA-256 is not the one recorded in "
+                         f"{os.path.basename(record)} when it was written")
 
 
 def load_checkpoint(model, run_dir, optimizers=True, name=CHECKPOINT):
@@ -95,6 +121,7 @@ def load_checkpoint(model, run_dir, optimizers=True, name=CHECKPOINT):
     path = os.path.join(run_dir, name)
     if not os.path.exists(path):
         return False
+    verify_checkpoint(path)
     if optimizers:
         model.build_optimizers()
     try:
