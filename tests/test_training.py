@@ -142,3 +142,18 @@ def test_a_mixed_float16_run_exports_its_trained_weights_in_float32(data, tmp_pa
     # float16 compute would differ by about 1e-3: the export is float32, not a cast copy.
     half = model.generator_ab(images).numpy()
     assert np.abs(half - out).max() > 1e-4
+
+
+def test_sample_grids_name_their_rows():
+    from tf_translate.training import TITLE_HEIGHT, image_grid, titled_grid
+
+    images = np.random.default_rng(0).uniform(-1, 1, (2, 16, 16, 3)).astype(np.float32)
+    rows = [("real A", images), ("fake B", -images)]
+    grid = titled_grid(rows)
+    assert grid.shape == (2 * (TITLE_HEIGHT + 16), 32, 3)
+    for i, row in enumerate(rows):  # each row's pixels are the plain grid's, below its strip
+        top = i * (TITLE_HEIGHT + 16)
+        np.testing.assert_array_equal(grid[top + TITLE_HEIGHT: top + TITLE_HEIGHT + 16], image_grid([row]))
+        strip = grid[top: top + TITLE_HEIGHT]
+        assert (strip < 128).any() and (strip == 255).mean() > 0.5  # dark text on white
+    assert not np.array_equal(grid[:TITLE_HEIGHT], grid[TITLE_HEIGHT + 16: 2 * TITLE_HEIGHT + 16])  # two titles

@@ -30,6 +30,23 @@ def image_grid(rows):
     return np.clip((grid + 1.0) * 127.5 + 0.5, 0, 255).astype(np.uint8)
 
 
+TITLE_HEIGHT = 12
+
+
+def titled_grid(rows):
+    """`image_grid` with each row's title written on a white strip above it (the sample
+    PNGs and TensorBoard images say what each row is)."""
+    from PIL import ImageDraw
+
+    parts = []
+    for title, images in rows:
+        tiles = image_grid([(title, images)])
+        strip = Image.new("RGB", (tiles.shape[1], TITLE_HEIGHT), (255, 255, 255))
+        ImageDraw.Draw(strip).text((2, 0), title, fill=(0, 0, 0))
+        parts += [np.asarray(strip), tiles]
+    return np.concatenate(parts, axis=0)
+
+
 class RunCallback(keras.callbacks.Callback):
     """Every `checkpoint_every` steps writes the checkpoint; every `sample_every` steps
     writes a sample grid (PNG in RUN/samples and a TensorBoard image) and the scalars.
@@ -82,7 +99,7 @@ class RunCallback(keras.callbacks.Callback):
         self.writer.flush()
 
     def write_samples(self, step):
-        grid = image_grid(self.model.sample_rows(self.sample_batch))
+        grid = titled_grid(self.model.sample_rows(self.sample_batch))
         Image.fromarray(grid).save(os.path.join(self.run_dir, "samples", f"step_{step:07d}.png"))
         with self.writer.as_default(step=step):
             tf.summary.image("samples", grid[None], step=step)
