@@ -94,8 +94,8 @@ def parse_args(argv):
     source.add_argument("--model-dir", help="an exported SavedModel (version folder)")
     evaluate.add_argument("--data", required=True, help="DIR with testA/testB (or trainA/trainB with --split train)")
     evaluate.add_argument("--split", default="test", choices=["test", "train"])
-    evaluate.add_argument("--direction", default="a2b", choices=["a2b", "b2a"],
-                          help="a2b translates DIR/testA and compares with DIR/testB")
+    evaluate.add_argument("--direction", choices=["a2b", "b2a"],
+                          help="--run-dir: a2b (default) translates DIR/testA and compares with DIR/testB")
     evaluate.add_argument("--metrics", nargs="+", default=["fid", "kid"], help="fid, kid, kid_blocks")
     evaluate.add_argument("--features", default="mobilenet_v2",
                           help="mobilenet_v2 (offline ImageNet features), inception (needs --inception-weights) "
@@ -272,10 +272,8 @@ def evaluate_translations(args):
     from tf_translate import evaluation
     from tf_translate.data import check_images, domain_folders, list_images, read_rgb
 
-    if args.model_dir and args.direction != "a2b":
-        raise ValueError("--direction is for --run-dir: a SavedModel holds one generator")
     folders = domain_folders(args.data, split=args.split)
-    source, target = folders if args.direction == "a2b" else folders[::-1]
+    source, target = folders if args.direction in (None, "a2b") else folders[::-1]
     images = []
     for folder, limit in ((source, args.samples), (target, None)):
         paths, bad = check_images(list_images(folder))
@@ -293,7 +291,7 @@ def evaluate_translations(args):
     features = evaluation.feature_label(args.features)
     print(evaluation.format_table(results, features))
     if args.run_dir:
-        record = {**results, "direction": args.direction, "data": os.path.abspath(args.data),
+        record = {**results, "direction": args.direction or "a2b", "data": os.path.abspath(args.data),
                   "split": args.split, "features": features, "feature_size": size,
                   "weights": "best.weights.h5" if args.best else "checkpoint.weights.h5",
                   "kid_subsets": args.kid_subsets, "kid_subset_size": args.kid_subset_size}
