@@ -214,3 +214,20 @@ def test_damaged_checkpoint_bytes_are_refused_by_name(data, tmp_path, capsys):
                              "--output", str(tmp_path / "out")])
     assert CHECKPOINT in line and "is damaged" in line
     assert not (tmp_path / "out").exists()
+
+
+def test_huge_images_are_refused_by_name_or_resized_with_max_size(run, tmp_path, capsys):
+    folder = tmp_path / "in"
+    folder.mkdir()
+    Image.new("RGB", (4100, 400), (10, 200, 30)).save(folder / "wide.png")
+    Image.fromarray(np.zeros((20, 20, 3), np.uint8)).save(folder / "small.png")
+    assert main(["translate", "--run-dir", run, "--input", str(folder), "--output", str(tmp_path / "a")]) == 0
+    captured = capsys.readouterr()
+    assert "wide.png: 4100x400 px is larger than 4096 px a side; pass --max-size N" in captured.err
+    assert os.listdir(tmp_path / "a") == ["small.png"]
+    assert main(["translate", "--run-dir", run, "--input", str(folder / "wide.png"), "--output", str(tmp_path / "b"),
+                 "--max-size", "512"]) == 0
+    assert read_rgb(str(tmp_path / "b" / "wide.png")).shape == (50, 512, 3)
+    assert "--max-size must be at least 8" in error_of(capsys, ["translate", "--run-dir", run, "--input",
+                                                                 str(folder), "--output", str(tmp_path / "c"),
+                                                                 "--max-size", "2"])

@@ -83,6 +83,8 @@ def parse_args(argv):
     translate.add_argument("--output", required=True, help="folder for the translated images")
     translate.add_argument("--direction", help="--run-dir: which generator (default: the model's first, a2b)")
     translate.add_argument("--best", action="store_true", help="--run-dir: use best.weights.h5 (--eval-every)")
+    translate.add_argument("--max-size", type=int, help=f"resize images whose longer side exceeds N px to N "
+                           f"(default: images over {MAX_TRANSLATE_SIZE} px are skipped with a message)")
     target = translate.add_mutually_exclusive_group()
     target.add_argument("--attrs", nargs="+", help="stargan: target attributes (1; all others 0), "
                         "space- or comma-separated, e.g. Blond_Hair,Young")
@@ -140,6 +142,7 @@ def parse_args(argv):
 # Reflection padding of the 7x7 stem needs more than 3 px a side; smaller images are
 # skipped with a message rather than stopping the folder.
 MIN_TRANSLATE_SIZE = 8
+MAX_TRANSLATE_SIZE = 4096
 
 
 def names(values):
@@ -298,6 +301,26 @@ def evaluate_translations(args):
         print(f"written to {evaluation.write_evaluation(args.run_dir, record)}")
 
 
+def limit_size(image, max_size):
+    """`image` resized (bicubic) so that its longer side is at most `max_size`; without
+    `max_size`, a one-line refusal above MAX_TRANSLATE_SIZE (a generator's activations
+    at 8000 x 8000 px need tens of GB)."""
+    import numpy as np
+    from PIL import Image
+
+    longer = max(image.shape[:2])
+    if max_size is None:
+        if longer > MAX_TRANSLATE_SIZE:
+            raise ValueError(f"{image.shape[1]}x{image.shape[0]} px is larger than {MAX_TRANSLATE_SIZE} px a side; "
+                             "pass --max-size N to translate it resized to N px")
+        return image
+    if longer <= max_size:
+        return image
+    scale = max_size / longer
+    size = (max(1, round(image.shape[1] * scale)), max(1, round(image.shape[0] * scale)))
+    return np.asarray(Image.fromarray(image).resize(size, Image.BICUBIC))
+
+
 def output_names(paths):
     """Output file names: NAME.png, or NAME.EXT.png where two inputs share a NAME (x.jpg, x.png)."""
     stems = [os.path.splitext(os.path.basename(path))[0] for path in paths]
@@ -319,6 +342,8 @@ def translate_images(args):
         paths = [args.input]
     else:
         raise ValueError(f"--input {args.input!r} is neither an image nor a folder")
+    if args.max_size is not None and args.max_size < MIN_TRANSLATE_SIZE:
+        raise ValueError(f"--max-size must be at least {MIN_TRANSLATE_SIZE}, got {args.max_size}")
     outputs = [os.path.join(args.output, name) for name in output_names(paths)]
     inputs = {os.path.realpath(path) for path in paths}
     clash = [out for out in outputs if os.path.realpath(out) in inputs]
@@ -332,7 +357,7 @@ def translate_images(args):
         if path not in good:
             continue
         try:
-            image = read_rgb(path)
+            image = limit_size(read_rgb(path), args.max_size)
             if min(image.shape[:2]) < MIN_TRANSLATE_SIZE:
                 raise ValueError(f"{image.shape[1]}x{image.shape[0]} px is too small (at least "
                                  f"{MIN_TRANSLATE_SIZE} px a side)")
