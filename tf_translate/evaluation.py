@@ -107,7 +107,8 @@ def format_table(results, features):
         lines.append(f"  KID x 100 (subsets, ± std)   {100 * mean:10.3f} ± {100 * std:.3f}")
     if "kid_blocks" in results:
         mean, error = results["kid_blocks"]
-        lines.append(f"  KID x 100 (blocks of 10, ± s.e.) {100 * mean:6.3f} ± {100 * error:.3f}")
+        spread = "(one block: no s.e.)" if np.isnan(error) else f"± {100 * error:.3f}"
+        lines.append(f"  KID x 100 (blocks of 10, ± s.e.) {100 * mean:6.3f} {spread}")
     return "\n".join(lines)
 
 
