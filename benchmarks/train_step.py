@@ -1,7 +1,10 @@
 """Train-step speed and memory: first-step (compile) seconds, median step seconds,
 images/s and peak RSS, per execution mode and precision, optionally beside the PyTorch
-reference (`../shared/bench/torch_ref.py`). Each configuration runs in its own process
-so peak memory and the dtype policy do not leak between rows.
+reference: `benchmarks/torch_step.py` (the repository's own re-statements of the
+reference steps, for cyclegan and stargan) or, with `--torch-ref-script FILE`, another
+script with the same command line and JSON output (e.g. a U-GAT-IT reference). Each
+configuration runs in its own process so peak memory and the dtype policy do not leak
+between rows.
 
     python benchmarks/train_step.py --model cyclegan --size 128 --batch 1 \
         --modes xla,function,eager --precisions float32,mixed_float16 --torch-ref
@@ -26,8 +29,8 @@ import sys
 import time
 
 HERE = os.path.dirname(os.path.abspath(__file__))
-TORCH_REF = os.path.join(HERE, "..", "..", "shared", "bench", "torch_ref.py")
-# Our model name -> torch_ref.py's model and the arguments that select the same variant.
+TORCH_STEP = os.path.join(HERE, "torch_step.py")
+# Our model name -> the reference script's model and the arguments that select the same variant.
 TORCH_MODELS = {"ugatit": ("ugatit", ["--light", "0"]), "ugatit_light": ("ugatit", ["--light", "1"])}
 
 
@@ -94,8 +97,10 @@ def main():
     parser.add_argument("--modes", default="xla,function,eager")
     parser.add_argument("--precisions", default="float32,mixed_float16")
     parser.add_argument("--overrides", default="{}", help="JSON constructor overrides")
-    parser.add_argument("--torch-ref", action="store_true", help="also time ../shared/bench/torch_ref.py")
-    parser.add_argument("--torch-args", default="", help="extra torch_ref.py arguments, e.g. '--light 1'")
+    parser.add_argument("--torch-ref", action="store_true", help="also time the PyTorch reference step")
+    parser.add_argument("--torch-ref-script", default=TORCH_STEP,
+                        help="the PyTorch side (default benchmarks/torch_step.py: cyclegan, stargan)")
+    parser.add_argument("--torch-args", default="", help="extra arguments for it, e.g. '--light 1'")
     parser.add_argument("--phase", choices=["d", "dg"], default="dg",
                         help="StarGAN: critic-only steps (d) or critic+generator steps (dg)")
     parser.add_argument("--child", action="store_true")
@@ -121,7 +126,9 @@ def main():
     torch_step = None
     if args.torch_ref:
         torch_model, variant = TORCH_MODELS.get(args.model, (args.model, []))
-        command = [sys.executable, TORCH_REF, "--model", torch_model, "--size", str(args.size),
+        if args.torch_ref_script == TORCH_STEP and args.model not in ("cyclegan", "stargan"):
+            parser.error(f"benchmarks/torch_step.py has no {args.model}: pass --torch-ref-script FILE")
+        command = [sys.executable, args.torch_ref_script, "--model", torch_model, "--size", str(args.size),
                    "--batch", str(args.batch), "--threads", str(os.cpu_count())] + variant + args.torch_args.split()
         done = subprocess.run(command, capture_output=True, text=True)
         ref = json.loads([l for l in done.stdout.splitlines() if l.startswith("{")][-1])

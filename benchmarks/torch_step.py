@@ -1,0 +1,75 @@
+"""The PyTorch side of `train_step.py --torch-ref`, inside this repository: times one
+training iteration of the reference re-statements in `tests/torch_reference.py`
+(junyanz's CycleGAN `optimize_parameters`, yunjey's StarGAN `Solver.train` body), the
+same code the step-parity tests prove equal to ours. Prints one JSON line:
+sec_per_iter_median, peak_rss_mb.
+
+    python benchmarks/torch_step.py --model cyclegan --size 128 --batch 1
+    python benchmarks/torch_step.py --model stargan --size 128 --batch 16 --phase dg
+"""
+
+import argparse
+import json
+import os
+import resource
+import statistics
+import sys
+import time
+
+import numpy as np
+
+sys.path.insert(0, os.path.join(os.path.dirname(os.path.dirname(os.path.abspath(__file__))), "tests"))
+
+MODELS = ("cyclegan", "stargan")
+
+
+def iteration(model, size, batch, phase, rng):
+    """A function running one reference iteration on fixed random batches."""
+    images = lambda: rng.uniform(-1, 1, (batch, size, size, 3)).astype(np.float32)
+    if model == "cyclegan":
+        from torch_reference import TorchCycleGAN
+
+        trainer, a, b = TorchCycleGAN(), images(), images()  # 64 filters, 9 blocks, 64-filter PatchGANs
+        return lambda: trainer.step(a, b)
+    from torch_reference import TorchStarGAN
+
+    trainer = TorchStarGAN(size, 5, 64, 6, 64, 6)  # the CelebA defaults: c_dim 5, 6 blocks, 6 D layers
+    x, labels = images(), rng.integers(0, 2, (batch, 5)).astype(np.float32)
+    targets, alpha = labels[rng.permutation(batch)], rng.uniform(size=(batch, 1, 1, 1)).astype(np.float32)
+
+    def step():
+        trainer.critic_step(x, labels, targets, alpha)
+        if phase == "dg":
+            trainer.generator_step(x, labels, targets)
+    return step
+
+
+def main():
+    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    parser.add_argument("--model", choices=MODELS, required=True)
+    parser.add_argument("--size", type=int, default=128)
+    parser.add_argument("--batch", type=int, default=1)
+    parser.add_argument("--iters", type=int, default=5)
+    parser.add_argument("--warmup", type=int, default=2)
+    parser.add_argument("--threads", type=int, default=os.cpu_count())
+    parser.add_argument("--phase", choices=["d", "dg"], default="dg", help="stargan: critic-only or critic+generator")
+    args = parser.parse_args()
+    import torch
+
+    torch.set_num_threads(args.threads)
+    torch.manual_seed(0)
+    step = iteration(args.model, args.size, args.batch, args.phase, np.random.default_rng(0))
+    for _ in range(args.warmup):
+        step()
+    times = []
+    for _ in range(args.iters):
+        start = time.perf_counter()
+        step()
+        times.append(time.perf_counter() - start)
+    print(json.dumps({"model": args.model, "size": args.size, "batch": args.batch,
+                      "sec_per_iter_median": statistics.median(times),
+                      "peak_rss_mb": resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024}))
+
+
+if __name__ == "__main__":
+    main()
