@@ -10,7 +10,11 @@ pool 50. Ours reads the PNG folders with `unpaired_dataset` and trains with `fit
 reference side is `tests/torch_reference.py` (junyanz's networks and
 `optimize_parameters`, with its data transform). The judge is a small CNN trained on the
 real Fashion-MNIST training split (cached in the output folder). Prints a table: the
-share of translated test images the judge assigns to class B, and the training time.
+share of translated test images the judge assigns to class B, KID x 100 of the
+translations against 500 real class-B test images (`tf_translate.metrics.kernel_distance`,
+50 subsets of 250; on the judge's class probabilities and on the offline MobileNetV2
+features), and the training time. The input row is "before training": the
+untranslated class-A images against class B.
 
     python benchmarks/cyclegan_fashion_mnist.py                       # sandal -> sneaker
     python benchmarks/cyclegan_fashion_mnist.py --pair sneaker:ankle_boot
@@ -62,7 +66,24 @@ def make_data(args, root):
     write_domain(os.path.join(root, "trainA"), train_images[train_labels == source][:args.train_count])
     write_domain(os.path.join(root, "trainB"), train_images[train_labels == target][:args.train_count])
     write_domain(os.path.join(root, "testA"), test_images[test_labels == source][:args.test_count])
+    write_domain(os.path.join(root, "testB"), test_images[test_labels == target][:args.test_count])
     return source, target
+
+
+def kid_columns(classifier, mobilenet, images, real_b):
+    """KID x 100 (mean of 50 subsets) of `images` against the real class-B test images,
+    on the judge's class probabilities (10-d) and on MobileNetV2 features (1280-d)."""
+    import tensorflow as tf
+
+    from tf_translate import metrics
+
+    probabilities = lambda x: tf.nn.softmax(classifier(x, training=False))
+    subset = min(250, len(images) // 2, len(real_b) // 2)
+    kids = []
+    for extractor in (probabilities, mobilenet):
+        fake, real = (metrics.extract_features(extractor, x, batch_size=100) for x in (images, real_b))
+        kids.append(100 * metrics.kernel_distance(fake, real, subsets=50, subset_size=subset)[0])
+    return kids
 
 
 def judge(args):
@@ -172,22 +193,30 @@ def main(argv=None):
     root = os.path.join(args.output, args.pair.replace(":", "2") + f"_{args.train_count}")
     source, target = make_data(args, root)
     classifier, accuracy = judge(args)
+    from tf_translate import metrics
+
+    mobilenet = metrics.mobilenet_v2_features()
     test = to_unit(read_folder(os.path.join(root, "testA")))
-    rows = [("input (class A)", float(np.mean(predict(classifier, test) == target)), None)]
+    real_b = to_unit(read_folder(os.path.join(root, "testB")))
+    rows = [("input (class A), before training", float(np.mean(predict(classifier, test) == target)), None,
+             *kid_columns(classifier, mobilenet, test, real_b))]
     grid = [test]
     sides = ["torch", "ours"] if args.side == "both" else [args.side]
     for side in sides:
         fakes, seconds = (train_torch if side == "torch" else train_ours)(args, root)
         label = "PyTorch reference" if side == "torch" else "tf_translate" + (" (Keras Adam)" if args.keras_adam else "")
-        rows.append((label, float(np.mean(predict(classifier, fakes) == target)), seconds))
+        rows.append((label, float(np.mean(predict(classifier, fakes) == target)), seconds,
+                     *kid_columns(classifier, mobilenet, fakes, real_b)))
         grid.append(fakes)
     picture = os.path.join(args.output, f"{args.pair.replace(':', '2')}_{'_'.join(sides)}.png")
     save_grid(picture, grid)
     print(f"\nCycleGAN {args.pair.replace(':', ' -> ')}, {args.steps} steps, load {args.load_size or 36}; "
           f"judge accuracy on the real test split {accuracy:.1%}; rows of {picture}: input, " + ", ".join(sides))
-    print("| side | judged class B | train s |\n|---|---:|---:|")
-    for label, share, seconds in rows:
-        print(f"| {label} | {share:.1%} | {'' if seconds is None else f'{seconds:.0f}'} |")
+    print("| side | judged class B | KID x 100, judge probabilities | KID x 100, MobileNetV2 features | train s |\n"
+          "|---|---:|---:|---:|---:|")
+    for label, share, seconds, kid_judge, kid_mobilenet in rows:
+        print(f"| {label} | {share:.1%} | {kid_judge:.2f} | {kid_mobilenet:.2f} | "
+              f"{'' if seconds is None else f'{seconds:.0f}'} |")
     with open(os.path.join(args.output, "result.json"), "a") as file:
         file.write(json.dumps({"args": vars(args), "rows": rows, "judge_accuracy": accuracy}) + "\n")
 
