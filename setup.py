@@ -21,7 +21,7 @@ setup(
     # keras < 3.16: the fused Adam (models/base.py) calls Keras optimizer internals
     # (_backend_update_step, _get_variable_index, _momentums, _velocities); 3.15 is the
     # version the suite runs on, and a newer Keras is refused until it is tested.
-    install_requires=["keras>=3.0,<3.16", "tensorboard", "numpy", "pillow"],
+    install_requires=["keras>=3.10,<3.16", "tensorboard", "numpy", "pillow"],
     extras_require={
         "cpu": ["tensorflow-cpu>=2.16"],
         "gpu": ["tensorflow[and-cuda]>=2.16"],

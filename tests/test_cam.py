@@ -1,10 +1,13 @@
-"""CAMAttention against a NumPy version of the U-GAT-IT / photo2cartoon CAM block."""
+"""CAMAttention against a NumPy version of the U-GAT-IT / photo2cartoon CAM block; the
+heatmap drawn as an image."""
 
 import keras
 import numpy as np
 import pytest
+import tensorflow as tf
 
 from tf_translate.layers import CAMAttention
+from tf_translate.layers.cam import heatmap_image
 
 
 def np_cam(x, w_gap, w_gmp, conv_kernel, conv_bias, slope=0.0, b_gap=0.0, b_gmp=0.0,
@@ -85,3 +88,7 @@ def test_config_round_trip_and_errors():
         CAMAttention(8, activation="tanh")
     with pytest.raises(ValueError, match=r"CAMAttention\(8\) got 6 input channels"):
         CAMAttention(8).build((1, 4, 4, 6))
+
+
+def test_constant_heatmap_gives_a_finite_image():
+    assert np.isfinite(heatmap_image(tf.zeros([1, 2, 2, 1]), 8).numpy()).all()

@@ -8,10 +8,9 @@ import tensorflow as tf
 from helpers import random_images
 from tf_translate import build_model
 from tf_translate.export import export_saved_model
-from tf_translate.layers import SpectralNorm
+from tf_translate.layers import AdaLINResidualBlock, SpectralNorm
 from tf_translate.models.nicegan import (NICEGAN, NICEGANDiscriminator, NICEGANGenerator, PixelShuffle,
                                          ResidualCAMAttention)
-from tf_translate.models.ugatit import AdaLINResidualBlock
 from tf_translate.training import image_grid
 
 # The training-model tests use the 6-layer discriminator (the reference's --n_dis 7

@@ -1,6 +1,7 @@
 import numpy as np
+import pytest
 
-from tf_translate.schedules import LinearDecay
+from tf_translate.schedules import LinearDecay, StarGANDecay, half_then_linear_decay
 
 
 def test_linear_decay_matches_the_reference_lambda_rule():
@@ -24,7 +25,6 @@ def torch_lambda_lr_per_epoch(n_epochs, n_epochs_decay, step_at_epoch_start):
     (end of epoch) steps it."""
     import warnings
 
-    import pytest
     torch = pytest.importorskip("torch")
     weight = torch.nn.Parameter(torch.zeros(1))
     optimizer = torch.optim.Adam([weight], lr=2e-4)
@@ -52,3 +52,51 @@ def test_both_scheduler_positions_match_torch_lambda_lr():
                for epoch in range(9) for offset in range(steps_per_epoch)]
         np.testing.assert_allclose(got, np.repeat(expected, steps_per_epoch), rtol=1e-6, atol=1e-12)
     assert expected[-1] == 0.0  # the current upstream trains its last epoch at rate 0
+
+
+def test_half_then_linear_decay_is_the_ugatit_reference_loop():
+    """lr at each iteration equals UGATIT.train's in-place decrements (N = 10 and 7)."""
+    for total in (10, 7):
+        schedule = half_then_linear_decay(1e-4, total)
+        lr, reference = 1e-4, []
+        for step in range(1, total + 1):
+            if step > total // 2:
+                lr -= 1e-4 / (total // 2)
+            reference.append(max(lr, 0.0))  # odd N: the reference ends below 0; we stop at 0
+        ours = [float(schedule(step)) for step in range(total)]
+        np.testing.assert_allclose(ours, reference, atol=1e-12)
+    assert half_then_linear_decay(1e-4, None) == 1e-4
+
+
+def _reference_rates(num_iters, num_iters_decay, lr_update_step, lr0=1e-4):
+    """The learning rate of every iteration, by running yunjey's decay loop."""
+    rates, lr = [], lr0
+    for i in range(num_iters):
+        rates.append(lr)
+        if (i + 1) % lr_update_step == 0 and (i + 1) > (num_iters - num_iters_decay):
+            lr -= lr0 / float(num_iters_decay)
+    return np.array(rates)
+
+
+def test_stargan_decay_follows_the_reference_loop():
+    n, decay, every = 60, 30, 5
+    rates = _reference_rates(n, decay, every)
+    d = StarGANDecay(1e-4, n - decay, decay, every, to_zero=False)
+    g = StarGANDecay(1e-4, n - decay, decay, every, to_zero=False, period=5)
+    np.testing.assert_allclose([float(d(i)) for i in range(n)], rates, rtol=1e-6)
+    # The generator's k-th update runs in iteration 5k + 4.
+    np.testing.assert_allclose([float(g(k)) for k in range(n // 5)], rates[4::5], rtol=1e-6)
+    # to_zero: each drop is lr_update_step times larger, so the rate reaches 0.
+    linear = 1e-4 - (1e-4 - rates) * every
+    np.testing.assert_allclose([float(StarGANDecay(1e-4, n - decay, decay, every)(i))
+                                for i in range(n)], linear, rtol=1e-5, atol=1e-12)
+    assert linear[-1] == pytest.approx(1e-4 * every / decay)
+    # With the reference settings the code's decay is 1e-9 per drop: the last iteration
+    # runs at lr0 - 99e-9 (the 100th drop comes after it), about 0.999 lr0 (REFERENCE 2.2).
+    final = _reference_rates(200_000, 100_000, 1000)[-1]
+    assert final == pytest.approx(1e-4 - 99e-9, rel=1e-9)
+    assert float(StarGANDecay(1e-4, 100_000, 100_000, 1000, to_zero=False)(199_999)) == \
+        pytest.approx(final, rel=1e-6)
+    # Two datasets: two optimizer steps per iteration.
+    two = StarGANDecay(1e-4, n - decay, decay, every, to_zero=False, steps_per_iteration=2)
+    np.testing.assert_allclose([float(two(s)) for s in range(2 * n)], np.repeat(rates, 2), rtol=1e-6)

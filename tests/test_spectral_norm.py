@@ -5,7 +5,7 @@ import numpy as np
 import pytest
 import tensorflow as tf
 
-from tf_translate.layers import SpectralNorm, consecutive_calls
+from tf_translate.layers import SpectralNorm
 
 
 def normalize(v):
@@ -165,8 +165,8 @@ def test_consecutive_calls_in_one_batch_equal_separate_calls(wrapped):
 
     layer.u.assign(u0)
     layer.v.assign(v0)
-    with tf.GradientTape() as tape, consecutive_calls(2):
-        batched = layer(np.concatenate([first, second]), training=True)
+    with tf.GradientTape() as tape:
+        batched = layer(np.concatenate([first, second]), training=True, consecutive_calls=2)
         batched_loss = loss([batched[:2], batched[2:]])
     batched_grad = tape.gradient(batched_loss, layer.layer.kernel).numpy()
 
@@ -180,5 +180,7 @@ def test_consecutive_calls_in_one_batch_equal_separate_calls(wrapped):
         layer.v.assign(v0)
         np.testing.assert_allclose(layer(np.concatenate([first, second]), training=True).numpy()[2:],
                                    separate[1].numpy(), rtol=1e-5, atol=1e-6)
-    with consecutive_calls(2), pytest.raises(ValueError, match="not 2 equal consecutive calls"):
-        layer(first[:1], training=True)
+    with pytest.raises(ValueError, match="not 2 equal consecutive calls"):
+        layer(first[:1], training=True, consecutive_calls=2)
+    with pytest.raises(ValueError, match="consecutive_calls must be >= 1"):
+        layer(first, training=True, consecutive_calls=0)

@@ -42,3 +42,67 @@ class LinearDecay(keras.optimizers.schedules.LearningRateSchedule):
         return {"initial_learning_rate": self.initial_learning_rate,
                 "constant_epochs": self.constant_epochs, "decay_epochs": self.decay_epochs,
                 "steps_per_epoch": self.steps_per_epoch, "decay_at_epoch_start": self.decay_at_epoch_start}
+
+
+def half_then_linear_decay(learning_rate, total_steps):
+    """U-GAT-IT's and NICE-GAN's schedule: constant for `total_steps // 2` iterations,
+    then lowered by learning_rate / (total_steps // 2) before each later iteration.
+
+    The rate used at 1-based iteration s is lr·(1 − max(0, s − N//2) / (N//2)), which
+    is `LinearDecay(lr, N//2, N//2 − 1)` at optimizer step s − 1; it reaches 0 at the
+    last iteration (even N). For odd N the reference's last rate is negative; it is 0
+    here. None or N < 2 keeps the rate constant.
+    Reference: the `decay_flag` block of `UGATIT.train` in UGATIT-pytorch `UGATIT.py`
+    (the same in `NICE.train`, NICE-GAN-pytorch `NICE.py`).
+    """
+    half = (total_steps or 0) // 2
+    if half < 1:
+        return learning_rate
+    return LinearDecay(learning_rate, half, half - 1, steps_per_epoch=1)
+
+
+@keras.saving.register_keras_serializable(package="tf_translate")
+class StarGANDecay(keras.optimizers.schedules.LearningRateSchedule):
+    """yunjey's step-wise linear decay, as a schedule of one optimizer's own step.
+
+    The reference, after iteration i (0-based), lowers the rate when (i + 1) is a
+    multiple of `update_every` (`--lr_update_step` 1000) and i + 1 > `decay_start`
+    (`num_iters - num_iters_decay`). The rate used at iteration i is therefore
+    lr0 * (1 - max(0, floor(i / U) - floor(decay_start / U)) * drop).
+    `to_zero=True` (default) drops U / decay_iterations each time, the linear decay to 0
+    the paper describes; `to_zero=False` drops 1 / decay_iterations as `solver.py`
+    actually does (`g_lr -= g_lr0 / num_iters_decay`), which ends at 0.999 lr0 with the
+    reference settings, i.e. no real decay.
+
+    Keras calls a schedule with the optimizer's update count, so the iteration is
+    recovered as (step // steps_per_iteration) * period + period - 1: the critic
+    optimizer uses period 1 and the generator's period `n_critic` (its k-th update
+    happens in iteration 5k + 4); `steps_per_iteration` is 2 with two datasets, which
+    the reference trains in turn within one iteration.
+
+    Reference: `Solver.train` ("Decay learning rates") in yunjey `solver.py`.
+    """
+
+    def __init__(self, initial_learning_rate, decay_start, decay_iterations, update_every=1000,
+                 to_zero=True, steps_per_iteration=1, period=1):
+        self.initial_learning_rate = float(initial_learning_rate)
+        self.decay_start = int(decay_start)
+        self.decay_iterations = max(1, int(decay_iterations))
+        self.update_every = int(update_every)
+        self.to_zero = bool(to_zero)
+        self.steps_per_iteration = int(steps_per_iteration)
+        self.period = int(period)
+
+    def __call__(self, step):
+        step = ops.cast(step, "int64")
+        iteration = (step // self.steps_per_iteration) * self.period + (self.period - 1)
+        drops = ops.maximum(0, iteration // self.update_every - self.decay_start // self.update_every)
+        drop = (self.update_every if self.to_zero else 1) / self.decay_iterations
+        rate = self.initial_learning_rate * (1.0 - ops.cast(drops, "float32") * drop)
+        return ops.maximum(0.0, rate)
+
+    def get_config(self):
+        return {"initial_learning_rate": self.initial_learning_rate, "decay_start": self.decay_start,
+                "decay_iterations": self.decay_iterations, "update_every": self.update_every,
+                "to_zero": self.to_zero, "steps_per_iteration": self.steps_per_iteration,
+                "period": self.period}

@@ -1,6 +1,8 @@
-"""Class activation map (CAM) attention of U-GAT-IT and its descendants."""
+"""Class activation map (CAM) attention of U-GAT-IT and its descendants, and its
+heatmap drawn as an image."""
 
 import keras
+import tensorflow as tf
 from keras import layers, ops
 
 from tf_translate.layers.initializers import torch_bias_init, torch_kernel_init
@@ -91,3 +93,17 @@ class CAMAttention(layers.Layer):
     def get_config(self):
         return {**super().get_config(), "channels": self.channels, "activation": self.activation,
                 "use_bias": self.use_bias, "spectral_norm": self.spectral_norm}
+
+
+def heatmap_image(heatmap, size):
+    """A CAM heatmap [B, h, w, 1] as a gray [-1, 1] image [B, size, size, 1].
+
+    For the sample grids of the models with CAM attention (U-GAT-IT, photo2cartoon,
+    NICE-GAN). As the reference's `cam()` in `utils.py`: bilinear resize to the image
+    size and min-max scaling per image (it then applies a JET colour map, which the grid
+    draws in gray instead). TF ops: an image utility for the grids, not a layer.
+    """
+    heatmap = tf.image.resize(tf.cast(heatmap, tf.float32), (size, size))
+    low = tf.reduce_min(heatmap, axis=[1, 2, 3], keepdims=True)
+    high = tf.reduce_max(heatmap, axis=[1, 2, 3], keepdims=True)
+    return 2.0 * (heatmap - low) / tf.maximum(high - low, 1e-12) - 1.0

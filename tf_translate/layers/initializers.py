@@ -1,8 +1,9 @@
-"""PyTorch's default initialisation, for the references that never re-initialise.
+"""The references' weight initialisations: PyTorch's default, and junyanz's N(0, 0.02).
 
-U-GAT-IT (PyTorch), photo2cartoon and NICE-GAN keep torch's defaults for `nn.Conv2d` and
-`nn.Linear`: weight `kaiming_uniform_(a=sqrt(5))`, i.e. U(-1/sqrt(fan_in), 1/sqrt(fan_in)),
-and bias U(-1/sqrt(fan_in), 1/sqrt(fan_in)), fan_in = in_channels * kh * kw.
+StarGAN, U-GAT-IT (PyTorch), photo2cartoon and NICE-GAN never re-initialise, so they keep
+torch's defaults for `nn.Conv2d` and `nn.Linear`: weight `kaiming_uniform_(a=sqrt(5))`,
+i.e. U(-1/sqrt(fan_in), 1/sqrt(fan_in)), and bias U(-1/sqrt(fan_in), 1/sqrt(fan_in)),
+fan_in = in_channels * kh * kw. CycleGAN re-initialises its convs with N(0, 0.02).
 """
 
 import math
@@ -26,3 +27,12 @@ def torch_bias_init(fan_in):
     """torch's default bias init for a layer with the given fan-in (a new instance)."""
     bound = 1.0 / math.sqrt(fan_in)
     return keras.initializers.RandomUniform(-bound, bound)
+
+
+def junyanz_kernel_init():
+    """junyanz `init_weights("normal", 0.02)`: conv weights N(0, 0.02) (biases stay 0).
+
+    A new initializer per layer: one unseeded Keras initializer instance returns the
+    same values on every call, which would start equal-shaped layers identical.
+    """
+    return keras.initializers.RandomNormal(mean=0.0, stddev=0.02)

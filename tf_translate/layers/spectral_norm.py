@@ -1,31 +1,9 @@
 """Spectral normalisation with PyTorch's semantics (`torch.nn.utils.spectral_norm`)."""
 
-import contextlib
 import math
 
 import keras
 from keras import layers, ops
-
-_calls_per_batch = 1
-
-
-@contextlib.contextmanager
-def consecutive_calls(count):
-    """Within it, each `SpectralNorm` call on a batch stacked from `count` equal parts
-    acts as `count` consecutive calls, one per part: in training, `count` power
-    iterations in turn, part i computed with the i-th σ, u and v left as the last call
-    leaves them. A discriminator can then judge real and fake images in one call, with
-    the reference's two-call results (U-GAT-IT's D step), with one copy of its
-    convolutions in the step's graph and batch-2 products that read each kernel once.
-    """
-    global _calls_per_batch
-    if count < 1:
-        raise ValueError(f"consecutive_calls needs count >= 1, got {count}")
-    previous, _calls_per_batch = _calls_per_batch, count
-    try:
-        yield
-    finally:
-        _calls_per_batch = previous
 
 
 def _l2_normalize(v, epsilon):
@@ -60,6 +38,20 @@ class SpectralNorm(layers.Wrapper):
     [..., out] that is reshape(kernel, [rest, out])ᵀ. Its `rest` axis is ordered
     (kh, kw, in) rather than torch's (in, kh, kw): permute `weight_v` when importing.
 
+    Call args:
+        inputs: the wrapped layer's input.
+        training: run the power iterations and store u, v.
+        consecutive_calls: the batch is this many equal parts, stacked, that stand for
+            as many consecutive calls, one per part (None: 1): in training, that many
+            power iterations in turn, part i computed with the i-th σ, u and v left as
+            the last call leaves them. A discriminator can then judge real and fake
+            images in one call with the reference's two-call results (U-GAT-IT's D
+            step), one copy of its convolutions in the step's graph and batch-2
+            products that read each kernel once. A call-context argument: given to a
+            model that registers it (`UGATITDiscriminator`), it reaches every
+            SpectralNorm the model calls. Its default is None, not 1, because Keras
+            3.15 replays a nested Sequential's build-time call with the non-None
+            default, which would override the value passed from outside.
     Args:
         layer: an unbuilt or built `keras.layers.Conv2D` or `keras.layers.Dense`.
         power_iterations: power-method steps per training call (torch default 1).
@@ -78,6 +70,9 @@ class SpectralNorm(layers.Wrapper):
         super().__init__(layer, **kwargs)
         self.power_iterations = int(power_iterations)
         self.epsilon = float(epsilon)
+        # Keras passes a call-context argument (like `training`) from an outer call that
+        # names it down to the nested layers that register it.
+        self._register_call_context_args("consecutive_calls")
 
     def build(self, input_shape):
         if not self.layer.built:
@@ -112,7 +107,7 @@ class SpectralNorm(layers.Wrapper):
             self.v.assign(v)
         return sigmas
 
-    def call(self, inputs, training=False):
+    def call(self, inputs, training=False, consecutive_calls=None):
         # op(x, W / σ) computed as op(x, W) / σ: the same value, but the kernel-sized
         # division and its gradient (two passes over the global D's 33.5 M-weight kernel
         # per call, and a W / σ copy kept for the backward pass) become passes over the
@@ -123,7 +118,9 @@ class SpectralNorm(layers.Wrapper):
             outputs = self.layer.convolution_op(inputs, kernel)
         else:
             outputs = ops.matmul(inputs, kernel)
-        calls = _calls_per_batch
+        calls = 1 if consecutive_calls is None else int(consecutive_calls)
+        if calls < 1:
+            raise ValueError(f"{self.name}: consecutive_calls must be >= 1, got {consecutive_calls}")
         sigmas = [ops.cast(s, self.compute_dtype) for s in self.sigmas(bool(training), calls)]
         if calls == 1:
             outputs = outputs / sigmas[0]

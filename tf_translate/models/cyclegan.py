@@ -10,34 +10,12 @@ import tensorflow as tf
 from keras import layers
 
 from tf_translate.image_pool import ImagePool
-from tf_translate.layers import Conv2D, InstanceNormalization, ReflectionPadding2D
+from tf_translate.layers import InstanceNormalization, ReflectionPadding2D
+from tf_translate.layers.blocks import build_stack, conv, run_stack
+from tf_translate.layers.initializers import junyanz_kernel_init
 from tf_translate.losses import l1_loss, lsgan_fake_loss, lsgan_real_loss
 from tf_translate.models.base import TranslationModel, call_on_both, current_learning_rate, make_adam
 from tf_translate.schedules import LinearDecay
-
-
-def reference_init():
-    """junyanz `init_weights("normal", 0.02)`: conv weights N(0, 0.02), biases 0.
-
-    A new initializer per layer: one unseeded Keras initializer instance returns the
-    same values on every call, which would start equal-shaped layers identical.
-    """
-    return keras.initializers.RandomNormal(mean=0.0, stddev=0.02)
-
-
-def conv(filters, kernel_size, strides=1, padding=0, use_bias=True, name=None):
-    """A conv with PyTorch's explicit zero padding (`padding` pixels each side).
-
-    Keras "same" pads asymmetrically for even inputs and strides 2, which shifts the
-    sampling grid by one pixel against the reference; explicit padding keeps weights
-    imported from PyTorch exact.
-    """
-    conv_layer = Conv2D(
-        filters, kernel_size, strides=strides, padding="valid", use_bias=use_bias,
-        kernel_initializer=reference_init(), name=name)
-    if not padding:
-        return conv_layer
-    return keras.Sequential([layers.ZeroPadding2D(padding), conv_layer], name=name and name + "_padded")
 
 
 @keras.saving.register_keras_serializable(package="tf_translate")
@@ -55,21 +33,17 @@ class ResidualBlock(layers.Layer):
         self.filters = filters
         self.norm_affine = norm_affine
         self.body = [
-            ReflectionPadding2D(1), conv(filters, 3), InstanceNormalization(affine=norm_affine), layers.ReLU(),
-            ReflectionPadding2D(1), conv(filters, 3), InstanceNormalization(affine=norm_affine),
+            ReflectionPadding2D(1), conv(filters, 3, use_bias=True, init="junyanz"),
+            InstanceNormalization(affine=norm_affine), layers.ReLU(),
+            ReflectionPadding2D(1), conv(filters, 3, use_bias=True, init="junyanz"),
+            InstanceNormalization(affine=norm_affine),
         ]
 
     def build(self, input_shape):
-        shape = input_shape
-        for layer in self.body:
-            layer.build(shape)
-            shape = layer.compute_output_shape(shape)
+        build_stack(self.body, input_shape)
 
     def call(self, x):
-        y = x
-        for layer in self.body:
-            y = layer(y)
-        return x + y
+        return x + run_stack(self.body, x)
 
     def compute_output_shape(self, input_shape):
         return input_shape
@@ -112,39 +86,36 @@ class ResNetGenerator(keras.Model):
         self.norm_affine = norm_affine
 
         norm = lambda: InstanceNormalization(affine=norm_affine)
-        stack = [ReflectionPadding2D(3), conv(filters, 7), norm(), layers.ReLU()]
+        stack = [ReflectionPadding2D(3), conv(filters, 7, use_bias=True, init="junyanz"), norm(), layers.ReLU()]
         for mult in (2, 4):
-            stack += [conv(filters * mult, 3, strides=2, padding=1), norm(), layers.ReLU()]
+            stack += [conv(filters * mult, 3, strides=2, padding=1, padding_mode="zeros", use_bias=True,
+                           init="junyanz"), norm(), layers.ReLU()]
         stack += [ResidualBlock(filters * 4, norm_affine) for _ in range(num_residual_blocks)]
         for mult in (2, 1):
             stack += [self._upsample(filters * mult), norm(), layers.ReLU()]
-        stack += [ReflectionPadding2D(3), conv(output_channels, 7), layers.Activation("tanh", dtype="float32")]
+        stack += [ReflectionPadding2D(3), conv(output_channels, 7, use_bias=True, init="junyanz"),
+                  layers.Activation("tanh", dtype="float32")]
         self.stack = stack
 
     def _upsample(self, filters):
         if self.upsampling == "resize_conv":
             return keras.Sequential([layers.UpSampling2D(2, interpolation="nearest"),
-                                     ReflectionPadding2D(1), conv(filters, 3)])
+                                     ReflectionPadding2D(1), conv(filters, 3, use_bias=True, init="junyanz")])
         # PyTorch ConvTranspose2d(k3, s2, padding 1, output_padding 1) writes output pixel
         # 2i + k - 1; Keras "valid" writes 2i + k, one row/column more. Cropping the first
         # row and column gives the reference's grid exactly.
         return keras.Sequential([
             layers.Conv2DTranspose(filters, 3, strides=2, padding="valid",
-                                   kernel_initializer=reference_init()),
+                                   kernel_initializer=junyanz_kernel_init()),
             layers.Cropping2D(((1, 0), (1, 0))),
         ])
 
     def build(self, input_shape):
-        shape = tuple(input_shape)
-        for layer in self.stack:
-            layer.build(shape)
-            shape = layer.compute_output_shape(shape)
+        build_stack(self.stack, input_shape)
         self.built = True
 
     def call(self, x):
-        for layer in self.stack:
-            x = layer(x)
-        return x
+        return run_stack(self.stack, x)
 
     def compute_output_shape(self, input_shape):
         return tuple(input_shape[:-1]) + (self.output_channels,)
@@ -173,25 +144,23 @@ class PatchGANDiscriminator(keras.Model):
         super().__init__(**kwargs)
         self.filters = filters
         self.num_layers = num_layers
-        stack = [conv(filters, 4, strides=2, padding=1), layers.LeakyReLU(0.2)]
+        stack = [conv(filters, 4, strides=2, padding=1, padding_mode="zeros", use_bias=True, init="junyanz"),
+                 layers.LeakyReLU(0.2)]
         for n in range(1, num_layers + 1):
             stride = 2 if n < num_layers else 1
-            stack += [conv(filters * min(2 ** n, 8), 4, strides=stride, padding=1),
+            stack += [conv(filters * min(2 ** n, 8), 4, strides=stride, padding=1, padding_mode="zeros",
+                           use_bias=True, init="junyanz"),
                       InstanceNormalization(), layers.LeakyReLU(0.2)]
-        stack += [conv(1, 4, padding=1), layers.Activation("linear", dtype="float32")]
+        stack += [conv(1, 4, padding=1, padding_mode="zeros", use_bias=True, init="junyanz"),
+                  layers.Activation("linear", dtype="float32")]
         self.stack = stack
 
     def build(self, input_shape):
-        shape = tuple(input_shape)
-        for layer in self.stack:
-            layer.build(shape)
-            shape = layer.compute_output_shape(shape)
+        build_stack(self.stack, input_shape)
         self.built = True
 
     def call(self, x):
-        for layer in self.stack:
-            x = layer(x)
-        return x
+        return run_stack(self.stack, x)
 
     def get_config(self):
         return {"filters": self.filters, "num_layers": self.num_layers, "name": self.name}

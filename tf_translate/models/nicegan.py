@@ -20,17 +20,13 @@ import tensorflow as tf
 from keras import layers, ops
 
 from tf_translate.layers import LIN, SpectralNorm
+from tf_translate.layers.blocks import (AdaLINResidualBlock, build_stack, check_image_size, conv, dense, run_stack,
+                                        sn_conv)
+from tf_translate.layers.cam import heatmap_image
 from tf_translate.layers.initializers import torch_bias_init, torch_kernel_init
 from tf_translate.losses import l1_loss, lsgan_fake_loss, lsgan_real_loss
 from tf_translate.models.base import ReferenceRun, TranslationModel, current_learning_rate, make_adam
-from tf_translate.models.ugatit import (AdaLINResidualBlock, build_stack, check_image_size, conv,
-                                        dense, half_then_linear_decay, heatmap_image, run_stack)
-
-
-def sn_conv(in_channels, filters, strides):
-    """Reflect pad 1, spectral-normalised 4x4 conv with bias, LeakyReLU 0.2."""
-    return [conv(filters, 4, strides=strides, padding=1, use_bias=True, spectral_norm=True,
-                 fan_in=in_channels * 16), layers.LeakyReLU(negative_slope=0.2)]
+from tf_translate.schedules import half_then_linear_decay
 
 
 @keras.saving.register_keras_serializable(package="tf_translate")
@@ -157,12 +153,14 @@ class NICEGANDiscriminator(keras.Model):
         for i in range(2, n - 4):
             self.local_down += sn_conv(f * 2 ** (i - 1), f * 2 ** i, 2)
         self.local_tail = sn_conv(f * 2 ** (n - 5), f * 2 ** (n - 4), 1)  # Dis0_1
-        self.local_head = conv(1, 4, padding=1, spectral_norm=True)  # pad + conv0
+        self.local_head = conv(1, 4, padding=1, padding_mode="reflect", use_bias=False, init="torch",
+                               spectral_norm=True)  # pad + conv0
         self.global_down = []  # Dis1_0
         for i in range(n - 4, n - 2):
             self.global_down += sn_conv(f * 2 ** (i - 1), f * 2 ** i, 2)
         self.global_tail = sn_conv(f * 2 ** (n - 3), f * 2 ** (n - 2), 1)  # Dis1_1
-        self.global_head = conv(1, 4, padding=1, spectral_norm=True)  # pad + conv1
+        self.global_head = conv(1, 4, padding=1, padding_mode="reflect", use_bias=False, init="torch",
+                                spectral_norm=True)  # pad + conv1
 
     def min_size(self):
         """The smallest input height and width the global branch accepts."""
@@ -276,8 +274,8 @@ class NICEGANGenerator(keras.Model):
         width = filters * 4
         iln = lambda: LIN(rho_mode="softmax")
 
-        self.entry = [conv(width, 3, padding=1, use_bias=True, fan_in=filters * 2 * 9), iln(),
-                      layers.ReLU()]
+        self.entry = [conv(width, 3, padding=1, padding_mode="reflect", use_bias=True, init="torch",
+                           fan_in=filters * 2 * 9), iln(), layers.ReLU()]
         pool = layers.GlobalAveragePooling2D() if light else layers.Flatten()
         self.mlp = [pool, dense(width, activation="relu"), dense(width, activation="relu")]
         self.gamma_fc = dense(width)
@@ -288,11 +286,13 @@ class NICEGANGenerator(keras.Model):
         for mult in (4, 2):
             out = filters * mult // 2
             self.upsampler += [
-                conv(out, 3, padding=1), iln(), layers.ReLU(),
+                conv(out, 3, padding=1, padding_mode="reflect", use_bias=False, init="torch"), iln(),
+                layers.ReLU(),
                 layers.Conv2D(out * 4, 1, kernel_initializer=torch_kernel_init(),
                               bias_initializer=torch_bias_init(out)),
                 PixelShuffle(2), iln(), layers.ReLU()]
-        self.upsampler += [conv(3, 7, padding=3), layers.Activation("tanh", dtype="float32")]
+        self.upsampler += [conv(3, 7, padding=3, padding_mode="reflect", use_bias=False, init="torch"),
+                           layers.Activation("tanh", dtype="float32")]
 
     def image_shape(self, z_shape):
         quadruple = lambda n: None if n is None else n * 4

@@ -15,15 +15,16 @@ import tensorflow as tf
 from keras import layers, ops
 
 from tf_translate.layers import CAMAttention, InstanceNormalization, ReflectionPadding2D, SoftAdaLIN
+from tf_translate.layers.blocks import (UGATITResidualBlock, build_stack, check_image_size, conv, dense, run_stack,
+                                        upsample_block)
 from tf_translate.models.base import ReferenceRun
-from tf_translate.models.ugatit import (UGATIT, UGATITResidualBlock, build_stack, check_image_size, conv,
-                                        dense, run_stack, upsample_block)
+from tf_translate.models.ugatit import UGATIT
 
 logger = logging.getLogger("tf_translate")
 
 
 def conv1x1(filters, use_bias, fan_in=None):
-    return conv(filters, 1, use_bias=use_bias, fan_in=fan_in)
+    return conv(filters, 1, use_bias=use_bias, init="torch", fan_in=fan_in)
 
 
 @keras.saving.register_keras_serializable(package="tf_translate")
@@ -48,7 +49,8 @@ class HourGlassConvBlock(layers.Layer):
         super().__init__(**kwargs)
         self.filters = filters
         self.input_filters = input_filters
-        self.steps = [[InstanceNormalization(), layers.ReLU(), conv(width, 3, padding=1)]
+        self.steps = [[InstanceNormalization(), layers.ReLU(),
+                       conv(width, 3, padding=1, padding_mode="reflect", use_bias=False, init="torch")]
                       for width in (filters // 2, filters // 4, filters // 4)]
         self.projection = None
         if input_filters is not None and input_filters != filters:
@@ -192,9 +194,9 @@ class SoftAdaLINResidualBlock(layers.Layer):
     def __init__(self, filters, **kwargs):
         super().__init__(**kwargs)
         self.filters = filters
-        self.conv1 = conv(filters, 3, padding=1)
+        self.conv1 = conv(filters, 3, padding=1, padding_mode="reflect", use_bias=False, init="torch")
         self.norm1 = SoftAdaLIN(filters)
-        self.conv2 = conv(filters, 3, padding=1)
+        self.conv2 = conv(filters, 3, padding=1, padding_mode="reflect", use_bias=False, init="torch")
         self.norm2 = SoftAdaLIN(filters)
 
     def build(self, input_shape):
@@ -243,11 +245,12 @@ class Photo2CartoonGenerator(keras.Model):
         self.light = light
         width = filters * 4
 
-        self.stem = [ReflectionPadding2D(3), conv(filters, 7), InstanceNormalization(), layers.ReLU()]
+        self.stem = [ReflectionPadding2D(3), conv(filters, 7, use_bias=False, init="torch"),
+                     InstanceNormalization(), layers.ReLU()]
         self.stem += [HourGlass(filters), HourGlass(filters)]
         for mult in (2, 4):
-            self.stem += [conv(filters * mult, 3, strides=2, padding=1), InstanceNormalization(),
-                          layers.ReLU()]
+            self.stem += [conv(filters * mult, 3, strides=2, padding=1, padding_mode="reflect", use_bias=False,
+                               init="torch"), InstanceNormalization(), layers.ReLU()]
         self.encoder_blocks = [UGATITResidualBlock(width) for _ in range(4)]
         self.content_pool = layers.GlobalAveragePooling2D()
         self.cam = CAMAttention(width, use_bias=True)
@@ -258,7 +261,8 @@ class Photo2CartoonGenerator(keras.Model):
         self.decoder_blocks = [SoftAdaLINResidualBlock(width) for _ in range(4)]
         self.upsampler = upsample_block(filters * 2) + upsample_block(filters) + [
             HourGlass(filters), HourGlass(filters, use_residual=False),
-            ReflectionPadding2D(3), conv(3, 7), layers.Activation("tanh", dtype="float32")]
+            ReflectionPadding2D(3), conv(3, 7, use_bias=False, init="torch"),
+            layers.Activation("tanh", dtype="float32")]
 
     def build(self, input_shape):
         input_shape = tuple(input_shape)

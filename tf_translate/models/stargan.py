@@ -1,6 +1,9 @@
 """StarGAN: one label-conditioned generator for many domains, and a discriminator with
 a real/fake head and a domain-classification head.
 
+Convolutions are zero-padded and keep PyTorch's default initialisation (`init="torch"`):
+yunjey/stargan never re-initialises its modules.
+
 Reference: Choi et al., "StarGAN: Unified Generative Adversarial Networks for
 Multi-Domain Image-to-Image Translation", CVPR 2018; yunjey/stargan (`model.py`,
 `solver.py`, `main.py`).
@@ -12,34 +15,12 @@ import tensorflow as tf
 from keras import layers, ops
 
 from tf_translate.layers import InstanceNormalization
-from tf_translate.layers.initializers import torch_bias_init, torch_kernel_init
+from tf_translate.layers.blocks import build_stack, conv, run_stack
+from tf_translate.layers.initializers import torch_kernel_init
 from tf_translate.losses import (classification_loss, gradient_penalty, l1_loss,
                                  wgan_critic_loss, wgan_generator_loss)
 from tf_translate.models.base import ReferenceRun, TranslationModel, current_learning_rate, make_adam
-from tf_translate.models.cyclegan import conv
-
-
-def torch_default_init(conv_or_padded, fan_in, use_bias=True):
-    """Gives a layer from `conv()` PyTorch's default initialisation; returns it.
-
-    yunjey/stargan never re-initialises its modules, so weights and biases keep torch's
-    defaults (`layers/initializers.py`). Keras computes a Conv2DTranspose kernel's
-    fan-in from its output channels, exactly as torch does for ConvTranspose2d.
-    `conv()` fixes the junyanz N(0, 0.02) initialiser, so the initialisers are swapped
-    before the layer is built.
-    """
-    inner = conv_or_padded.layers[-1] if isinstance(conv_or_padded, keras.Sequential) else conv_or_padded
-    inner.kernel_initializer = torch_kernel_init()
-    if use_bias:
-        inner.bias_initializer = torch_bias_init(fan_in)
-    return conv_or_padded
-
-
-def _build_stack(stack, shape):
-    for layer in stack:
-        layer.build(shape)
-        shape = layer.compute_output_shape(shape)
-    return shape
+from tf_translate.schedules import StarGANDecay
 
 
 @keras.saving.register_keras_serializable(package="tf_translate")
@@ -55,22 +36,18 @@ class StarGANResidualBlock(layers.Layer):
     def __init__(self, filters, **kwargs):
         super().__init__(**kwargs)
         self.filters = filters
-        fan_in = filters * 9
         self.body = [
-            torch_default_init(conv(filters, 3, padding=1, use_bias=False), fan_in, use_bias=False),
+            conv(filters, 3, padding=1, padding_mode="zeros", use_bias=False, init="torch"),
             InstanceNormalization(affine=True), layers.ReLU(),
-            torch_default_init(conv(filters, 3, padding=1, use_bias=False), fan_in, use_bias=False),
+            conv(filters, 3, padding=1, padding_mode="zeros", use_bias=False, init="torch"),
             InstanceNormalization(affine=True),
         ]
 
     def build(self, input_shape):
-        _build_stack(self.body, input_shape)
+        build_stack(self.body, input_shape)
 
     def call(self, x):
-        y = x
-        for layer in self.body:
-            y = layer(y)
-        return x + y
+        return x + run_stack(self.body, x)
 
     def compute_output_shape(self, input_shape):
         return input_shape
@@ -111,25 +88,24 @@ class StarGANGenerator(keras.Model):
         self.num_domains = num_domains
         self.num_residual_blocks = num_residual_blocks
 
-        stack = [torch_default_init(conv(filters, 7, padding=3, use_bias=False),
-                                    (3 + num_domains) * 49, use_bias=False),
+        stack = [conv(filters, 7, padding=3, padding_mode="zeros", use_bias=False, init="torch"),
                  InstanceNormalization(affine=True), layers.ReLU()]
         width = filters
         for _ in range(2):
-            stack += [torch_default_init(conv(width * 2, 4, strides=2, padding=1, use_bias=False),
-                                         width * 16, use_bias=False),
+            stack += [conv(width * 2, 4, strides=2, padding=1, padding_mode="zeros", use_bias=False, init="torch"),
                       InstanceNormalization(affine=True), layers.ReLU()]
             width *= 2
         stack += [StarGANResidualBlock(width) for _ in range(num_residual_blocks)]
         for _ in range(2):
             # PyTorch ConvTranspose2d(k4, s2, padding 1) gives 2H and crops one pixel on
             # each side of the full (2H + 2) output; Keras "same" pads (1, 1) here, the
-            # same grid (checked against a NumPy scatter in the tests).
-            up = layers.Conv2DTranspose(width // 2, 4, strides=2, padding="same", use_bias=False)
-            stack += [torch_default_init(up, (width // 2) * 16, use_bias=False),
+            # same grid (checked against a NumPy scatter in the tests). Keras computes a
+            # Conv2DTranspose kernel's fan-in from its output channels, as torch does.
+            stack += [layers.Conv2DTranspose(width // 2, 4, strides=2, padding="same", use_bias=False,
+                                             kernel_initializer=torch_kernel_init()),
                       InstanceNormalization(affine=True), layers.ReLU()]
             width //= 2
-        stack += [torch_default_init(conv(3, 7, padding=3, use_bias=False), width * 49, use_bias=False),
+        stack += [conv(3, 7, padding=3, padding_mode="zeros", use_bias=False, init="torch"),
                   layers.Activation("tanh", dtype="float32")]
         self.stack = stack
 
@@ -138,7 +114,7 @@ class StarGANGenerator(keras.Model):
         if label_shape[-1] is not None and label_shape[-1] != self.num_domains:
             raise ValueError(f"labels have {label_shape[-1]} entries; this generator takes "
                              f"num_domains={self.num_domains}")
-        _build_stack(self.stack, tuple(image_shape[:-1]) + (image_shape[-1] + self.num_domains,))
+        build_stack(self.stack, tuple(image_shape[:-1]) + (image_shape[-1] + self.num_domains,))
         self.built = True
 
     def call(self, inputs):
@@ -146,10 +122,7 @@ class StarGANGenerator(keras.Model):
         labels = ops.cast(labels, images.dtype)
         # [B, C] -> [B, H, W, C] by broadcasting against a ones plane of the image.
         planes = labels[:, None, None, :] * ops.ones_like(images[..., :1])
-        x = ops.concatenate([images, planes], axis=-1)
-        for layer in self.stack:
-            x = layer(x)
-        return x
+        return run_stack(self.stack, ops.concatenate([images, planes], axis=-1))
 
     def compute_output_shape(self, input_shape):
         image_shape = input_shape[0]
@@ -192,25 +165,23 @@ class StarGANDiscriminator(keras.Model):
 
         stack, width, in_channels = [], filters, 3
         for _ in range(num_layers):
-            stack += [torch_default_init(conv(width, 4, strides=2, padding=1), in_channels * 16),
+            stack += [conv(width, 4, strides=2, padding=1, padding_mode="zeros", use_bias=True, init="torch",
+                           fan_in=in_channels * 16),
                       layers.LeakyReLU(0.01)]
             in_channels, width = width, width * 2
         self.stack = stack
-        self.src_head = torch_default_init(conv(1, 3, padding=1, use_bias=False),
-                                           in_channels * 9, use_bias=False)
+        self.src_head = conv(1, 3, padding=1, padding_mode="zeros", use_bias=False, init="torch")
         kernel = image_size // 2 ** num_layers
-        self.cls_head = torch_default_init(conv(num_domains, kernel, use_bias=False),
-                                           in_channels * kernel * kernel, use_bias=False)
+        self.cls_head = conv(num_domains, kernel, use_bias=False, init="torch")
 
     def build(self, input_shape):
-        shape = _build_stack(self.stack, tuple(input_shape))
+        shape = build_stack(self.stack, input_shape)
         self.src_head.build(shape)
         self.cls_head.build(shape)
         self.built = True
 
     def call(self, x):
-        for layer in self.stack:
-            x = layer(x)
+        x = run_stack(self.stack, x)
         src = ops.cast(self.src_head(x), "float32")
         cls = ops.cast(self.cls_head(x), "float32")
         # A reshape, not a slice: fails loudly if the image was not `image_size`.
@@ -289,53 +260,6 @@ def grid_target_labels(labels, hair_colors=(), multi_label=True):
             target = labels + column * (1.0 - 2.0 * labels)  # flips entry i only
         targets.append(target)
     return targets
-
-
-@keras.saving.register_keras_serializable(package="tf_translate")
-class StarGANDecay(keras.optimizers.schedules.LearningRateSchedule):
-    """yunjey's step-wise linear decay, as a schedule of one optimizer's own step.
-
-    The reference, after iteration i (0-based), lowers the rate when (i + 1) is a
-    multiple of `update_every` (`--lr_update_step` 1000) and i + 1 > `decay_start`
-    (`num_iters - num_iters_decay`). The rate used at iteration i is therefore
-    lr0 * (1 - max(0, floor(i / U) - floor(decay_start / U)) * drop).
-    `to_zero=True` (default) drops U / decay_iterations each time, the linear decay to 0
-    the paper describes; `to_zero=False` drops 1 / decay_iterations as `solver.py`
-    actually does (`g_lr -= g_lr0 / num_iters_decay`), which ends at 0.999 lr0 with the
-    reference settings, i.e. no real decay.
-
-    Keras calls a schedule with the optimizer's update count, so the iteration is
-    recovered as (step // steps_per_iteration) * period + period - 1: the critic
-    optimizer uses period 1 and the generator's period `n_critic` (its k-th update
-    happens in iteration 5k + 4); `steps_per_iteration` is 2 with two datasets, which
-    the reference trains in turn within one iteration.
-
-    Reference: `Solver.train` ("Decay learning rates") in yunjey `solver.py`.
-    """
-
-    def __init__(self, initial_learning_rate, decay_start, decay_iterations, update_every=1000,
-                 to_zero=True, steps_per_iteration=1, period=1):
-        self.initial_learning_rate = float(initial_learning_rate)
-        self.decay_start = int(decay_start)
-        self.decay_iterations = max(1, int(decay_iterations))
-        self.update_every = int(update_every)
-        self.to_zero = bool(to_zero)
-        self.steps_per_iteration = int(steps_per_iteration)
-        self.period = int(period)
-
-    def __call__(self, step):
-        step = ops.cast(step, "int64")
-        iteration = (step // self.steps_per_iteration) * self.period + (self.period - 1)
-        drops = ops.maximum(0, iteration // self.update_every - self.decay_start // self.update_every)
-        drop = (self.update_every if self.to_zero else 1) / self.decay_iterations
-        rate = self.initial_learning_rate * (1.0 - ops.cast(drops, "float32") * drop)
-        return ops.maximum(0.0, rate)
-
-    def get_config(self):
-        return {"initial_learning_rate": self.initial_learning_rate, "decay_start": self.decay_start,
-                "decay_iterations": self.decay_iterations, "update_every": self.update_every,
-                "to_zero": self.to_zero, "steps_per_iteration": self.steps_per_iteration,
-                "period": self.period}
 
 
 @keras.saving.register_keras_serializable(package="tf_translate")

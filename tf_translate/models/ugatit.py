@@ -9,146 +9,19 @@ Adaptive Layer-Instance Normalization for Image-to-Image Translation", ICLR 2020
 znxlwm/UGATIT-pytorch (`networks.py`, `UGATIT.py`).
 """
 
+import functools
+
 import keras
 import tensorflow as tf
 from keras import layers, ops
 
-from tf_translate.layers import (LIN, AdaLIN, CAMAttention, Conv2D, InstanceNormalization, NearestUpsampleConv2D,
-                                 ReflectionPadding2D, SpectralNorm, consecutive_calls)
-from tf_translate.layers.initializers import torch_bias_init, torch_kernel_init
+from tf_translate.layers import CAMAttention, InstanceNormalization, ReflectionPadding2D
+from tf_translate.layers.blocks import (AdaLINResidualBlock, UGATITResidualBlock, build_stack, check_image_size,
+                                        conv, dense, run_stack, sn_conv, upsample_block)
+from tf_translate.layers.cam import heatmap_image
 from tf_translate.losses import bce_with_logits, l1_loss, lsgan_fake_loss, lsgan_real_loss
 from tf_translate.models.base import ReferenceRun, TranslationModel, call_on_both, current_learning_rate, make_adam
-from tf_translate.schedules import LinearDecay
-
-
-def conv(filters, kernel_size, strides=1, padding=0, use_bias=False, spectral_norm=False,
-         fan_in=None):
-    """A conv after PyTorch-style reflection padding (`padding` pixels each side).
-
-    Weights get torch's default init (the reference never re-initialises); the bias,
-    when there is one, too, for which `fan_in` (in_channels * k * k) is needed.
-    `spectral_norm=True` wraps the conv in `SpectralNorm` (torch semantics).
-    """
-    if use_bias and fan_in is None:
-        raise ValueError("conv(use_bias=True) needs fan_in for torch's bias init")
-    conv_layer = Conv2D(
-        filters, kernel_size, strides=strides, padding="valid", use_bias=use_bias,
-        kernel_initializer=torch_kernel_init(),
-        bias_initializer=torch_bias_init(fan_in) if use_bias else "zeros")
-    if spectral_norm:
-        conv_layer = SpectralNorm(conv_layer)
-    if not padding:
-        return conv_layer
-    return keras.Sequential([ReflectionPadding2D(padding), conv_layer])
-
-
-def dense(units, use_bias=False, activation=None, fan_in=None):
-    """A Dense with torch's default init (see `conv`)."""
-    return layers.Dense(units, use_bias=use_bias, activation=activation,
-                        kernel_initializer=torch_kernel_init(),
-                        bias_initializer=torch_bias_init(fan_in) if use_bias else "zeros")
-
-
-def build_stack(stack, shape):
-    """Builds each layer of `stack` on the previous one's output shape; returns the last."""
-    shape = tuple(shape)
-    for layer in stack:
-        layer.build(shape)
-        shape = tuple(layer.compute_output_shape(shape))
-    return shape
-
-
-def run_stack(stack, x):
-    for layer in stack:
-        x = layer(x)
-    return x
-
-
-@keras.saving.register_keras_serializable(package="tf_translate")
-class UGATITResidualBlock(layers.Layer):
-    """x + [reflect pad, 3x3 conv, IN, ReLU, reflect pad, 3x3 conv, IN](x), no conv bias.
-
-    Differs from CycleGAN's block only in the bias-free convs (`use_bias=False` in the
-    reference) and torch default init.
-
-    Args:
-        filters: channels in and out.
-    Reference: `ResnetBlock(dim, use_bias=False)` in UGATIT-pytorch `networks.py`.
-    """
-
-    def __init__(self, filters, **kwargs):
-        super().__init__(**kwargs)
-        self.filters = filters
-        self.body = [conv(filters, 3, padding=1), InstanceNormalization(), layers.ReLU(),
-                     conv(filters, 3, padding=1), InstanceNormalization()]
-
-    def build(self, input_shape):
-        build_stack(self.body, input_shape)
-
-    def call(self, x):
-        return x + run_stack(self.body, x)
-
-    def compute_output_shape(self, input_shape):
-        return input_shape
-
-    def get_config(self):
-        return {**super().get_config(), "filters": self.filters}
-
-
-@keras.saving.register_keras_serializable(package="tf_translate")
-class AdaLINResidualBlock(layers.Layer):
-    """x + [pad, 3x3 conv, AdaLIN, ReLU, pad, 3x3 conv, AdaLIN](x), one γ, β for both.
-
-    Call args:
-        x: NHWC features with `filters` channels.
-        gamma, beta: [B, filters] from the generator's MLP.
-    Args:
-        filters: channels in and out.
-        rho_mode: AdaLIN's "clip" (U-GAT-IT) or "softmax" (NICE-GAN).
-    Reference: `ResnetAdaILNBlock` in UGATIT-pytorch `networks.py`.
-    """
-
-    def __init__(self, filters, rho_mode="clip", **kwargs):
-        super().__init__(**kwargs)
-        self.filters = filters
-        self.rho_mode = rho_mode
-        self.conv1 = conv(filters, 3, padding=1)
-        self.norm1 = AdaLIN(rho_mode=rho_mode)
-        self.conv2 = conv(filters, 3, padding=1)
-        self.norm2 = AdaLIN(rho_mode=rho_mode)
-
-    def build(self, input_shape):
-        build_stack([self.conv1, self.norm1, self.conv2, self.norm2], input_shape)
-
-    def call(self, x, gamma, beta):
-        y = ops.relu(self.norm1(self.conv1(x), gamma, beta))
-        return x + self.norm2(self.conv2(y), gamma, beta)
-
-    def compute_output_shape(self, input_shape):
-        return input_shape
-
-    def get_config(self):
-        return {**super().get_config(), "filters": self.filters, "rho_mode": self.rho_mode}
-
-
-def upsample_block(filters):
-    """Nearest ×2, reflect pad 1, 3x3 conv (no bias), LIN, ReLU (the U-GAT-IT decoder);
-    the first three as one `NearestUpsampleConv2D` (2.25x fewer multiply-adds)."""
-    return [NearestUpsampleConv2D(filters, use_bias=False, kernel_initializer=torch_kernel_init()), LIN(),
-            layers.ReLU()]
-
-
-def check_image_size(model_name, shape, light, image_size, multiple):
-    """One-line ValueError for inputs a generator cannot translate."""
-    h, w = shape[1], shape[2]
-    if not light:
-        if (h is not None and h != image_size) or (w is not None and w != image_size):
-            raise ValueError(
-                f"{model_name}(light=False) runs only at its image_size {image_size}x{image_size} "
-                f"(its first MLP layer flattens the feature map), got {h}x{w}; use light=True "
-                f"for other sizes")
-    elif any(d is not None and d % multiple for d in (h, w)):
-        raise ValueError(f"{model_name} needs height and width divisible by {multiple}, got {h}x{w}")
+from tf_translate.schedules import half_then_linear_decay
 
 
 @keras.saving.register_keras_serializable(package="tf_translate")
@@ -189,10 +62,11 @@ class UGATITGenerator(keras.Model):
         self.light = light
         width = filters * 4
 
-        self.encoder = [ReflectionPadding2D(3), conv(filters, 7), InstanceNormalization(), layers.ReLU()]
+        self.encoder = [ReflectionPadding2D(3), conv(filters, 7, use_bias=False, init="torch"),
+                        InstanceNormalization(), layers.ReLU()]
         for mult in (2, 4):
-            self.encoder += [conv(filters * mult, 3, strides=2, padding=1), InstanceNormalization(),
-                             layers.ReLU()]
+            self.encoder += [conv(filters * mult, 3, strides=2, padding=1, padding_mode="reflect", use_bias=False,
+                                  init="torch"), InstanceNormalization(), layers.ReLU()]
         self.encoder += [UGATITResidualBlock(width) for _ in range(num_residual_blocks)]
         self.cam = CAMAttention(width)
         pool = layers.GlobalAveragePooling2D() if light else layers.Flatten()
@@ -201,7 +75,8 @@ class UGATITGenerator(keras.Model):
         self.beta_fc = dense(width)
         self.decoder_blocks = [AdaLINResidualBlock(width) for _ in range(num_residual_blocks)]
         self.upsampler = upsample_block(filters * 2) + upsample_block(filters) + [
-            ReflectionPadding2D(3), conv(3, 7), layers.Activation("tanh", dtype="float32")]
+            ReflectionPadding2D(3), conv(3, 7, use_bias=False, init="torch"),
+            layers.Activation("tanh", dtype="float32")]
 
     def build(self, input_shape):
         input_shape = tuple(input_shape)
@@ -268,6 +143,11 @@ class UGATITDiscriminator(keras.Model):
     Outputs are float32: logits [B, H', W', 1] (LSGAN, no sigmoid), cam_logit [B, 2],
     heatmap [B, H'+1, W'+1, 1].
 
+    Call args:
+        x: NHWC images.
+        training: spectral norms run their power iterations.
+        consecutive_calls: x stacks this many equal batches that every spectral norm
+            treats as that many consecutive calls (`SpectralNorm`; None: one call).
     Args:
         filters: width of the first layer (reference `--ch`, 64).
         num_layers: 7 (global) or 5 (local); the reference hard-codes these two.
@@ -281,10 +161,8 @@ class UGATITDiscriminator(keras.Model):
         super().__init__(**kwargs)
         self.filters = filters
         self.num_layers = num_layers
-
-        def sn_conv(cin, cout, strides):
-            return [conv(cout, 4, strides=strides, padding=1, use_bias=True, spectral_norm=True,
-                         fan_in=cin * 16), layers.LeakyReLU(negative_slope=0.2)]
+        # Keras passes it from this model's call to the spectral norms it calls.
+        self._register_call_context_args("consecutive_calls")
 
         self.stack = sn_conv(3, filters, 2)
         for i in range(1, num_layers - 2):
@@ -294,7 +172,7 @@ class UGATITDiscriminator(keras.Model):
         self.stack += sn_conv(filters * mult, filters * mult * 2, 1)
         width = filters * mult * 2
         self.cam = CAMAttention(width, activation="leaky_relu", spectral_norm=True)
-        self.head = conv(1, 4, padding=1, use_bias=False, spectral_norm=True)
+        self.head = conv(1, 4, padding=1, padding_mode="reflect", use_bias=False, init="torch", spectral_norm=True)
 
     def build(self, input_shape):
         shape = build_stack(self.stack, input_shape)
@@ -325,35 +203,6 @@ def lsgan_fake_and_cam(outputs):
     return lsgan_fake_loss(logits) + lsgan_fake_loss(cam_logit)
 
 
-def heatmap_image(heatmap, size):
-    """A CAM heatmap [B, h, w, 1] as a gray [-1, 1] image [B, size, size, 1].
-
-    As the reference's `cam()` in `utils.py`: bilinear resize to the image size and
-    min-max scaling per image (it then applies a JET colour map, which the grid draws
-    in gray instead).
-    """
-    heatmap = tf.image.resize(tf.cast(heatmap, tf.float32), (size, size))
-    low = tf.reduce_min(heatmap, axis=[1, 2, 3], keepdims=True)
-    high = tf.reduce_max(heatmap, axis=[1, 2, 3], keepdims=True)
-    return 2.0 * (heatmap - low) / tf.maximum(high - low, 1e-12) - 1.0
-
-
-def half_then_linear_decay(learning_rate, total_steps):
-    """The reference's schedule: constant for `total_steps // 2` iterations, then
-    lowered by learning_rate / (total_steps // 2) before each later iteration.
-
-    The rate used at 1-based iteration s is lr·(1 − max(0, s − N//2) / (N//2)), which
-    is `LinearDecay(lr, N//2, N//2 − 1)` at optimizer step s − 1; it reaches 0 at the
-    last iteration (even N). For odd N the reference's last rate is negative; it is 0
-    here. None or N < 2 keeps the rate constant.
-    Reference: the `decay_flag` block of `UGATIT.train` in UGATIT-pytorch `UGATIT.py`.
-    """
-    half = (total_steps or 0) // 2
-    if half < 1:
-        return learning_rate
-    return LinearDecay(learning_rate, half, half - 1, steps_per_epoch=1)
-
-
 @keras.saving.register_keras_serializable(package="tf_translate")
 class UGATIT(TranslationModel):
     """The U-GAT-IT training model: two generators, a global and a local
@@ -381,7 +230,7 @@ class UGATIT(TranslationModel):
     Deliberate differences, same results: each generator translates its source and
     its target domain (identity) in one batched call (all normalisation is per image);
     in the D step each discriminator judges the real images and the fakes in one
-    batched call with the two calls' spectral-norm semantics (`consecutive_calls`);
+    batched call with the two calls' spectral-norm semantics (`consecutive_calls=2`);
     the generators' forward pass on the real images is made once and used by both steps (the reference runs it twice with the
     same, not yet updated, generator weights), and the D step sees the fakes detached
     (the reference does not detach them; its G gradients from the D loss are zeroed
@@ -475,17 +324,16 @@ class UGATIT(TranslationModel):
         """The reference's `Discriminator_loss` (real -> 1, fake -> 0; logits and CAM
         logits; global and local; both domains). The reference calls each D on the real
         images, then on the fakes, each call advancing its spectral-norm vectors; here
-        each D judges both in one batched call that `consecutive_calls(2)` makes
+        each D judges both in one batched call that `consecutive_calls=2` makes
         equivalent (same σ per half, same final u, v): batch-2 convolutions read each
         kernel once (full model, 128 px: step 6.6-7.0 -> 5.9 s, peak 5.9 -> 5.5 GB)."""
         loss = 0.0
-        with consecutive_calls(2):
-            for d, real, fake in ((self.discriminator_global_a, real_a, fake_a),
-                                  (self.discriminator_local_a, real_a, fake_a),
-                                  (self.discriminator_global_b, real_b, fake_b),
-                                  (self.discriminator_local_b, real_b, fake_b)):
-                on_real, on_fake = call_on_both(d, real, fake)
-                loss += lsgan_real_and_cam(on_real) + lsgan_fake_and_cam(on_fake)
+        for d, real, fake in ((self.discriminator_global_a, real_a, fake_a),
+                              (self.discriminator_local_a, real_a, fake_a),
+                              (self.discriminator_global_b, real_b, fake_b),
+                              (self.discriminator_local_b, real_b, fake_b)):
+            on_real, on_fake = call_on_both(functools.partial(d, consecutive_calls=2), real, fake)
+            loss += lsgan_real_and_cam(on_real) + lsgan_fake_and_cam(on_fake)
         return self.adversarial_weight * loss
 
     def extra_generator_losses(self, real_a, real_b, fake_a, fake_b):
