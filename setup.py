@@ -18,9 +18,10 @@ setup(
     # into the same folder and must never both be required: `[cpu]` (small CPU wheel) or
     # `[gpu]` (CUDA build with its libraries). Without either, an existing TensorFlow
     # >= 2.16 is used; `import tf_translate` says how to install one if none is there.
-    # keras < 3.16: the fused Adam (models/base.py) calls Keras optimizer internals
+    # keras < 3.16: the fused Adam (optimizers.py) calls Keras optimizer internals
     # (_backend_update_step, _get_variable_index, _momentums, _velocities); 3.15 is the
-    # version the suite runs on, and a newer Keras is refused until it is tested.
+    # version the suite runs on, and a newer Keras is refused until it is tested;
+    # >= 3.10 for the call-context arguments spectral norm uses.
     install_requires=["keras>=3.10,<3.16", "tensorboard", "numpy", "pillow"],
     extras_require={
         "cpu": ["tensorflow-cpu>=2.16"],

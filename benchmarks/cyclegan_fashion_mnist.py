@@ -107,7 +107,7 @@ def train_ours(args, root):
 
     from tf_translate import build_model
     from tf_translate.data import unpaired_dataset
-    from tf_translate.models.base import make_adam
+    from tf_translate.optimizers import make_adam
     from tf_translate.schedules import LinearDecay
 
     keras.utils.set_random_seed(args.seed)

@@ -3,7 +3,7 @@ import numpy as np
 import pytest
 import tensorflow as tf
 
-from tf_translate.models.base import Adam
+from tf_translate.optimizers import Adam
 
 SHAPES = [(3, 3, 4, 8), (8,), (5, 2)] * 8
 

@@ -49,7 +49,7 @@ def cyclegan_run(pytorch_epsilon=True):
     Returns {"ours", "float32": {network group: miss}, "losses": [(ours, reference)]}.
     """
     from tf_translate import build_model
-    from tf_translate.models.base import make_adam
+    from tf_translate.optimizers import make_adam
 
     config = dict(ngf=8, n_blocks=2, ndf=8, seed=0)
     reference, reference32 = TorchCycleGAN(**config, dtype="float64"), TorchCycleGAN(**config, dtype="float32")
@@ -105,7 +105,7 @@ def stargan_run(pytorch_epsilon=True, iterations=3):
     import tensorflow as tf
 
     from tf_translate import build_model
-    from tf_translate.models.base import make_adam
+    from tf_translate.optimizers import make_adam
     from torch_reference import TorchStarGAN
 
     size, domains = 32, 3

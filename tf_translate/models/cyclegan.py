@@ -14,7 +14,8 @@ from tf_translate.layers import InstanceNormalization, ReflectionPadding2D
 from tf_translate.layers.blocks import build_stack, conv, run_stack
 from tf_translate.layers.initializers import junyanz_kernel_init
 from tf_translate.losses import l1_loss, lsgan_fake_loss, lsgan_real_loss
-from tf_translate.models.base import TranslationModel, call_on_both, current_learning_rate, make_adam
+from tf_translate.models.base import TranslationModel, call_on_both
+from tf_translate.optimizers import current_learning_rate, make_adam
 from tf_translate.schedules import LinearDecay
 
 
@@ -189,7 +190,7 @@ class CycleGAN(TranslationModel):
         identity_weight: absolute identity weight, `--lambda_identity` x lambda (0.5 x 10).
         pool_size: reference `--pool_size` (50).
         learning_rate, beta_1: Adam settings (`--lr` 2e-4, `--beta1` 0.5); PyTorch's
-            Adam arithmetic and epsilon 1e-8 (`base.Adam`).
+            Adam arithmetic and epsilon 1e-8 (`optimizers.Adam`).
         decay_at_epoch_start: the learning rate steps at the start of each epoch, as
             junyanz's current `train.py` (decay one epoch earlier, last epoch at 0);
             False is the 2019 loop, which steps it at the end (`LinearDecay`).

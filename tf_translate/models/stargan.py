@@ -19,7 +19,8 @@ from tf_translate.layers.blocks import build_stack, conv, run_stack
 from tf_translate.layers.initializers import torch_kernel_init
 from tf_translate.losses import (classification_loss, gradient_penalty, l1_loss,
                                  wgan_critic_loss, wgan_generator_loss)
-from tf_translate.models.base import ReferenceRun, TranslationModel, current_learning_rate, make_adam
+from tf_translate.models.base import ReferenceRun, TranslationModel
+from tf_translate.optimizers import current_learning_rate, make_adam
 from tf_translate.schedules import StarGANDecay
 
 

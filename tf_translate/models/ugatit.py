@@ -20,7 +20,8 @@ from tf_translate.layers.blocks import (AdaLINResidualBlock, UGATITResidualBlock
                                         conv, dense, run_stack, sn_conv, upsample_block)
 from tf_translate.layers.cam import heatmap_image
 from tf_translate.losses import bce_with_logits, l1_loss, lsgan_fake_loss, lsgan_real_loss
-from tf_translate.models.base import ReferenceRun, TranslationModel, call_on_both, current_learning_rate, make_adam
+from tf_translate.models.base import ReferenceRun, TranslationModel, call_on_both
+from tf_translate.optimizers import current_learning_rate, make_adam
 from tf_translate.schedules import half_then_linear_decay
 
 
@@ -235,7 +236,7 @@ class UGATIT(TranslationModel):
     same, not yet updated, generator weights), and the D step sees the fakes detached
     (the reference does not detach them; its G gradients from the D loss are zeroed
     before the G step, so the D gradients are the same with less work). Adam is
-    PyTorch's arithmetic with its epsilon 1e-8 (`base.Adam`).
+    PyTorch's arithmetic with its epsilon 1e-8 (`optimizers.Adam`).
 
     Args:
         image_size: training crop (`--img_size`, 256); the full generator runs only at it.
