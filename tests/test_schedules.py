@@ -100,3 +100,19 @@ def test_stargan_decay_follows_the_reference_loop():
     # Two datasets: two optimizer steps per iteration.
     two = StarGANDecay(1e-4, n - decay, decay, every, to_zero=False, steps_per_iteration=2)
     np.testing.assert_allclose([float(two(s)) for s in range(2 * n)], np.repeat(rates, 2), rtol=1e-6)
+
+
+def test_cyclegan_steps_that_are_not_whole_epochs_keep_a_learning_rate():
+    """250 steps in 100-step epochs are 3 epochs (the last partial): only the last runs at
+    0, as the reference's last epoch does; counting 2 epochs ran two at 0."""
+    from helpers import TINY_CYCLEGAN
+    from tf_translate import build_model
+
+    model = build_model("cyclegan", **TINY_CYCLEGAN)
+    optimizer = model.default_optimizers(250, 100)["g_optimizer"]
+    optimizer.build(model.generator_ab.trainable_variables)
+    rates = []
+    for step in (0, 150, 249):
+        optimizer.iterations.assign(step)
+        rates.append(float(optimizer.learning_rate))
+    np.testing.assert_allclose(rates, [2e-4 * 2 / 3, 2e-4 / 3, 0.0], rtol=1e-6)

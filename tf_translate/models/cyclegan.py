@@ -236,7 +236,7 @@ class CycleGAN(TranslationModel):
         def adam():
             lr = self.learning_rate
             if total_steps:
-                epochs = max(2, total_steps // steps_per_epoch)
+                epochs = max(2, -(-total_steps // steps_per_epoch))  # a partial last epoch counts
                 lr = LinearDecay(lr, epochs // 2, epochs - epochs // 2, steps_per_epoch,
                                  self.decay_at_epoch_start)
             return make_adam(lr, self.beta_1)
