@@ -40,9 +40,13 @@ def test_stargan_fashion_mnist_tiny_run(tmp_path):
     with open(os.path.join(run_dir, "run.json")) as file:
         assert json.load(file)["config"]["domain_names"] == example.CLASSES
     grid = np.asarray(Image.open(os.path.join(run_dir, "samples", "step_0000006.png")))
-    assert grid.shape == (16 * 32, 11 * 32, 3)  # 16 inputs x (input + 10 classes)
+    from tf_translate.training import TITLE_HEIGHT
+
+    row = TITLE_HEIGHT + 32  # a title strip above each row of images
+    assert grid.shape == (16 * row, 11 * 32, 3)  # 16 inputs x (input + 10 classes)
+    images = np.concatenate([grid[i * row + TITLE_HEIGHT:(i + 1) * row] for i in range(16)])
     # The first column is the (upsampled, grey) input itself.
-    assert np.all(grid[:, :32, 0] == grid[:, :32, 1])
+    assert np.all(images[:, :32, 0] == images[:, :32, 1])
 
     # The metric, checked with generators whose answer is known: one that ignores the label
     # (returns its input) scores how often inputs already are the target, and one that
