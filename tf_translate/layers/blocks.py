@@ -91,8 +91,22 @@ def sn_conv(in_channels, filters, strides):
                  fan_in=in_channels * 16, spectral_norm=True), layers.LeakyReLU(negative_slope=0.2)]
 
 
+class ResidualBody(layers.Layer):
+    """x + body(x): the build, call and shape of every paper's plain residual block.
+    Subclasses set `self.body` (their reference's layer list) and `get_config`."""
+
+    def build(self, input_shape):
+        build_stack(self.body, input_shape)
+
+    def call(self, x):
+        return x + run_stack(self.body, x)
+
+    def compute_output_shape(self, input_shape):
+        return input_shape
+
+
 @keras.saving.register_keras_serializable(package="tf_translate")
-class UGATITResidualBlock(layers.Layer):
+class UGATITResidualBlock(ResidualBody):
     """x + [reflect pad, 3x3 conv, IN, ReLU, reflect pad, 3x3 conv, IN](x), no conv bias.
 
     Differs from CycleGAN's block only in the bias-free convs (`use_bias=False` in the
@@ -110,15 +124,6 @@ class UGATITResidualBlock(layers.Layer):
                      InstanceNormalization(), layers.ReLU(),
                      conv(filters, 3, padding=1, padding_mode="reflect", use_bias=False, init="torch"),
                      InstanceNormalization()]
-
-    def build(self, input_shape):
-        build_stack(self.body, input_shape)
-
-    def call(self, x):
-        return x + run_stack(self.body, x)
-
-    def compute_output_shape(self, input_shape):
-        return input_shape
 
     def get_config(self):
         return {**super().get_config(), "filters": self.filters}

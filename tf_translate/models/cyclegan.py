@@ -11,7 +11,7 @@ from keras import layers
 
 from tf_translate.image_pool import ImagePool
 from tf_translate.layers import InstanceNormalization, ReflectionPadding2D
-from tf_translate.layers.blocks import build_stack, conv, run_stack
+from tf_translate.layers.blocks import ResidualBody, build_stack, conv, run_stack
 from tf_translate.layers.initializers import junyanz_kernel_init
 from tf_translate.losses import l1_loss, lsgan_fake_loss, lsgan_real_loss
 from tf_translate.models.base import TranslationModel, call_on_both
@@ -20,7 +20,7 @@ from tf_translate.schedules import LinearDecay
 
 
 @keras.saving.register_keras_serializable(package="tf_translate")
-class ResidualBlock(layers.Layer):
+class ResidualBlock(ResidualBody):
     """x + [reflect pad, 3x3 conv, IN, ReLU, reflect pad, 3x3 conv, IN](x).
 
     Args:
@@ -39,15 +39,6 @@ class ResidualBlock(layers.Layer):
             ReflectionPadding2D(1), conv(filters, 3, use_bias=True, init="junyanz"),
             InstanceNormalization(affine=norm_affine),
         ]
-
-    def build(self, input_shape):
-        build_stack(self.body, input_shape)
-
-    def call(self, x):
-        return x + run_stack(self.body, x)
-
-    def compute_output_shape(self, input_shape):
-        return input_shape
 
     def get_config(self):
         return {**super().get_config(), "filters": self.filters, "norm_affine": self.norm_affine}

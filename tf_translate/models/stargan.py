@@ -15,7 +15,7 @@ import tensorflow as tf
 from keras import layers, ops
 
 from tf_translate.layers import InstanceNormalization
-from tf_translate.layers.blocks import build_stack, conv, run_stack
+from tf_translate.layers.blocks import ResidualBody, build_stack, conv, run_stack
 from tf_translate.layers.initializers import torch_kernel_init
 from tf_translate.losses import (classification_loss, gradient_penalty, l1_loss,
                                  wgan_critic_loss, wgan_generator_loss)
@@ -25,7 +25,7 @@ from tf_translate.schedules import StarGANDecay
 
 
 @keras.saving.register_keras_serializable(package="tf_translate")
-class StarGANResidualBlock(layers.Layer):
+class StarGANResidualBlock(ResidualBody):
     """x + [3x3 conv, IN, ReLU, 3x3 conv, IN](x), zero padding 1, no conv bias.
 
     Differs from CycleGAN's block: zero instead of reflection padding, affine instance
@@ -43,15 +43,6 @@ class StarGANResidualBlock(layers.Layer):
             conv(filters, 3, padding=1, padding_mode="zeros", use_bias=False, init="torch"),
             InstanceNormalization(affine=True),
         ]
-
-    def build(self, input_shape):
-        build_stack(self.body, input_shape)
-
-    def call(self, x):
-        return x + run_stack(self.body, x)
-
-    def compute_output_shape(self, input_shape):
-        return input_shape
 
     def get_config(self):
         return {**super().get_config(), "filters": self.filters}
