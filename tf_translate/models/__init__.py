@@ -18,6 +18,13 @@ MODELS = {
 }
 
 
+def model_class(name):
+    """The training model class registered as `name` (a one-line error for unknown names)."""
+    if name not in MODELS:
+        raise ValueError(f"unknown model {name!r}; valid models: {', '.join(sorted(MODELS))}")
+    return MODELS[name][0]
+
+
 def build_model(name, **overrides):
     """Builds the training model registered as `name` with the reference defaults.
 
@@ -25,10 +32,7 @@ def build_model(name, **overrides):
         name: a key of `MODELS` (e.g. "cyclegan").
         **overrides: constructor arguments replacing the defaults (e.g. image_size=128).
     """
-    if name not in MODELS:
-        raise ValueError(f"unknown model {name!r}; valid models: {', '.join(sorted(MODELS))}")
-    model_class, preset = MODELS[name]
-    return model_class(**{**preset, **overrides})
+    return model_class(name)(**{**MODELS[name][1], **overrides})
 
 
-__all__ = ["MODELS", "build_model", "CycleGAN", "PatchGANDiscriminator", "ResNetGenerator"]
+__all__ = ["MODELS", "build_model", "model_class", "CycleGAN", "PatchGANDiscriminator", "ResNetGenerator"]
