@@ -40,6 +40,12 @@ def float32_copy(network):
     return copy
 
 
+def size_multiple(generator, multiple=4):
+    """The multiple image sides must have for `generator`: the two stride-2 downsamplings'
+    4, or the larger multiple a generator states (`input_multiple`)."""
+    return math.lcm(multiple, int(getattr(generator, "input_multiple", 1) or 1))
+
+
 def label_size(generator):
     """The label length of a label-conditioned generator (StarGAN's, called as
     `generator([images, labels])`), or 0 for a generator of images alone."""
@@ -73,7 +79,7 @@ class GeneratorModule(tf.Module):
             raise ValueError(f"{type(generator).__name__} returns no attention heatmap "
                              "(only U-GAT-IT-style generators do)")
         self.generator = generator
-        self.multiple = math.lcm(multiple, getattr(generator, "input_multiple", 1))
+        self.multiple = size_multiple(generator, multiple)
         self.fixed_size = fixed_size or getattr(generator, "fixed_input_size", None)
         # Every weight, tracked directly: tf.saved_model does not reach Keras weights held
         # in nested lists of layers (photo2cartoon's hourglass blocks) and refuses to save.
@@ -265,7 +271,7 @@ def export_tflite(generator, path, image_size, quantize="none", representative_i
         raise ValueError(f"quantize must be one of {', '.join(QUANTIZE_MODES)}, got {quantize!r}")
     if io not in IO_TYPES:
         raise ValueError(f"io must be one of {', '.join(IO_TYPES)}, got {io!r}")
-    multiple = math.lcm(multiple, getattr(generator, "input_multiple", 1))
+    multiple = size_multiple(generator, multiple)
     fixed = getattr(generator, "fixed_input_size", None)
     if fixed and image_size != fixed:
         raise ValueError(f"this generator runs only at {fixed}x{fixed}: export it with image size {fixed}")
