@@ -19,7 +19,7 @@ import warnings
 import keras
 
 from tf_translate import __version__
-from tf_translate.models import MODELS, build_model
+from tf_translate.models import MODELS, build_model, model_class
 
 RUN_FILE = "run.json"
 CHECKPOINT = "checkpoint.weights.h5"
@@ -83,8 +83,11 @@ def save_checkpoint(model, run_dir, name=CHECKPOINT):
     model.save_weights(temporary)
     with open(temporary, "rb") as file:
         os.fsync(file.fileno())
-    digests = [sha256(temporary)] + ([sha256(path)] if os.path.exists(path) else [])
-    write_json_atomically(path + ".sha256", {"sha256": digests})
+    # The file in place is one of the recorded digests (the newest, or the one before when
+    # a save was cut between record and rename): kept from the record instead of hashing
+    # a multi-GB U-GAT-IT checkpoint once more per save; unrecorded older files are hashed.
+    previous = recorded_digests(path)[:2] or ([sha256(path)] if os.path.exists(path) else [])
+    write_json_atomically(path + ".sha256", {"sha256": [sha256(temporary)] + previous})
     os.replace(temporary, path)
     return path
 
@@ -100,14 +103,19 @@ def sha256(path):
 def verify_checkpoint(path):
     """A one-line error when the file's SHA-256 is not the one recorded when it was written
     (bytes damaged on disk or in a copy). Checkpoints without a record are not checked."""
+    expected = recorded_digests(path)
+    if expected and sha256(path) not in expected:
+        raise ValueError(f"checkpoint {path!r} is damaged: its SHA-256 is not the one recorded in "
+                         f"{os.path.basename(path)}.sha256 when it was written")
+
+
+def recorded_digests(path):
+    """The SHA-256s recorded for `path` (newest first), or [] without a record."""
     record = path + ".sha256"
     if not os.path.exists(record):
-        return
+        return []
     with open(record) as file:
-        expected = json.load(file).get("sha256", [])
-    if sha256(path) not in expected:
-        raise ValueError(f"checkpoint {path!r} is damaged: its SHA-256 is not the one recorded in "
-                         f"{os.path.basename(record)} when it was written")
+        return json.load(file).get("sha256", [])
 
 
 def load_checkpoint(model, run_dir, optimizers=True, name=CHECKPOINT):
@@ -165,8 +173,8 @@ def load_generators(run_dir, name=CHECKPOINT):
     keras.mixed_precision.set_global_policy(precision)
     # Training-only parts (photo2cartoon's face model) are never loaded for inference: a
     # run.json could name any file, and a moved run would otherwise fail here.
-    model_class = MODELS[run["model"]][0]
-    config = {key: value for key, value in run["config"].items() if key not in model_class.training_only_config}
+    training_only = model_class(run["model"]).training_only_config
+    config = {key: value for key, value in run["config"].items() if key not in training_only}
     try:
         model = build_model(run["model"], **config)
     finally:
