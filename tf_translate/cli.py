@@ -288,7 +288,7 @@ def evaluate_translations(args):
     args.domain = args.attrs = None
     translate, _ = run_translator(args)
     extractor = evaluation.feature_extractor(args.features, args.inception_weights)
-    size = args.feature_size or (299 if args.features == "inception" else 224)
+    size = args.feature_size or evaluation.feature_size(args.features)
     results = evaluation.evaluate(translate, images[0], images[1], extractor, size, args.metrics,
                                   args.kid_subsets, args.kid_subset_size)
     features = evaluation.feature_label(args.features)

@@ -48,8 +48,13 @@ def translate_all(translate, images):
     return [translate(np.asarray(image, np.uint8)[None])[0] for image in images]
 
 
-def to_unit_range(images, size):
-    """uint8 images -> float32 [-1, 1] at size x size (bilinear), one batch."""
+def feature_size(features):
+    """The side images are resized to for the features: InceptionV3's 299, else 224."""
+    return 299 if features == "inception" else 224
+
+
+def resized_batch(images, size):
+    """uint8 images of any sizes -> one float32 [-1, 1] batch at size x size (bilinear)."""
     batch = [tf.image.resize(tf.cast(image, tf.float32)[None], (size, size))[0] for image in images]
     return tf.stack(batch) / 127.5 - 1.0
 
@@ -58,7 +63,7 @@ def features_of(extractor, images, size, batch_size=16):
     """Features (float64 [n, d]) of uint8 images resized to `size`."""
     rows = []
     for start in range(0, len(images), batch_size):
-        rows.append(np.asarray(extractor(to_unit_range(images[start:start + batch_size], size)), np.float64))
+        rows.append(np.asarray(extractor(resized_batch(images[start:start + batch_size], size)), np.float64))
     return np.concatenate(rows)
 
 
@@ -138,6 +143,7 @@ class EvaluationCallback(keras.callbacks.Callback):
         self.kid_subsets, self.kid_subset_size = kid_subsets, kid_subset_size
         self.real_features = features_of(extractor, list(target_images), feature_size)
         self.best = float("inf")
+        self.module = None  # the serving module, made on the first evaluation (traced once)
         self.writer = tf.summary.create_file_writer(os.path.join(run_dir, "logs"))
 
     def on_train_batch_end(self, batch, logs=None):
@@ -150,8 +156,10 @@ class EvaluationCallback(keras.callbacks.Callback):
     def evaluate_now(self, step):
         from tf_translate.export import GeneratorModule
 
-        module = GeneratorModule(self.model.generators()[self.direction])
-        fake = translate_all(lambda image: module.serving_default(image)["images"].numpy(), self.source_images)
+        if self.module is None:
+            self.module = GeneratorModule(self.model.generators()[self.direction])
+        fake = translate_all(lambda image: self.module.serving_default(image)["images"].numpy(),
+                             self.source_images)
         mean, std = metrics.kernel_distance(features_of(self.extractor, fake, self.feature_size),
                                             self.real_features, subsets=self.kid_subsets,
                                             subset_size=self.kid_subset_size)
@@ -177,6 +185,5 @@ def held_out_callback(model, data, run_dir, every, features="mobilenet_v2", samp
               for folder in domain_folders(data, split="test")]
     if min(len(images[0]), len(images[1])) < 2:
         raise ValueError(f"--eval-every needs at least 2 images in each of {data}/testA and {data}/testB")
-    size = 299 if features == "inception" else 224
     return EvaluationCallback(run_dir, "a2b", images[0], images[1], feature_extractor(features, inception_weights),
-                              every, size, kid_subset_size=max(2, min(len(images[0]), len(images[1])) // 2))
+                              every, feature_size(features), kid_subset_size=max(2, min(len(images[0]), len(images[1])) // 2))

@@ -8,8 +8,9 @@ import numpy as np
 import tensorflow as tf
 from PIL import Image
 
+from tf_translate.export import size_multiple
 from tf_translate.memory import ReturnCompilerMemory
-from tf_translate.models import MODELS, build_model
+from tf_translate.models import build_model, model_class
 from tf_translate.runs import CHECKPOINT, RUN_FILE, load_checkpoint, read_run, save_checkpoint, write_run
 
 def global_step(model):
@@ -105,13 +106,6 @@ class RunCallback(keras.callbacks.Callback):
             tf.summary.image("samples", grid[None], step=step)
 
 
-def model_class(model_name):
-    """The training model class registered as `model_name` (one-line error otherwise)."""
-    if model_name not in MODELS:
-        raise ValueError(f"unknown model {model_name!r}; valid models: {', '.join(sorted(MODELS))}")
-    return MODELS[model_name][0]
-
-
 def training_data(model_name, data, attr_file=None, attrs=None):
     """The CLI's `--data` (with `--attr-file`, `--attrs`) -> `train`'s data arguments.
 
@@ -195,7 +189,7 @@ def train(model_name, data, run_dir, steps=None, epochs=None, batch_size=None, i
     keras.mixed_precision.set_global_policy(flags["precision"])
     model = build_model(model_name, **config)
     config = model.get_config()
-    multiple = math.lcm(4, *[int(getattr(g, "input_multiple", 1) or 1) for g in model.generators().values()])
+    multiple = math.lcm(*[size_multiple(g) for g in model.generators().values()])
     if config["image_size"] % multiple:
         raise ValueError(f"--image-size {config['image_size']}: {model_name} trains on sizes that are a "
                          f"multiple of {multiple} (e.g. {config['image_size'] // multiple * multiple or multiple})")
