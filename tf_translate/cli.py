@@ -44,10 +44,20 @@ def parse_args(argv):
     chosen = reference_run(model_in(argv))
     train.add_argument("--model", required=True, help=", ".join(sorted(MODELS)))
     train.add_argument("--data", required=True, nargs="+",
-                       help="DIR with trainA/trainB, or two folders (domain A, domain B); stargan: "
+                       help="DIR with trainA/trainB, or two folders (domain A, domain B); pix2pix: DIR with "
+                       "train/ (A|B side by side in each file), DIR with trainA/trainB of equally named "
+                       "files, or two such folders; stargan: "
                        "a CelebA folder (list_attr_celeba.txt) or one sub-folder per domain, two "
                        "folders for multi-dataset training")
     train.add_argument("--attr-file", help="stargan: the CelebA attribute file (default DIR/list_attr_celeba.txt)")
+    train.add_argument("--generator", choices=["unet_256", "unet_128", "unet_64", "unet_32"],
+                       help="pix2pix: the U-Net (reference --netG; default unet_256, image sizes a multiple of "
+                       "256; unet_128: of 128, ...)")
+    train.add_argument("--direction", choices=["AtoB", "BtoA"],
+                       help="pix2pix: which side of each pair is the input (default AtoB)")
+    train.add_argument("--inference-mode", choices=["reference", "eval"],
+                       help="pix2pix: what translate and export compute; reference (default): as junyanz "
+                       "test.py, dropout on and each image's own batch-norm statistics; eval: test.py --eval")
     train.add_argument("--attrs", nargs="+", help="stargan: CelebA attributes, space- or comma-separated "
                        "(default Black_Hair Blond_Hair Brown_Hair Male Young)")
     train.add_argument("--run-dir", required=True)
@@ -83,6 +93,8 @@ def parse_args(argv):
     translate.add_argument("--output", required=True, help="folder for the translated images")
     translate.add_argument("--direction", help="--run-dir: which generator (default: the model's first, a2b)")
     translate.add_argument("--best", action="store_true", help="--run-dir: use best.weights.h5 (--eval-every)")
+    translate.add_argument("--inference-mode", choices=["reference", "eval"],
+                           help="--run-dir, pix2pix: override the run's test-time behaviour (see train)")
     translate.add_argument("--max-size", type=int, help=f"resize images whose longer side exceeds N px to N "
                            f"(default: images over {MAX_TRANSLATE_SIZE} px are skipped with a message)")
     target = translate.add_mutually_exclusive_group()
@@ -117,6 +129,8 @@ def parse_args(argv):
     export.add_argument("--direction", help="which generator (default: the model's first, a2b)")
     export.add_argument("--version", type=int, default=1)
     export.add_argument("--best", action="store_true", help="export RUN/best.weights.h5 (kept by --eval-every)")
+    export.add_argument("--inference-mode", choices=["reference", "eval"],
+                        help="pix2pix: override the run's test-time behaviour (see train)")
     export.add_argument("--heatmap", action="store_true",
                         help="savedmodel: also return the attention heatmap (ugatit, ugatit_light)")
     export.add_argument("--format", default="savedmodel", choices=["savedmodel", "tflite"])
@@ -131,7 +145,8 @@ def parse_args(argv):
     imports = commands.add_parser("import-torch", help="convert a reference PyTorch generator checkpoint")
     imports.add_argument("--model", required=True,
                          help="cyclegan (junyanz latest_net_G_A.pth), ugatit / ugatit_light "
-                         "(UGATIT-pytorch .pt), photo2cartoon (minivision .pt), stargan (yunjey *-G.ckpt)")
+                         "(UGATIT-pytorch .pt), photo2cartoon (minivision .pt), stargan (yunjey *-G.ckpt), "
+                         "pix2pix (junyanz latest_net_G.pth)")
     imports.add_argument("--checkpoint", required=True, help="the A->B generator checkpoint")
     imports.add_argument("--checkpoint-b", help="the B->A generator checkpoint (run directories only)")
     imports.add_argument("--output", required=True,
@@ -162,7 +177,13 @@ def run(args):
     elif args.command == "train":
         from tf_translate.training import train, training_data
         data = args.data[0] if len(args.data) == 1 else args.data
-        data, dataset_fn, overrides = training_data(args.model, data, args.attr_file, names(args.attrs))
+        data, dataset_fn, overrides = training_data(args.model, data, args.attr_file, names(args.attrs),
+                                                    args.direction)
+        for flag, key in (("inference_mode", "inference_mode"), ("generator", "variant")):
+            if getattr(args, flag):
+                if args.model != "pix2pix":
+                    raise ValueError(f"--{flag.replace('_', '-')} is for --model pix2pix")
+                overrides = {**overrides, key: getattr(args, flag)}
         if args.face_model:
             if args.model != "photo2cartoon":
                 raise ValueError("--face-model is for --model photo2cartoon")
@@ -181,6 +202,7 @@ def run(args):
         from tf_translate.runs import BEST_WEIGHTS, CHECKPOINT, generator, load_generators
         model, record = load_generators(args.run_dir, BEST_WEIGHTS if args.best else CHECKPOINT)
         args.direction, network = generator(model, record, args.direction)
+        set_inference_mode(network, args.inference_mode)
         name = os.path.basename(os.path.normpath(args.run_dir))
         if args.format == "tflite":
             args.output = args.output or os.path.join("saved_models", name + ".tflite")
@@ -196,6 +218,15 @@ def run(args):
         from tf_translate.torch_import import import_torch
         path = import_torch(args.model, args.checkpoint, args.output, args.checkpoint_b)
         print(f"imported {args.checkpoint} into {path}")
+
+
+def set_inference_mode(network, mode):
+    """`--inference-mode`: what a pix2pix generator computes outside training."""
+    if mode is None:
+        return
+    if not hasattr(network, "inference_mode"):
+        raise ValueError(f"--inference-mode is for pix2pix generators, not {type(network).__name__}")
+    network.inference_mode = mode
 
 
 def export_tflite_file(args, generator, record):
@@ -233,6 +264,7 @@ def run_translator(args):
 
         model, record = load_generators(args.run_dir, BEST_WEIGHTS if args.best else CHECKPOINT)
         args.direction, network = generator(model, record, args.direction)
+        set_inference_mode(network, args.inference_mode)
         module, inputs = serving_module(float32_copy(network)), {}  # as export computes
         if model.data_kind == "labelled":
             if not targets:

@@ -199,6 +199,140 @@ def unpaired_dataset(data, batch_size=1, image_size=256, load_size=None, split="
 
 
 # ---------------------------------------------------------------------------------
+# Paired data (pix2pix): aligned A|B files, or two folders of equally named files.
+
+DIRECTIONS = ("AtoB", "BtoA")
+
+
+def paired_files(data, split="train"):
+    """[(path A, path B)] for named pairs, [(aligned path, None)] for A|B files, and the
+    layout's name. `data`: DIR with `split/` (the reference's aligned layout: A left, B
+    right in one file), DIR with `splitA/` and `splitB/`, two folders, or (training
+    split only) one folder of aligned files."""
+    if isinstance(data, (list, tuple)):
+        if len(data) != 2:
+            raise ValueError(f"--data takes one folder or two folders of equally named files, got {len(data)}")
+        return named_pairs(*data), "named"
+    if os.path.isdir(os.path.join(data, split)):
+        return [(path, None) for path in list_images(os.path.join(data, split))], "aligned"
+    if all(os.path.isdir(os.path.join(data, split + side)) for side in "AB"):
+        return named_pairs(os.path.join(data, split + "A"), os.path.join(data, split + "B")), "named"
+    if split == "train" and os.path.isdir(data) and not any(
+            os.path.isdir(os.path.join(data, name)) for name in ("test", "val", "testA")):
+        return [(path, None) for path in list_images(data)], "aligned"
+    raise ValueError(f"--data {data!r}: expected {split}/ (aligned A|B images), {split}A/ and {split}B/ "
+                     "(equally named files), or two folders")
+
+
+def named_pairs(folder_a, folder_b):
+    """[(A path, B path or None)] matched by file name without extension (x.jpg with x.png)."""
+    def by_stem(folder):
+        return {os.path.splitext(os.path.basename(path))[0]: path for path in list_images(folder)}
+    a, b = by_stem(folder_a), by_stem(folder_b)
+    return [(a[stem], b.get(stem)) for stem in sorted(a)] + [(None, b[stem]) for stem in sorted(set(b) - set(a))]
+
+
+def check_pairs(pairs, layout, report):
+    """The usable pairs; the others named in `report`: a missing partner, an aligned file
+    of odd width, halves of different sizes, and unreadable files."""
+    good = []
+    for path_a, path_b in pairs:
+        if layout == "named" and (path_a is None or path_b is None):
+            present, side = (path_b, "A") if path_a is None else (path_a, "B")
+            report.add(present, f"no file of the same name in the {side} folder")
+            continue
+        paths = [path_a] if layout == "aligned" else [path_a, path_b]
+        _, bad = check_images(paths)
+        for path, reason in bad:
+            report.add(path, reason)
+        if bad:
+            continue
+        sizes = []
+        for path in paths:
+            with Image.open(path) as image:
+                sizes.append(image.size)
+        if layout == "aligned" and sizes[0][0] % 2:
+            report.add(path_a, f"odd width {sizes[0][0]}: an aligned file holds A and B side by side")
+            continue
+        if layout == "named" and sizes[0] != sizes[1]:
+            report.add(path_b, f"size {sizes[1][0]}x{sizes[1][1]} differs from its partner's "
+                       f"{sizes[0][0]}x{sizes[0][1]} ({path_a})")
+            continue
+        good.append((path_a, path_b or ""))
+    return good
+
+
+def read_pair(path_a, path_b, size):
+    """(A, B) uint8 arrays, each resized (bicubic) to `size`; an aligned file when `path_b`
+    is empty (A its left half, B its right half, as the reference's `AlignedDataset`)."""
+    if path_b:
+        return read_rgb(path_a, size), read_rgb(path_b, size)
+    whole = read_rgb(path_a)
+    half = whole.shape[1] // 2
+    halves = [Image.fromarray(whole[:, :half]), Image.fromarray(whole[:, half:2 * half])]
+    return tuple(np.asarray(h.resize((size, size), Image.BICUBIC), np.uint8) for h in halves)
+
+
+def paired_dataset(spec, batch_size=1, image_size=256, load_size=None, split="train", seed=None):
+    """A dataset of `(input batch, target batch)` pairs for pix2pix's `fit`.
+
+    `spec` is {"paired": DIR or [folder A, folder B], "direction": "AtoB" or "BtoA"}
+    (see `paired_files`). Training: both halves resized to `load_size` (bicubic), then
+    the *same* random crop and flip for both (the reference's `get_params`), shuffled
+    every epoch; otherwise resized to `image_size`. `BtoA` makes B the input. Bad pairs
+    are skipped, named and counted. One epoch is len(pairs) // batch_size steps.
+
+    Returns:
+        (dataset, steps per epoch, SkipReport)
+    """
+    spec = spec if isinstance(spec, dict) else {"paired": spec}
+    direction = spec.get("direction") or "AtoB"
+    if direction not in DIRECTIONS:
+        raise ValueError(f"--direction must be AtoB or BtoA, got {direction!r}")
+    report = SkipReport()
+    pairs = check_pairs(*paired_files(spec["paired"], split), report)
+    if not pairs:
+        raise ValueError(f"--data {spec['paired']}: no usable image pairs ({len(report.skipped)} skipped)")
+    training = split == "train"
+    decode_size = (load_size or reference_load_size(image_size)) if training else image_size
+
+    def decode(path_a, path_b):
+        try:
+            a, b = read_pair(path_a.decode(), path_b.decode(), decode_size)
+            return np.concatenate([a, b], axis=-1), True
+        except Exception as error:
+            report.add(path_a.decode(), str(error).splitlines()[0] if str(error) else type(error).__name__)
+            return np.zeros((decode_size, decode_size, 6), np.uint8), False
+
+    def load(path_a, path_b):
+        both, ok = tf.numpy_function(decode, [path_a, path_b], (tf.uint8, tf.bool), stateful=False)
+        both.set_shape((decode_size, decode_size, 6))
+        ok.set_shape(())
+        return both, ok
+
+    dataset = tf.data.Dataset.from_tensor_slices(tuple(map(list, zip(*pairs))))
+    dataset = dataset.map(load, num_parallel_calls=tf.data.AUTOTUNE, deterministic=not training)
+    dataset = dataset.filter(decoded_ok).map(drop_flag)
+    if len(pairs) * decode_size * decode_size * 6 <= 1 << 30:
+        dataset = dataset.cache()
+    if training:
+        dataset = dataset.shuffle(min(len(pairs), 10_000), seed=seed, reshuffle_each_iteration=True)
+        random = tf.random.Generator.from_seed(seed) if seed is not None else tf.random.Generator.from_non_deterministic_state()
+
+        def augment(both):  # one crop and one flip for the two halves
+            both = tf.image.stateless_random_crop(both, (image_size, image_size, 6), random.make_seeds(1)[:, 0])
+            return tf.image.stateless_random_flip_left_right(both, random.make_seeds(1)[:, 0])
+        dataset = dataset.map(augment, num_parallel_calls=tf.data.AUTOTUNE)
+    source, target = (slice(0, 3), slice(3, 6)) if direction == "AtoB" else (slice(3, 6), slice(0, 3))
+    dataset = dataset.map(lambda both: (to_unit_range(both[..., source]), to_unit_range(both[..., target])),
+                          num_parallel_calls=tf.data.AUTOTUNE)
+    if training:
+        dataset = dataset.repeat()
+    dataset = dataset.batch(batch_size, drop_remainder=training).prefetch(tf.data.AUTOTUNE)
+    return dataset, max(1, len(pairs) // batch_size), report
+
+
+# ---------------------------------------------------------------------------------
 # Built-in demo data: two domains with a known ground-truth mapping from A to B.
 
 DEMO_PERMUTATION = (2, 0, 1)  # B = A with its colour channels rotated: (R, G, B) -> (B, R, G)

@@ -56,6 +56,7 @@ class RunCallback(keras.callbacks.Callback):
     def __init__(self, run_dir, sample_batch, checkpoint_every=1000, sample_every=500, log_every=50):
         super().__init__()
         self.failure = None  # (step, loss name, value) of the first non-finite loss
+        self.saved_step = None
         self.run_dir = run_dir
         self.sample_batch = sample_batch
         self.checkpoint_every = checkpoint_every
@@ -82,12 +83,17 @@ class RunCallback(keras.callbacks.Callback):
 
     def save(self, step):
         """Writes the checkpoint unless a weight is not finite (an update from damaged
-        optimizer state): then training stops and the last good checkpoint stays."""
+        optimizer state): then training stops and the last good checkpoint stays. A step
+        already saved is not saved again, so the previous copy (`runs.previous_copy`)
+        holds an earlier state."""
+        if step == self.saved_step:
+            return
         if not all(np.isfinite(w.numpy()).all() for w in self.model.trainable_weights):
             self.failure = (step, "a weight", float("nan"))
             self.model.stop_training = True
             return
         save_checkpoint(self.model, self.run_dir)
+        self.saved_step = step
 
     def on_train_end(self, logs=None):
         if self.failure:
@@ -106,24 +112,33 @@ class RunCallback(keras.callbacks.Callback):
             tf.summary.image("samples", grid[None], step=step)
 
 
-def training_data(model_name, data, attr_file=None, attrs=None):
-    """The CLI's `--data` (with `--attr-file`, `--attrs`) -> `train`'s data arguments.
+def training_data(model_name, data, attr_file=None, attrs=None, direction=None):
+    """The CLI's `--data` (with `--attr-file`, `--attrs`, `--direction`) -> `train`'s data
+    arguments.
 
     Models with `data_kind == "labelled"` (StarGAN) read labelled images: the CelebA
-    layout or one folder per domain (`data_labels.labelled_data_spec`); the others read
-    unpaired trainA/trainB folders (`data.unpaired_dataset`).
+    layout or one folder per domain (`data_labels.labelled_data_spec`); "paired" ones
+    (pix2pix) read aligned A|B files or equally named pairs, `direction` saying which
+    side is the input (`data.paired_dataset`; None: AtoB, or on resume the run's); the
+    others read unpaired trainA/trainB folders (`data.unpaired_dataset`).
 
     Returns:
         (data to record in run.json, dataset_fn for `train` or None for the unpaired
         default, model constructor overrides such as the domain names).
     """
-    if model_class(model_name).data_kind == "labelled":
+    kind = model_class(model_name).data_kind
+    if direction is not None and kind != "paired":
+        raise ValueError(f"--direction is for paired models (pix2pix), not {model_name!r}")
+    if kind == "labelled":
         from tf_translate.data_labels import labelled_data_spec, labelled_dataset
         spec, overrides = labelled_data_spec(data, attr_file, attrs)
         return spec, labelled_dataset, overrides
     if attr_file or attrs:
         raise ValueError(f"--attr-file and --attrs are for label-conditioned models (stargan), "
                          f"not {model_name!r}")
+    if kind == "paired":
+        from tf_translate.data import paired_dataset
+        return {"paired": absolute(data), "direction": direction}, paired_dataset, {}
     return data, None, {}
 
 
@@ -147,7 +162,7 @@ def train(model_name, data, run_dir, steps=None, epochs=None, batch_size=None, i
     Returns:
         the trained model.
     """
-    from tf_translate.data import reference_load_size, unpaired_dataset  # keeps `import training` light
+    from tf_translate.data import reference_load_size  # keeps `import training` light
 
     reference = model_class(model_name).reference_run
     check_positive(steps=steps, epochs=epochs, batch_size=batch_size, image_size=image_size, load_size=load_size)
@@ -170,7 +185,7 @@ def train(model_name, data, run_dir, steps=None, epochs=None, batch_size=None, i
         if steps or epochs:  # a longer total given on resume extends the run
             flags.update(steps=steps, epochs=epochs)
         if data is not None:  # where the data is now (the run may have moved)
-            flags["data"] = absolute(data)
+            flags["data"] = resumed_data(absolute(data), flags["data"])
     else:
         if os.path.exists(os.path.join(run_dir, RUN_FILE)):
             raise ValueError(f"{run_dir!r} already holds a run: pass --resume to continue it "
@@ -193,7 +208,7 @@ def train(model_name, data, run_dir, steps=None, epochs=None, batch_size=None, i
     if config["image_size"] % multiple:
         raise ValueError(f"--image-size {config['image_size']}: {model_name} trains on sizes that are a "
                          f"multiple of {multiple} (e.g. {config['image_size'] // multiple * multiple or multiple})")
-    make_dataset = dataset_fn or unpaired_dataset
+    make_dataset = dataset_fn or default_dataset(model.data_kind)
     dataset, steps_per_epoch, report = make_dataset(
         flags["data"], batch_size=flags["batch_size"], image_size=config["image_size"],
         load_size=flags["load_size"], seed=flags["seed"])
@@ -236,6 +251,28 @@ def train(model_name, data, run_dir, steps=None, epochs=None, batch_size=None, i
     if report.skipped:
         print(f"tf_translate: {len(report.skipped)} unreadable image(s) were skipped")
     return model
+
+
+def default_dataset(data_kind):
+    """The dataset function for a model's `data_kind` (see `training_data`)."""
+    if data_kind == "labelled":
+        from tf_translate.data_labels import labelled_dataset
+        return labelled_dataset
+    from tf_translate.data import paired_dataset, unpaired_dataset
+    return paired_dataset if data_kind == "paired" else unpaired_dataset
+
+
+def resumed_data(given, recorded):
+    """The data a resumed run reads: `given`, where a data spec (dict) leaves a setting
+    unsaid (None) the run's; a setting other than the paths that differs is refused."""
+    if not (isinstance(given, dict) and isinstance(recorded, dict)):
+        return given
+    for key, value in given.items():
+        kept = recorded.get(key)
+        if value is not None and kept is not None and value != kept and key not in ("paired", "datasets"):
+            raise ValueError(f"--{key} {value}: the run was started with {kept}, and a resumed run keeps "
+                             "its settings (start a new --run-dir to change it)")
+    return {**recorded, **{key: value for key, value in given.items() if value is not None}}
 
 
 def check_positive(**values):

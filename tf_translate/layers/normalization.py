@@ -337,3 +337,72 @@ class SoftAdaLIN(keras.layers.Layer):
 
     def get_config(self):
         return {**super().get_config(), "channels": self.channels, "epsilon": self.epsilon}
+
+
+@keras.saving.register_keras_serializable(package="tf_translate")
+class BatchNormalization(keras.layers.Layer):
+    """Batch normalisation as `torch.nn.BatchNorm2d` computes it (pix2pix).
+
+    Differences from Keras' layer, each of which changes a ported model: epsilon 1e-5
+    (Keras 1e-3); the running averages move by `momentum` 0.1 towards the batch
+    statistics (Keras' momentum 0.9 in the other direction) and the running variance
+    takes the *unbiased* batch variance (Keras the biased), while the batch itself is
+    normalised with the biased one; γ starts at N(1, 0.02) (junyanz `init_weights`).
+    And one choice Keras has no word for: `batch_statistics` normalises with the batch's
+    own statistics without touching the running averages, which is what junyanz's
+    `test.py` does by default (the network stays in train mode at test time; the running
+    averages it updates are never read).
+
+    Call with `training=True` (batch statistics, running averages updated),
+    `batch_statistics=True` (each image's own statistics, averages untouched: a batch of
+    N gives the reference's N batch-1 test calls) or neither (running averages:
+    PyTorch's `eval()`).
+
+    Args:
+        epsilon: added to the variance.
+        momentum: PyTorch's momentum, the weight of the new batch in the running averages.
+        gamma_stddev: γ ~ N(1, gamma_stddev); 0 starts γ at 1 (PyTorch's own default).
+    Reference: torch.nn.BatchNorm2d; junyanz `models/networks.py` (`init_weights`, `test.py`).
+    """
+
+    def __init__(self, epsilon=1e-5, momentum=0.1, gamma_stddev=0.02, **kwargs):
+        super().__init__(**kwargs)
+        self.epsilon = float(epsilon)
+        self.momentum = float(momentum)
+        self.gamma_stddev = float(gamma_stddev)
+
+    def build(self, input_shape):
+        channels = input_shape[-1]
+        gamma_init = (keras.initializers.RandomNormal(1.0, self.gamma_stddev) if self.gamma_stddev
+                      else "ones")
+        self.gamma = self.add_weight(shape=(channels,), initializer=gamma_init, name="gamma")
+        self.beta = self.add_weight(shape=(channels,), initializer="zeros", name="beta")
+        self.moving_mean = self.add_weight(shape=(channels,), initializer="zeros", name="moving_mean",
+                                           trainable=False)
+        self.moving_variance = self.add_weight(shape=(channels,), initializer="ones",
+                                               name="moving_variance", trainable=False)
+
+    def call(self, inputs, training=False, batch_statistics=False):
+        x = ops.cast(inputs, "float32")
+        gamma, beta = ops.cast(self.gamma, "float32"), ops.cast(self.beta, "float32")
+        if not (training or batch_statistics):
+            inv_std = ops.rsqrt(ops.cast(self.moving_variance, "float32") + self.epsilon)
+            y = (x - ops.cast(self.moving_mean, "float32")) * inv_std * gamma + beta
+            return ops.cast(y, self.compute_dtype)
+        axes = [0, 1, 2] if training else [1, 2]
+        y = standardize(x, axes, self.epsilon)
+        if training:
+            mean = ops.mean(x, axes)
+            count = _reduced_count(x, axes, unbiased=False)
+            unbiased = ops.sum(ops.square(x - mean), axes) / ops.maximum(count - 1.0, 1.0)
+            m = self.momentum
+            self.moving_mean.assign((1.0 - m) * self.moving_mean + m * ops.stop_gradient(mean))
+            self.moving_variance.assign((1.0 - m) * self.moving_variance + m * ops.stop_gradient(unbiased))
+        return ops.cast(y * gamma + beta, self.compute_dtype)
+
+    def compute_output_shape(self, input_shape):
+        return input_shape
+
+    def get_config(self):
+        return {**super().get_config(), "epsilon": self.epsilon, "momentum": self.momentum,
+                "gamma_stddev": self.gamma_stddev}

@@ -3,6 +3,7 @@
 from tf_translate.models.cyclegan import CycleGAN, PatchGANDiscriminator, ResNetGenerator
 from tf_translate.models.nicegan import NICEGAN
 from tf_translate.models.photo2cartoon import Photo2Cartoon
+from tf_translate.models.pix2pix import Pix2Pix
 from tf_translate.models.stargan import StarGAN
 from tf_translate.models.ugatit import UGATIT
 
@@ -15,6 +16,7 @@ MODELS = {
     "ugatit": (UGATIT, {"light": False}),
     "ugatit_light": (UGATIT, {"light": True}),
     "photo2cartoon": (Photo2Cartoon, {}),
+    "pix2pix": (Pix2Pix, {}),
 }
 
 

@@ -13,6 +13,7 @@ from tf_translate.image_pool import ImagePool
 from tf_translate.layers import InstanceNormalization, ReflectionPadding2D
 from tf_translate.layers.blocks import ResidualBody, build_stack, conv, run_stack
 from tf_translate.layers.initializers import junyanz_kernel_init
+from tf_translate.layers.patchgan import PatchGANDiscriminator
 from tf_translate.losses import l1_loss, lsgan_fake_loss, lsgan_real_loss
 from tf_translate.models.base import TranslationModel, call_on_both
 from tf_translate.optimizers import current_learning_rate, make_adam
@@ -116,46 +117,6 @@ class ResNetGenerator(keras.Model):
         return {"filters": self.filters, "num_residual_blocks": self.num_residual_blocks,
                 "upsampling": self.upsampling, "output_channels": self.output_channels,
                 "norm_affine": self.norm_affine, "name": self.name}
-
-
-@keras.saving.register_keras_serializable(package="tf_translate")
-class PatchGANDiscriminator(keras.Model):
-    """The junyanz 70x70 PatchGAN (`--netD basic`, `n_layers_D` 3).
-
-    C64 (no norm) - C128 - C256 - C512 (stride 1) - 1-channel conv; 4x4 kernels, zero
-    padding 1, LeakyReLU 0.2, non-affine IN. 30x30 logits for a 256 input; LSGAN
-    applies no sigmoid. Outputs float32.
-
-    Args:
-        filters: width of the first layer (reference `--ndf`, 64).
-        num_layers: strided layers after the first (reference `--n_layers_D`, 3).
-    Reference: `NLayerDiscriminator` in junyanz `networks.py`.
-    """
-
-    def __init__(self, filters=64, num_layers=3, **kwargs):
-        super().__init__(**kwargs)
-        self.filters = filters
-        self.num_layers = num_layers
-        stack = [conv(filters, 4, strides=2, padding=1, padding_mode="zeros", use_bias=True, init="junyanz"),
-                 layers.LeakyReLU(0.2)]
-        for n in range(1, num_layers + 1):
-            stride = 2 if n < num_layers else 1
-            stack += [conv(filters * min(2 ** n, 8), 4, strides=stride, padding=1, padding_mode="zeros",
-                           use_bias=True, init="junyanz"),
-                      InstanceNormalization(), layers.LeakyReLU(0.2)]
-        stack += [conv(1, 4, padding=1, padding_mode="zeros", use_bias=True, init="junyanz"),
-                  layers.Activation("linear", dtype="float32")]
-        self.stack = stack
-
-    def build(self, input_shape):
-        build_stack(self.stack, input_shape)
-        self.built = True
-
-    def call(self, x):
-        return run_stack(self.stack, x)
-
-    def get_config(self):
-        return {"filters": self.filters, "num_layers": self.num_layers, "name": self.name}
 
 
 @keras.saving.register_keras_serializable(package="tf_translate")
