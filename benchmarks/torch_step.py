@@ -1,11 +1,14 @@
 """The PyTorch side of `train_step.py --torch-ref`, inside this repository: times one
 training iteration of the reference re-statements in `tests/torch_reference.py`
-(junyanz's CycleGAN `optimize_parameters`, yunjey's StarGAN `Solver.train` body), the
-same code the step-parity tests prove equal to ours. Prints one JSON line:
+(junyanz's CycleGAN `optimize_parameters`, yunjey's StarGAN `Solver.train` body) and
+`tests/torch_pix2pix.py` (junyanz's pix2pix `optimize_parameters`: unet_256 with batch
+norm and dropout, the batch-norm PatchGAN), the same code the step-parity tests prove
+equal to ours. Prints one JSON line:
 sec_per_iter_median, peak_rss_mb.
 
     python benchmarks/torch_step.py --model cyclegan --size 128 --batch 1
     python benchmarks/torch_step.py --model stargan --size 128 --batch 16 --phase dg
+    python benchmarks/torch_step.py --model pix2pix --size 256 --batch 1
 """
 
 import argparse
@@ -20,7 +23,7 @@ import numpy as np
 
 sys.path.insert(0, os.path.join(os.path.dirname(os.path.dirname(os.path.abspath(__file__))), "tests"))
 
-MODELS = ("cyclegan", "stargan")
+MODELS = ("cyclegan", "stargan", "pix2pix")
 
 
 def iteration(model, size, batch, phase, rng):
@@ -31,6 +34,16 @@ def iteration(model, size, batch, phase, rng):
 
         trainer, a, b = TorchCycleGAN(), images(), images()  # 64 filters, 9 blocks, 64-filter PatchGANs
         return lambda: trainer.step(a, b)
+    if model == "pix2pix":
+        import torch
+        import torch_pix2pix
+
+        downs = {256: 8, 128: 7, 64: 6, 32: 5}[size]
+        netG, netD = torch_pix2pix.Unet(downs), torch_pix2pix.patchgan()
+        opt_G = torch.optim.Adam(netG.parameters(), lr=2e-4, betas=(0.5, 0.999))
+        opt_D = torch.optim.Adam(netD.parameters(), lr=2e-4, betas=(0.5, 0.999))
+        a, b = (torch.from_numpy(images().transpose(0, 3, 1, 2)) for _ in range(2))
+        return lambda: torch_pix2pix.step(netG, netD, opt_G, opt_D, a, b)
     from torch_reference import TorchStarGAN
 
     trainer = TorchStarGAN(size, 5, 64, 6, 64, 6)  # the CelebA defaults: c_dim 5, 6 blocks, 6 D layers

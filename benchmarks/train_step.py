@@ -126,7 +126,7 @@ def main():
     torch_step = None
     if args.torch_ref:
         torch_model, variant = TORCH_MODELS.get(args.model, (args.model, []))
-        if args.torch_ref_script == TORCH_STEP and args.model not in ("cyclegan", "stargan"):
+        if args.torch_ref_script == TORCH_STEP and args.model not in ("cyclegan", "stargan", "pix2pix"):
             parser.error(f"benchmarks/torch_step.py has no {args.model}: pass --torch-ref-script FILE")
         command = [sys.executable, args.torch_ref_script, "--model", torch_model, "--size", str(args.size),
                    "--batch", str(args.batch), "--threads", str(os.cpu_count())] + variant + args.torch_args.split()

@@ -68,3 +68,40 @@ def test_stargan_fashion_mnist_tiny_run(tmp_path):
     correct = {k: example.predict(classifier, exemplar[k][None])[0] == k for k in range(10)}
     assert example.target_fraction(classifier, oracle, x[source], targets) == pytest.approx(
         np.mean([correct[int(k)] for k in targets]))
+
+
+def test_pix2pix_edges_tiny_run(tmp_path):
+    pytest.importorskip("skimage")
+    example = load_example("pix2pix_edges")
+    flat = np.full((8, 8, 3), 90, np.uint8)
+    assert np.all(example.edge_map(flat) == 255)  # no gradient: white
+    step = np.zeros((8, 8, 3), np.uint8)
+    step[:, 4:] = 200
+    edges = example.edge_map(step)[..., 0]
+    assert np.all(edges[:, 3:5] == 0) and np.all(edges[:, :2] == 255)  # black along the step only
+
+    run_dir = str(tmp_path / "run")
+    result = example.main(["--run-dir", run_dir, "--steps", "3", "--train-count", "8", "--test-count", "4",
+                           "--filters", "4", "--no-xla"])
+    assert result["train_pairs"] == 8 and result["test_pairs"] == 4
+    # The held-out pairs are crops of the cat: the right half of each file is the photo crop,
+    # the left its edge map.
+    pair = np.asarray(Image.open(os.path.join(run_dir + "_data", "test", "00000.png")))
+    np.testing.assert_array_equal(pair[:, :64], example.edge_map(pair[:, 64:]))
+    cat = example.photo("chelsea")
+    found = any(np.array_equal(cat[y:y + 64, x:x + 64], pair[:, 64:])
+                for y in range(cat.shape[0] - 63) for x in range(cat.shape[1] - 63))
+    assert found
+    # A baseline checked by hand: the mean training colour everywhere, its L1 in [-1, 1] units.
+    folder = os.path.join(run_dir + "_data", "{}")
+    photos = lambda split: [np.asarray(Image.open(os.path.join(folder.format(split), name)))[:, 64:]
+                            for name in sorted(os.listdir(folder.format(split)))]
+    colour = np.round(np.mean([p.reshape(-1, 3).mean(0) for p in photos("train")], axis=0))
+    targets = photos("test")
+    by_hand = np.mean([np.abs(colour - t.astype(np.float64)).mean() / 127.5 for t in targets])
+    assert result["baselines"]["the mean training colour"]["l1"] == pytest.approx(by_hand, rel=1e-9)
+    with open(os.path.join(run_dir, "run.json")) as file:
+        assert json.load(file)["model"] == "pix2pix"
+    for mode in ("reference", "eval"):
+        assert 0 < result["trained"][mode]["l1"] < 2 and -1 <= result["trained"][mode]["ssim"] <= 1
+    assert len(targets) == 4

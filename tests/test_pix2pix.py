@@ -387,6 +387,21 @@ def test_cli_trains_resumes_translates_and_exports(tmp_path, capsys):
                str(tmp_path / "out"), "--inference-mode", "eval") == 0
     assert len(os.listdir(tmp_path / "out")) == 4
 
+    # evaluate scores each translation against its ground truth, in the run's direction
+    # (BtoA: the right halves are the inputs): L1 by hand from the Keras generator.
+    capsys.readouterr()
+    assert cli("evaluate", "--run-dir", run, "--data", data, "--split", "train", "--inference-mode", "eval",
+               "--metrics", "l1") == 0
+    printed = capsys.readouterr().out
+    by_hand = []
+    for name in sorted(os.listdir(os.path.join(data, "train"))):
+        pair = np.asarray(Image.open(os.path.join(data, "train", name))).astype(np.float32)
+        fake = model.generator(pair[None, :, 64:] / 127.5 - 1).numpy()[0]
+        fake = np.clip(np.round((fake + 1) * 127.5), 0, 255)
+        by_hand.append(np.abs(fake - pair[:, :64]).mean() / 127.5)
+    reported = float(printed.split("L1 (in [-1, 1])")[1].split()[0])
+    assert reported == pytest.approx(np.mean(by_hand), abs=2e-4)
+
 
 def test_import_torch_writes_a_run_that_translates_as_the_reference(tmp_path):
     reference = torch_pix2pix.randomize(torch_pix2pix.Unet(5, ngf=8)).double()

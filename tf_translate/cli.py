@@ -106,11 +106,14 @@ def parse_args(argv):
     source = evaluate.add_mutually_exclusive_group(required=True)
     source.add_argument("--run-dir", help="a run directory (the result is added to RUN/evaluation.json)")
     source.add_argument("--model-dir", help="an exported SavedModel (version folder)")
-    evaluate.add_argument("--data", required=True, help="DIR with testA/testB (or trainA/trainB with --split train)")
+    evaluate.add_argument("--data", required=True, help="DIR with testA/testB (or trainA/trainB with --split train); "
+                          "pix2pix: DIR with test/ (aligned A|B files) or testA/testB of equally named files")
     evaluate.add_argument("--split", default="test", choices=["test", "train"])
     evaluate.add_argument("--direction", choices=["a2b", "b2a"],
                           help="--run-dir: a2b (default) translates DIR/testA and compares with DIR/testB")
-    evaluate.add_argument("--metrics", nargs="+", default=["fid", "kid"], help="fid, kid, kid_blocks")
+    evaluate.add_argument("--metrics", nargs="+", help="fid, kid, kid_blocks (default fid kid); paired data "
+                          "(pix2pix): l1, psnr, ssim against the ground truth (the default), and fid, kid")
+
     evaluate.add_argument("--features", default="mobilenet_v2",
                           help="mobilenet_v2 (offline ImageNet features), inception (needs --inception-weights) "
                           "or a Keras model file / SavedModel folder mapping [-1, 1] images to vectors")
@@ -121,6 +124,8 @@ def parse_args(argv):
     evaluate.add_argument("--kid-subsets", type=int, default=100)
     evaluate.add_argument("--kid-subset-size", type=int, default=1000, help="capped at the number of images")
     evaluate.add_argument("--best", action="store_true", help="--run-dir: use best.weights.h5 (--eval-every)")
+    evaluate.add_argument("--inference-mode", choices=["reference", "eval"],
+                          help="--run-dir, pix2pix: override the run's test-time behaviour (see train)")
 
     export = commands.add_parser("export", help="export a generator as a SavedModel (TF Serving) or TFLite file")
     export.add_argument("--run-dir", required=True)
@@ -303,10 +308,14 @@ def saved_model_label(label_names, targets):
 
 
 def evaluate_translations(args):
-    """`evaluate`: translates the source domain's split and compares with the target's."""
+    """`evaluate`: translates the source domain's split and compares with the target's
+    (paired data: each input's translation with its ground truth)."""
     from tf_translate import evaluation
     from tf_translate.data import check_images, domain_folders, list_images, read_rgb
 
+    if paired_evaluation(args):
+        return evaluate_pairs(args)
+    args.metrics = args.metrics or ["fid", "kid"]
     folders = domain_folders(args.data, split=args.split)
     source, target = folders if args.direction in (None, "a2b") else folders[::-1]
     images = []
@@ -330,6 +339,58 @@ def evaluate_translations(args):
                   "split": args.split, "features": features, "feature_size": size,
                   "weights": "best.weights.h5" if args.best else "checkpoint.weights.h5",
                   "kid_subsets": args.kid_subsets, "kid_subset_size": args.kid_subset_size}
+        print(f"written to {evaluation.write_evaluation(args.run_dir, record)}")
+
+
+def paired_evaluation(args):
+    """Whether `evaluate` compares with ground truth: a paired model's run (pix2pix), or
+    a SavedModel on the aligned layout (DIR/test)."""
+    if args.run_dir:
+        from tf_translate.models import model_class
+        from tf_translate.runs import read_run
+        return model_class(read_run(args.run_dir)["model"]).data_kind == "paired"
+    return os.path.isdir(os.path.join(args.data, args.split))
+
+
+def evaluate_pairs(args):
+    """`evaluate` on paired data: L1 / PSNR / SSIM (and FID / KID when asked) of each
+    input's translation against its ground truth, in the run's direction."""
+    from tf_translate import evaluation
+    from tf_translate.data import SkipReport, check_pairs, paired_files, read_pair
+    from tf_translate.runs import read_run
+
+    names = args.metrics or list(evaluation.PAIRED_METRICS)
+    unknown = [n for n in names if n not in evaluation.PAIRED_METRICS + evaluation.METRICS]
+    if unknown:
+        raise ValueError(f"--metrics: unknown {', '.join(unknown)}; paired data takes "
+                         f"{', '.join(evaluation.PAIRED_METRICS + evaluation.METRICS)}")
+    data = read_run(args.run_dir)["flags"].get("data") if args.run_dir else None
+    direction = (data or {}).get("direction") if isinstance(data, dict) else None
+    pairs = check_pairs(*paired_files(args.data, args.split), SkipReport())[:args.samples]
+    if not pairs:
+        raise ValueError(f"--data {args.data!r}: no usable {args.split} pairs")
+    halves = [read_pair(a, b, None) for a, b in pairs]
+    inputs, targets = zip(*[h[::-1] if direction == "BtoA" else h for h in halves])
+    args.domain = args.attrs = None
+    translate, _ = run_translator(args)
+    results = evaluation.paired_scores(translate, inputs, targets)
+    results = {name: value for name, value in results.items() if name == "samples" or name in names}
+    distance_names = [n for n in names if n in evaluation.METRICS]
+    features = None
+    if distance_names:
+        extractor = evaluation.feature_extractor(args.features, args.inception_weights)
+        size = args.feature_size or evaluation.feature_size(args.features)
+        results.update(evaluation.evaluate(translate, inputs, targets, extractor, size, distance_names,
+                                           args.kid_subsets, args.kid_subset_size))
+        features = evaluation.feature_label(args.features)
+    print(evaluation.format_table({k: v for k, v in results.items() if k != "real"}, features))
+    if distance_names:
+        print(evaluation.format_table({k: v for k, v in results.items()
+                                       if k in ("samples", "real") or k in distance_names}, features))
+    if args.run_dir:
+        record = {**results, "data": os.path.abspath(args.data), "split": args.split,
+                  "direction": direction or "AtoB", "features": features,
+                  "weights": "best.weights.h5" if args.best else "checkpoint.weights.h5"}
         print(f"written to {evaluation.write_evaluation(args.run_dir, record)}")
 
 

@@ -263,14 +263,16 @@ def check_pairs(pairs, layout, report):
 
 
 def read_pair(path_a, path_b, size):
-    """(A, B) uint8 arrays, each resized (bicubic) to `size`; an aligned file when `path_b`
-    is empty (A its left half, B its right half, as the reference's `AlignedDataset`)."""
+    """(A, B) uint8 arrays, each resized (bicubic) to `size` (None: as they are); an
+    aligned file when `path_b` is empty (A its left half, B its right half, as the
+    reference's `AlignedDataset`)."""
     if path_b:
         return read_rgb(path_a, size), read_rgb(path_b, size)
     whole = read_rgb(path_a)
     half = whole.shape[1] // 2
     halves = [Image.fromarray(whole[:, :half]), Image.fromarray(whole[:, half:2 * half])]
-    return tuple(np.asarray(h.resize((size, size), Image.BICUBIC), np.uint8) for h in halves)
+    return tuple(np.asarray(h if size is None else h.resize((size, size), Image.BICUBIC), np.uint8)
+                 for h in halves)
 
 
 def paired_dataset(spec, batch_size=1, image_size=256, load_size=None, split="train", seed=None):

@@ -102,8 +102,39 @@ def evaluate(translate, source_images, target_images, extractor, feature_size=22
             **distances(fake_features, real_features, names, kid_subsets, kid_subset_size)}
 
 
+PAIRED_METRICS = ("l1", "psnr", "ssim")
+
+
+def paired_scores(translate, inputs, targets):
+    """L1, PSNR and SSIM of `translate(inputs)` against their ground truth (pix2pix).
+
+    Per image, then the mean: L1 in the [-1, 1] units of the training loss, PSNR in dB
+    and SSIM over the uint8 range (`metrics.psnr`, `metrics.ssim`). Targets of another
+    size than their input are resized to it (bicubic) first.
+
+    Returns:
+        {"samples": n, "l1": ..., "psnr": ..., "ssim": ...}.
+    """
+    from PIL import Image
+
+    scores = {name: [] for name in PAIRED_METRICS}
+    for image, target in zip(inputs, targets):
+        fake = translate(np.asarray(image, np.uint8)[None])[0].astype(np.float64)
+        if target.shape != fake.shape:
+            target = np.asarray(Image.fromarray(target).resize(fake.shape[1::-1], Image.BICUBIC))
+        real = np.asarray(target, np.float64)
+        scores["l1"].append(metrics.mean_absolute_error(fake / 127.5, real / 127.5))
+        scores["psnr"].append(metrics.psnr(fake, real, max_value=255.0))
+        scores["ssim"].append(metrics.ssim(fake, real, max_value=255.0))
+    return {"samples": len(scores["l1"]), **{name: float(np.mean(values)) for name, values in scores.items()}}
+
+
 def format_table(results, features):
     """The printed table: one metric per line, KID as x 100 with its ± (named protocol)."""
+    if "real" not in results:  # paired scores only
+        return "\n".join([f"{results['samples']} translations vs their ground truth"] + [
+            f"  {label:28} {results[name]:10.4f}" for name, label in
+            (("l1", "L1 (in [-1, 1])"), ("psnr", "PSNR (dB)"), ("ssim", "SSIM")) if name in results])
     lines = [f"{results['samples']} translations vs {results['real']} real images, {features}"]
     if "fid" in results:
         lines.append(f"  FID                          {results['fid']:10.3f}")
