@@ -1,7 +1,9 @@
 """Bad input and faults (issue 26): each case ends in a one-line error naming the flag or
 file, or in a safe result; no input file is lost and no run directory is left blocked."""
 
+import errno
 import hashlib
+import io
 import json
 import os
 
@@ -10,7 +12,7 @@ import pytest
 from PIL import Image
 
 from helpers import TINY_CYCLEGAN
-from tf_translate import training
+from tf_translate import runs, training
 from tf_translate.cli import main
 from tf_translate.data import read_rgb, write_demo_dataset
 from tf_translate.runs import CHECKPOINT, RUN_FILE, load_run, save_checkpoint
@@ -216,18 +218,210 @@ def test_damaged_checkpoint_bytes_are_refused_by_name(data, tmp_path, capsys):
     assert not (tmp_path / "out").exists()
 
 
-def test_huge_images_are_refused_by_name_or_resized_with_max_size(run, tmp_path, capsys):
+def test_wide_images_are_translated_at_full_size_or_resized_with_max_size(run, tmp_path, capsys):
     folder = tmp_path / "in"
     folder.mkdir()
     Image.new("RGB", (4100, 400), (10, 200, 30)).save(folder / "wide.png")
-    Image.fromarray(np.zeros((20, 20, 3), np.uint8)).save(folder / "small.png")
     assert main(["translate", "--run-dir", run, "--input", str(folder), "--output", str(tmp_path / "a")]) == 0
-    captured = capsys.readouterr()
-    assert "wide.png: 4100x400 px is larger than 4096 px a side; pass --max-size N" in captured.err
-    assert os.listdir(tmp_path / "a") == ["small.png"]
+    assert read_rgb(str(tmp_path / "a" / "wide.png")).shape == (400, 4100, 3)
     assert main(["translate", "--run-dir", run, "--input", str(folder / "wide.png"), "--output", str(tmp_path / "b"),
                  "--max-size", "512"]) == 0
     assert read_rgb(str(tmp_path / "b" / "wide.png")).shape == (50, 512, 3)
     assert "--max-size must be at least 8" in error_of(capsys, ["translate", "--run-dir", run, "--input",
                                                                  str(folder), "--output", str(tmp_path / "c"),
                                                                  "--max-size", "2"])
+
+
+# Case 7: large images are translated in overlapping tiles.
+
+@pytest.mark.parametrize("length, tile, overlap, multiple", [(100, 40, 16, 4), (1000, 256, 64, 4), (260, 256, 64, 4),
+                                                             (64, 256, 64, 4), (333, 96, 32, 1)])
+def test_tile_blend_weights_sum_to_one_and_cover_every_pixel(length, tile, overlap, multiple):
+    from tf_translate.tiling import blend_weights
+
+    tiles = blend_weights(length, tile, overlap, multiple)
+    total = np.zeros(length)
+    for start, weight in tiles:
+        assert start % multiple == 0 and start + len(weight) <= length
+        total[start:start + len(weight)] += weight
+        if start > 0:  # the outer quarter of the overlap at an inner edge is discarded
+            assert not weight[:overlap // 4].any()
+    np.testing.assert_allclose(total, 1.0, atol=1e-12)
+    assert tiles[0][0] == 0 and tiles[-1][0] + len(tiles[-1][1]) == length
+
+
+def test_tiles_cover_an_image_that_is_not_a_multiple_of_the_tile():
+    """Each pixel of a 301 x 517 image goes through some tile (the identity comes back
+    exactly), and no call is larger than the tile."""
+    from tf_translate.tiling import translate_tiled
+
+    image = np.random.default_rng(0).integers(0, 256, (301, 517, 3), dtype=np.uint8)
+    shapes = []
+
+    def identity(batch):
+        shapes.append(batch.shape)
+        return batch
+
+    np.testing.assert_array_equal(translate_tiled(identity, image, 96, 32), image)
+    assert max(s[1] for s in shapes) == max(s[2] for s in shapes) == 96 and len(shapes) == 5 * 8
+
+
+def test_tiled_translation_of_a_local_network_equals_the_whole_image():
+    """A conv stack with a stride-2 stage and a receptive field smaller than the
+    discarded quarter of the overlap gives the whole-image output to float precision."""
+    import keras
+
+    from tf_translate.tiling import translate_tiled
+
+    keras.utils.set_random_seed(0)
+    network = keras.Sequential([keras.Input((None, None, 3)),
+                                keras.layers.Conv2D(8, 3, strides=2, padding="same", activation="relu"),
+                                keras.layers.Conv2D(8, 3, padding="same", activation="relu"),
+                                keras.layers.UpSampling2D(2), keras.layers.Conv2D(3, 3, padding="same")])
+    run = lambda batch: network(batch).numpy()
+    image = np.random.default_rng(1).uniform(-1, 1, (1, 152, 216, 3)).astype(np.float32)
+    poked = image.copy()
+    poked[0, 76, 108] += 1.0
+    reach = np.argwhere(np.abs(run(poked) - run(image))[0].max(-1) > 0)
+    assert np.abs(reach - [76, 108]).max() <= 32 // 4  # the receptive field fits in the discarded margin
+    np.testing.assert_allclose(translate_tiled(run, image[0], 64, 32, multiple=4), run(image)[0], atol=1e-5)
+
+
+def test_a_large_image_is_translated_in_tiles_to_its_full_size(run, tmp_path, capsys, monkeypatch):
+    """An image over the pixel budget (2048^2) is translated in 1024 px tiles (no call
+    larger, so none of the memory a whole-image call would need) and written at full size."""
+    from tf_translate import cli
+
+    calls, translator = [], cli.run_translator
+
+    def spying(args):
+        translate, rule = translator(args)
+        return (lambda batch: calls.append(batch.shape) or translate(batch)), rule
+
+    monkeypatch.setattr(cli, "run_translator", spying)
+    yy, xx = np.mgrid[0:2056, 0:2100]
+    image = np.stack([xx % 256, yy % 256, (xx + yy) // 17 % 256], -1).astype(np.uint8)
+    Image.fromarray(image).save(tmp_path / "big.png")
+    assert main(["translate", "--run-dir", run, "--input", str(tmp_path / "big.png"), "--output",
+                 str(tmp_path / "out")]) == 0
+    tiled = read_rgb(str(tmp_path / "out" / "big.png"))
+    assert tiled.shape == image.shape
+    assert max(s[1] * s[2] for s in calls) == 1024 * 1024 and len(calls) == 9
+
+
+def test_tile_flags_the_generator_cannot_take_are_one_line_errors(run, tmp_path, capsys):
+    Image.fromarray(np.zeros((20, 20, 3), np.uint8)).save(tmp_path / "x.png")
+    base = ["translate", "--run-dir", run, "--input", str(tmp_path / "x.png"), "--output", str(tmp_path / "out")]
+    assert "--tile 30 is not a multiple of 4" in error_of(capsys, base + ["--tile", "30"])
+    assert "--tile-overlap must be between 4 px and half the tile (32 px), got 40" in error_of(
+        capsys, base + ["--tile", "64", "--tile-overlap", "40"])
+    assert not (tmp_path / "out").exists()
+
+
+# Case 17: a full disk. Case 4: the previous checkpoint is kept until the new one is verified.
+
+def no_space(*args, **kwargs):
+    raise OSError(errno.ENOSPC, "No space left on device")
+
+
+def test_a_full_disk_during_a_checkpoint_write_is_one_line_and_keeps_the_checkpoint(data, tmp_path, capsys,
+                                                                                    monkeypatch):
+    """ENOSPC after part of the checkpoint is written: one line naming the run directory,
+    the temporary file removed, the checkpoint on disk unchanged, verified and loadable."""
+    run_dir = str(tmp_path / "run")
+    tiny_train(data, run_dir, steps=2)
+    before = digest(os.path.join(run_dir, CHECKPOINT))
+    real_write = io.BufferedWriter.write
+
+    def half_then_full(file, data):
+        real_write(file, bytes(data)[: len(data) // 2])
+        no_space()
+
+    monkeypatch.setattr(runs, "open", lambda path, mode="r", **kw: open_patched(path, mode, half_then_full, **kw),
+                        raising=False)  # runs.py's `open` only
+    capsys.readouterr()
+    assert main(["train", *TRAIN_FLAGS, "--checkpoint-every", "1", "--data", data, "--run-dir", run_dir,
+                 "--resume", "--steps", "4"]) == 2
+    err = capsys.readouterr().err
+    assert "Traceback" not in err
+    assert err.strip().splitlines()[-1] == (
+        f"tf-translate: error: no space left on device in run directory {run_dir!r}: checkpoint.weights.h5 was "
+        "not written and nothing on disk was replaced (free some space, then --resume)")
+    monkeypatch.undo()
+    assert sorted(os.listdir(run_dir)) == [CHECKPOINT, CHECKPOINT + ".sha256", "logs", RUN_FILE, "samples"]
+    assert digest(os.path.join(run_dir, CHECKPOINT)) == before
+    assert global_step(load_run(run_dir)[0]) == 2
+
+
+def open_patched(path, mode, write, **kwargs):
+    """`open`, whose writer of a temporary checkpoint calls `write(file, data)` instead."""
+    file = open(path, mode, **kwargs)
+    if path.endswith(".tmp.weights.h5") and "w" in mode:
+        file.write = lambda data: write(file, data)
+    return file
+
+
+@pytest.mark.parametrize("target", ["samples", RUN_FILE])
+def test_a_full_disk_writing_a_sample_grid_or_run_json_leaves_no_half_file(data, tmp_path, capsys, monkeypatch,
+                                                                            target):
+    run_dir = str(tmp_path / "run")
+    tiny_train(data, run_dir, steps=2)
+    run_json = open(os.path.join(run_dir, RUN_FILE)).read()
+    if target == RUN_FILE:
+        monkeypatch.setattr(runs.os, "fsync", no_space)  # where a full disk often shows first
+        with pytest.raises(runs.DiskFullError, match=f"no space left on device writing '{run_dir}/{RUN_FILE}'"):
+            runs.write_run(run_dir, "cyclegan", {}, {})
+    else:
+        def part_then_full(image, file, *args, **kwargs):
+            file.write(b"\x89PNG\r\n\x1a\n part of a grid")
+            no_space()
+
+        monkeypatch.setattr(Image.Image, "save", part_then_full)
+        line = error_of(capsys, ["train", *TRAIN_FLAGS, "--sample-every", "1", "--data", data, "--run-dir",
+                                 run_dir, "--resume", "--steps", "4"])
+        assert line.startswith(f"tf-translate: error: no space left on device writing '{run_dir}/")
+    monkeypatch.undo()
+    if target == RUN_FILE:
+        assert open(os.path.join(run_dir, RUN_FILE)).read() == run_json
+    assert sorted(os.listdir(os.path.join(run_dir, "samples"))) == ["step_0000002.png"]
+    assert not [name for name in os.listdir(run_dir) if "tmp" in name]
+
+
+def test_the_previous_checkpoint_is_kept_and_loaded_when_the_newest_is_damaged(data, tmp_path, capsys):
+    run_dir = str(tmp_path / "run")
+    tiny_train(data, run_dir, steps=4, checkpoint_every=2)  # saves at steps 2 and 4
+    newest, previous = os.path.join(run_dir, CHECKPOINT), runs.previous_copy(os.path.join(run_dir, CHECKPOINT))
+    for path in (newest, previous):
+        runs.verify_checkpoint(path, record=newest)
+    capsys.readouterr()
+    damage(newest)
+    model, _ = load_run(run_dir)
+    assert global_step(model) == 2
+    err = capsys.readouterr().err.strip().splitlines()
+    assert len(err) == 1 and "checkpoint.weights.h5' is damaged" in err[0] and "loaded the previous copy" in err[0]
+    damage(previous)
+    Image.fromarray(np.zeros((16, 16, 3), np.uint8)).save(tmp_path / "x.png")
+    line = error_of(capsys, ["translate", "--run-dir", run_dir, "--input", str(tmp_path / "x.png"),
+                             "--output", str(tmp_path / "out")])
+    assert "checkpoint.weights.h5' is damaged" in line and "the previous copy could not be used either" in line
+    assert "checkpoint.previous.weights.h5' is damaged" in line
+
+
+def test_a_save_turns_the_checkpoint_in_place_into_the_previous_copy(tmp_path):
+    from tf_translate.models import build_model
+
+    model = build_model("cyclegan", **TINY_CYCLEGAN)
+    model.compile()
+    model.build_optimizers()
+    path = save_checkpoint(model, str(tmp_path))
+    first = digest(path)
+    model.generator_ab.weights[0].assign(model.generator_ab.weights[0] + 1.0)
+    save_checkpoint(model, str(tmp_path))
+    assert digest(runs.previous_copy(path)) == first != digest(path)
+    assert json.load(open(path + ".sha256"))["sha256"][:2] == [digest(path), first]
+
+
+def damage(path):
+    raw = bytearray(open(path, "rb").read())
+    raw[len(raw) // 2: len(raw) // 2 + 64] = b"\x00" * 64
+    open(path, "wb").write(bytes(raw))

@@ -78,6 +78,12 @@ def parse_args(argv):
     train.add_argument("--sample-every", type=int, default=500, help="sample grid every N steps")
     train.add_argument("--log-every", type=int, default=50, help="TensorBoard scalars every N steps")
     train.add_argument("--seed", type=int)
+    train.add_argument("--strategy", default="none", choices=["auto", "none", "mirrored", "multi-worker"],
+                       help="tf.distribute: mirrored = all local GPUs; multi-worker = one process per machine, "
+                       "configured by TF_CONFIG (the global --batch-size is split over the replicas); auto = "
+                       "mirrored when several GPUs are visible")
+    train.add_argument("--cpu-replicas", type=int, help="with --strategy mirrored: split the CPU into N logical "
+                       "devices (to try distributed training without GPUs)")
     train.add_argument("--eval-every", type=int, default=0, help="every N steps: KID of a2b translations of "
                        "DIR/testA against DIR/testB into TensorBoard; the best weights kept in RUN/best.weights.h5")
     train.add_argument("--eval-features", default="mobilenet_v2", help="features for --eval-every (see evaluate)")
@@ -95,8 +101,12 @@ def parse_args(argv):
     translate.add_argument("--best", action="store_true", help="--run-dir: use best.weights.h5 (--eval-every)")
     translate.add_argument("--inference-mode", choices=["reference", "eval"],
                            help="--run-dir, pix2pix: override the run's test-time behaviour (see train)")
-    translate.add_argument("--max-size", type=int, help=f"resize images whose longer side exceeds N px to N "
-                           f"(default: images over {MAX_TRANSLATE_SIZE} px are skipped with a message)")
+    translate.add_argument("--max-size", type=int, help="resize images whose longer side exceeds N px to N "
+                           "(default: translate at full size)")
+    translate.add_argument("--tile", type=int, help=f"translate in N x N px tiles, blended where they overlap "
+                           f"(default: {AUTO_TILE} px tiles for images of more than {int(TILE_PIXELS ** 0.5)}^2 px; "
+                           "instance-norm generators normalise each tile, so tiles can differ slightly in tone)")
+    translate.add_argument("--tile-overlap", type=int, default=TILE_OVERLAP, help="px shared by neighbouring tiles")
     target = translate.add_mutually_exclusive_group()
     target.add_argument("--attrs", nargs="+", help="stargan: target attributes (1; all others 0), "
                         "space- or comma-separated, e.g. Blond_Hair,Young")
@@ -113,7 +123,6 @@ def parse_args(argv):
                           help="--run-dir: a2b (default) translates DIR/testA and compares with DIR/testB")
     evaluate.add_argument("--metrics", nargs="+", help="fid, kid, kid_blocks (default fid kid); paired data "
                           "(pix2pix): l1, psnr, ssim against the ground truth (the default), and fid, kid")
-
     evaluate.add_argument("--features", default="mobilenet_v2",
                           help="mobilenet_v2 (offline ImageNet features), inception (needs --inception-weights) "
                           "or a Keras model file / SavedModel folder mapping [-1, 1] images to vectors")
@@ -151,7 +160,8 @@ def parse_args(argv):
     imports.add_argument("--model", required=True,
                          help="cyclegan (junyanz latest_net_G_A.pth), ugatit / ugatit_light "
                          "(UGATIT-pytorch .pt), photo2cartoon (minivision .pt), stargan (yunjey *-G.ckpt), "
-                         "pix2pix (junyanz latest_net_G.pth)")
+                         "pix2pix (junyanz latest_net_G.pth), nicegan / nicegan_light "
+                         "(NICE-GAN-pytorch _params_latest.pt), unit (mingyuliutw/UNIT gen_XXXXXXXX.pt)")
     imports.add_argument("--checkpoint", required=True, help="the A->B generator checkpoint")
     imports.add_argument("--checkpoint-b", help="the B->A generator checkpoint (run directories only)")
     imports.add_argument("--output", required=True,
@@ -162,7 +172,11 @@ def parse_args(argv):
 # Reflection padding of the 7x7 stem needs more than 3 px a side; smaller images are
 # skipped with a message rather than stopping the folder.
 MIN_TRANSLATE_SIZE = 8
-MAX_TRANSLATE_SIZE = 4096
+# Larger images are translated in tiles (`tiling.py`): CycleGAN needs 1.8 GB at 1024 x 1024
+# px on CPU and 5.2 GB at 2048 x 2048, and an 8000 x 8000 photo ran out of memory whole.
+TILE_PIXELS = 2048 * 2048
+AUTO_TILE = 1024
+TILE_OVERLAP = 64
 
 
 def names(values):
@@ -180,6 +194,10 @@ def run(args):
               f"{result['train_seconds']:.0f} s")
         print(f"sample grids: {result['samples']}\nSavedModel: {result['export']}")
     elif args.command == "train":
+        from tf_translate.distribute import make_strategy, use_cpu_replicas
+        if args.cpu_replicas:  # before TensorFlow runs anything
+            use_cpu_replicas(args.cpu_replicas)
+        strategy = make_strategy(args.strategy)
         from tf_translate.training import train, training_data
         data = args.data[0] if len(args.data) == 1 else args.data
         data, dataset_fn, overrides = training_data(args.model, data, args.attr_file, names(args.attrs),
@@ -199,7 +217,7 @@ def run(args):
               checkpoint_every=args.checkpoint_every, sample_every=args.sample_every, log_every=args.log_every,
               seed=args.seed,
               model_overrides=overrides, dataset_fn=dataset_fn, eager=args.eager, eval_every=args.eval_every,
-              eval_features=args.eval_features, eval_samples=args.eval_samples)
+              eval_features=args.eval_features, eval_samples=args.eval_samples, strategy=strategy)
     elif args.command == "translate":
         translate_images(args)
     elif args.command == "export":
@@ -258,8 +276,10 @@ def export_tflite_file(args, generator, record):
 
 
 def run_translator(args):
-    """(translate function: uint8 [1, H, W, 3] -> uint8 [1, H, W, 3], what it loaded) for
-    `--run-dir` (a run's generator) or `--model-dir` (an exported SavedModel)."""
+    """(translate function: uint8 [1, H, W, 3] -> uint8 [1, H, W, 3], (size multiple,
+    fixed input size or None) for tiles) for `--run-dir` (a run's generator) or
+    `--model-dir` (an exported SavedModel: its generator's sizes are not recorded, so 4
+    and None; the SavedModel pads or resizes each tile as it needs)."""
     import tensorflow as tf
 
     targets = [args.domain] if args.domain else names(args.attrs)
@@ -278,7 +298,8 @@ def run_translator(args):
             inputs["labels"] = model.target_label(targets)[None]
         elif targets:
             model.target_label(targets)  # raises: not label-conditioned
-        return (lambda image: module.serving_default(images=image, **inputs)["images"].numpy()), args.run_dir
+        return ((lambda image: module.serving_default(images=image, **inputs)["images"].numpy()),
+                (module.multiple, module.fixed_size))
 
     if args.direction:
         raise ValueError("--direction is for --run-dir: a SavedModel holds one generator")
@@ -294,7 +315,7 @@ def run_translator(args):
         inputs["labels"] = tf.constant([saved_model_label(label_names, targets)])
     elif targets:
         raise ValueError("--attrs and --domain are for label-conditioned models (stargan)")
-    return (lambda image: serve(images=tf.constant(image), **inputs)["images"].numpy()), args.model_dir
+    return (lambda image: serve(images=tf.constant(image), **inputs)["images"].numpy()), (4, None)
 
 
 def saved_model_label(label_names, targets):
@@ -395,23 +416,34 @@ def evaluate_pairs(args):
 
 
 def limit_size(image, max_size):
-    """`image` resized (bicubic) so that its longer side is at most `max_size`; without
-    `max_size`, a one-line refusal above MAX_TRANSLATE_SIZE (a generator's activations
-    at 8000 x 8000 px need tens of GB)."""
+    """`image` resized (bicubic) so that its longer side is at most `max_size` (None:
+    unchanged; large images are translated in tiles instead, see `tile_size`)."""
     import numpy as np
     from PIL import Image
 
+    if max_size is None or max(image.shape[:2]) <= max_size:
+        return image
     longer = max(image.shape[:2])
-    if max_size is None:
-        if longer > MAX_TRANSLATE_SIZE:
-            raise ValueError(f"{image.shape[1]}x{image.shape[0]} px is larger than {MAX_TRANSLATE_SIZE} px a side; "
-                             "pass --max-size N to translate it resized to N px")
-        return image
-    if longer <= max_size:
-        return image
     scale = max_size / longer
     size = (max(1, round(image.shape[1] * scale)), max(1, round(image.shape[0] * scale)))
     return np.asarray(Image.fromarray(image).resize(size, Image.BICUBIC))
+
+
+def check_tiles(args, rule):
+    """The tile side for images that are tiled: --tile (one-line errors for a value the
+    generator cannot take), or AUTO_TILE. `rule`: the generator's (size multiple, fixed
+    input size); a generator tied to one input size (full U-GAT-IT) is tiled at that size."""
+    multiple, fixed = rule
+    tile = args.tile or fixed or max(multiple, AUTO_TILE // multiple * multiple)
+    if fixed and tile != fixed:
+        raise ValueError(f"--tile {tile}: this generator takes {fixed}x{fixed} px inputs only; use --tile {fixed}")
+    if tile < MIN_TRANSLATE_SIZE or tile % multiple:
+        raise ValueError(f"--tile {tile} is not a multiple of {multiple}, this generator's size multiple, "
+                         f"of at least {MIN_TRANSLATE_SIZE} px (e.g. {max(multiple, tile // multiple * multiple)})")
+    if not 4 <= args.tile_overlap <= tile // 2:
+        raise ValueError(f"--tile-overlap must be between 4 px and half the tile ({tile // 2} px), "
+                         f"got {args.tile_overlap}")
+    return tile
 
 
 def output_names(paths):
@@ -424,10 +456,13 @@ def output_names(paths):
 def translate_images(args):
     """Translates a file or every image of a folder; outputs keep the input's name and size.
     Files that cannot be read or translated are skipped, named and counted; no input file
-    is ever overwritten."""
+    is ever overwritten, and no output is half-written (a full disk stops with one line).
+    Images over TILE_PIXELS, or all with --tile, are translated in overlapping tiles."""
     from PIL import Image
 
     from tf_translate.data import check_images, list_images, read_rgb
+    from tf_translate.runs import DiskFullError, write_atomically
+    from tf_translate.tiling import translate_tiled
 
     if os.path.isdir(args.input):
         paths = list_images(args.input)
@@ -442,10 +477,12 @@ def translate_images(args):
     clash = [out for out in outputs if os.path.realpath(out) in inputs]
     if clash:
         raise ValueError(f"--output {args.output!r} would overwrite the input {clash[0]!r}: choose another folder")
-    translate, _ = run_translator(args)
+    translate, rule = run_translator(args)
+    tile = check_tiles(args, rule)
     good, bad = check_images(paths)
     skipped = list(bad)
     os.makedirs(args.output, exist_ok=True)
+    written = 0
     for path, out in zip(paths, outputs):
         if path not in good:
             continue
@@ -454,7 +491,14 @@ def translate_images(args):
             if min(image.shape[:2]) < MIN_TRANSLATE_SIZE:
                 raise ValueError(f"{image.shape[1]}x{image.shape[0]} px is too small (at least "
                                  f"{MIN_TRANSLATE_SIZE} px a side)")
-            Image.fromarray(translate(image[None])[0]).save(out)
+            if args.tile is None and image.shape[0] * image.shape[1] <= TILE_PIXELS:
+                result = translate(image[None])[0]
+            else:
+                result = translate_tiled(translate, image, tile, args.tile_overlap, rule[0])
+            write_atomically(out, lambda file: Image.fromarray(result).save(file, format="PNG"))
+            written += 1
+        except DiskFullError as error:
+            raise DiskFullError(f"{error}; stopped after {written} of {len(paths)} image(s)") from None
         except Exception as error:  # Pillow and TensorFlow raise many types; name the file, go on
             skipped.append((path, one_line(error)))
     for path, reason in skipped:

@@ -1,7 +1,8 @@
 """Run directories: the one owner of `run.json` and the checkpoint file.
 
-A run directory holds `run.json` and `checkpoint.weights.h5` (and `best.weights.h5`,
-`evaluation.json` when evaluated):
+A run directory holds `run.json` and `checkpoint.weights.h5` with its SHA-256 record
+`checkpoint.weights.h5.sha256` and the copy it replaced, `checkpoint.previous.weights.h5`
+(and `best.weights.h5`, `evaluation.json` when evaluated):
 - `model`: the `MODELS` name; `config`: the model's `get_config()` (image size included);
 - `flags`: how it was trained (data, batch size, length, precision, XLA, seed, total
   steps); empty for a run written by `import-torch`;
@@ -11,9 +12,13 @@ Training writes and resumes runs (`training.py`), `import-torch` writes them, an
 translate, export and evaluate read only their generators back (`load_generators`).
 """
 
+import errno
 import hashlib
+import io
 import json
 import os
+import shutil
+import sys
 import warnings
 
 import keras
@@ -26,14 +31,52 @@ CHECKPOINT = "checkpoint.weights.h5"
 BEST_WEIGHTS = "best.weights.h5"  # kept by the evaluation callback (`train --eval-every`)
 
 
+class DiskFullError(OSError):
+    """No space left on device while writing into a run directory; the message (one
+    line) names the file and says what was kept."""
+
+    def __init__(self, message):
+        super().__init__(errno.ENOSPC, message)
+
+    def __str__(self):
+        return self.strerror
+
+
+def is_disk_full(error):
+    """Whether `error` is ENOSPC (h5py reports it only in its message, as `errno = 28`)."""
+    return isinstance(error, OSError) and (error.errno == errno.ENOSPC or "errno = 28" in str(error))
+
+
+def write_atomically(path, write):
+    """Calls `write(file)` on a temporary binary file beside `path`, flushes and fsyncs
+    it, then renames it to `path`: `path` is never half-written. On any failure the
+    temporary file is removed and `path` is left as it was; a full disk becomes a
+    one-line `DiskFullError` naming `path`."""
+    temporary = path + ".tmp"
+    try:
+        with open(temporary, "wb") as file:
+            write(file)
+            file.flush()
+            os.fsync(file.fileno())
+        os.replace(temporary, path)
+    except BaseException as error:
+        remove_quietly(temporary)
+        if is_disk_full(error):
+            raise DiskFullError(f"no space left on device writing {path!r}; "
+                                "nothing was replaced (free some space and run again)") from None
+        raise
+
+
 def write_json_atomically(path, value):
     """Writes JSON through a temporary file and a rename, so `path` is never half-written."""
-    temporary = path + ".tmp"
-    with open(temporary, "w") as file:
-        json.dump(value, file, indent=2, sort_keys=True)
-        file.flush()
-        os.fsync(file.fileno())
-    os.replace(temporary, path)
+    write_atomically(path, lambda file: file.write(json.dumps(value, indent=2, sort_keys=True).encode()))
+
+
+def remove_quietly(path):
+    try:
+        os.remove(path)
+    except OSError:
+        pass
 
 
 def is_run(run_dir):
@@ -69,27 +112,96 @@ def write_run(run_dir, model_name, config, flags, imported=None):
     write_json_atomically(os.path.join(run_dir, RUN_FILE), record)
 
 
+def previous_copy(path):
+    """RUN/checkpoint.previous.weights.h5 for RUN/checkpoint.weights.h5: the file a save
+    replaced, kept until the next save has been written and verified."""
+    return path[:-len(".weights.h5")] + ".previous.weights.h5"
+
+
+class WeightsBuffer(io.BytesIO):
+    """An in-memory weights file for `model.save_weights` (Keras writes HDF5 into a
+    BytesIO; its name check wants the `.weights.h5` ending). The bytes then go to disk
+    with plain file I/O: HDF5 never writes to the disk itself, because on a full disk it
+    fails while closing the file and then crashes the process (a segmentation fault,
+    measured on a full tmpfs with h5py 3.14)."""
+
+    def __str__(self):
+        return "in-memory.weights.h5"
+
+
 def save_checkpoint(model, run_dir, name=CHECKPOINT):
     """Saves every weight, both optimizers' state (step and moments) and the image pools
     in RUN/name (the checkpoint, or the best weights an evaluation callback keeps).
 
-    Written to a temporary file, flushed, then renamed over the last checkpoint: a
-    process killed at any moment leaves the previous checkpoint intact. Its SHA-256 goes
-    to RUN/name.sha256 before the rename, beside the previous file's, so whichever file a
-    crash leaves in place verifies on loading, and damaged bytes do not.
+    Written to a temporary file, fsynced and verified (read back, its SHA-256 is the
+    one of the bytes meant, and every array in it reads), then renamed over the last
+    checkpoint, which first becomes the previous copy (`previous_copy`, a hard link).
+    A process killed at any moment leaves the previous checkpoint intact. The SHA-256
+    goes to RUN/name.sha256 before the renames, beside the digests of the files in
+    place, so whichever files a crash leaves verify on loading, and damaged bytes do not.
+
+    A full disk (ENOSPC) is a one-line `DiskFullError` naming the run directory; the
+    temporary file is removed and nothing is replaced. Peak disk use is three
+    checkpoints (previous, current and the one being written); when the disk has no
+    room for the third, the previous copy is removed first.
     """
     path = os.path.join(run_dir, name)
-    temporary = os.path.join(run_dir, name.replace(".weights.h5", ".tmp.weights.h5"))
-    model.save_weights(temporary)
-    with open(temporary, "rb") as file:
-        os.fsync(file.fileno())
-    # The file in place is one of the recorded digests (the newest, or the one before when
-    # a save was cut between record and rename): kept from the record instead of hashing
-    # a multi-GB U-GAT-IT checkpoint once more per save; unrecorded older files are hashed.
-    previous = recorded_digests(path)[:2] or ([sha256(path)] if os.path.exists(path) else [])
-    write_json_atomically(path + ".sha256", {"sha256": [sha256(temporary)] + previous})
-    os.replace(temporary, path)
+    temporary = path[:-len(".weights.h5")] + ".tmp.weights.h5"
+    previous = previous_copy(path)
+    buffer = WeightsBuffer()
+    model.save_weights(buffer)
+    data = buffer.getbuffer()
+    digest = hashlib.sha256(data).hexdigest()
+    if os.path.exists(previous) and shutil.disk_usage(run_dir).free < len(data):
+        os.remove(previous)  # the current checkpoint alone stays until the new one is verified
+    try:
+        with open(temporary, "wb") as file:
+            file.write(data)
+            file.flush()
+            os.fsync(file.fileno())
+        check_weights_file(temporary, digest)
+        # The files in place are among the recorded digests (the newest two, or the ones
+        # before when a save was cut between record and renames): kept from the record
+        # instead of hashing a multi-GB U-GAT-IT checkpoint once more per save; files
+        # without a record are hashed.
+        recorded = recorded_digests(path)[:3] or [sha256(p) for p in (path, previous) if os.path.exists(p)]
+        write_json_atomically(path + ".sha256", {"sha256": [digest] + recorded})
+        if os.path.exists(path):
+            link_or_copy(path, previous)
+        os.replace(temporary, path)
+    except BaseException as error:
+        remove_quietly(temporary)
+        remove_quietly(previous + ".tmp")
+        if is_disk_full(error):
+            raise DiskFullError(f"no space left on device in run directory {run_dir!r}: {name} was not written "
+                                "and nothing on disk was replaced (free some space, then --resume)") from None
+        raise
     return path
+
+
+def check_weights_file(path, digest):
+    """Raises unless the file at `path` reads back with SHA-256 `digest` and every array
+    in it reads."""
+    import h5py
+
+    if sha256(path) != digest:
+        raise OSError(f"{path!r} did not read back as written")
+    with h5py.File(path, "r") as file:
+        file.visititems(lambda name, item: item[()] if isinstance(item, h5py.Dataset) else None)
+
+
+def link_or_copy(path, target):
+    """`target` becomes a copy of `path` atomically: a hard link, or a copy where the
+    file system has none."""
+    temporary = target + ".tmp"
+    remove_quietly(temporary)
+    try:
+        os.link(path, temporary)
+    except OSError as error:
+        if is_disk_full(error):
+            raise
+        shutil.copyfile(path, temporary)
+    os.replace(temporary, target)
 
 
 def sha256(path):
@@ -100,13 +212,16 @@ def sha256(path):
     return digest.hexdigest()
 
 
-def verify_checkpoint(path):
-    """A one-line error when the file's SHA-256 is not the one recorded when it was written
-    (bytes damaged on disk or in a copy). Checkpoints without a record are not checked."""
-    expected = recorded_digests(path)
+def verify_checkpoint(path, record=None):
+    """A one-line error when the file's SHA-256 is not one recorded when it was written
+    (bytes damaged on disk or in a copy). `record`: the checkpoint whose .sha256 record
+    holds the digests (a previous copy's are in its checkpoint's). Checkpoints without a
+    record are not checked."""
+    record = record or path
+    expected = recorded_digests(record)
     if expected and sha256(path) not in expected:
-        raise ValueError(f"checkpoint {path!r} is damaged: its SHA-256 is not the one recorded in "
-                         f"{os.path.basename(path)}.sha256 when it was written")
+        raise ValueError(f"checkpoint {path!r} is damaged: its SHA-256 is not one recorded in "
+                         f"{os.path.basename(record)}.sha256 when it was written")
 
 
 def recorded_digests(path):
@@ -121,17 +236,46 @@ def recorded_digests(path):
 def load_checkpoint(model, run_dir, optimizers=True, name=CHECKPOINT):
     """Loads the run's checkpoint (or RUN/name) into `model`; False if there is none.
 
+    When the checkpoint is damaged (its SHA-256 is not a recorded one, or it does not
+    read) or missing, the previous copy that the last save kept is loaded instead, with
+    a one-line warning on stderr; both bad is a one-line error naming both.
+
     With `optimizers=True` (resuming) the optimizers are built first and their state
     must load: Keras only warns when it does not fit and then skips it, and a resumed
     run without its moments and step would silently differ. With `optimizers=False`
     (an uncompiled model, for inference) the optimizer state in the file is not read.
     """
     path = os.path.join(run_dir, name)
-    if not os.path.exists(path):
+    previous = previous_copy(path)
+    candidates = [candidate for candidate in (path, previous) if os.path.exists(candidate)]
+    if not candidates:
         return False
-    verify_checkpoint(path)
     if optimizers:
         model.build_optimizers()
+    problems = [] if os.path.exists(path) else [f"checkpoint {path!r} is missing"]
+    for candidate in candidates:
+        try:
+            verify_checkpoint(candidate, record=path)
+            load_weights_file(model, candidate)
+        except ValueError as error:
+            problems.append(str(error).splitlines()[0])
+            continue
+        if candidate != path:
+            print(f"tf_translate: warning: {problems[0]}; loaded the previous copy {candidate!r} "
+                  "(the state one checkpoint interval earlier) instead", file=sys.stderr)
+        return True
+    if len(problems) > 1:
+        raise ValueError(f"{problems[0]}, and the previous copy could not be used either ({problems[1]})")
+    raise ValueError(problems[0])
+
+
+def load_weights_file(model, path):
+    import h5py
+
+    try:
+        h5py.File(path, "r").close()
+    except Exception as error:
+        raise ValueError(f"checkpoint {path!r} is damaged: it cannot be read ({str(error).splitlines()[0]})") from None
     try:
         with warnings.catch_warnings():
             warnings.filterwarnings("error", message="Skipping variable loading")
@@ -139,7 +283,6 @@ def load_checkpoint(model, run_dir, optimizers=True, name=CHECKPOINT):
     except Exception as error:
         raise ValueError(f"checkpoint {path!r} does not fit this {type(model).__name__} model "
                          f"({str(error).splitlines()[0]})") from None
-    return True
 
 
 def missing_checkpoint(run_dir, name=CHECKPOINT):

@@ -1,5 +1,6 @@
 """Training a model in a run directory: data choice, resume, sample grids, TensorBoard."""
 
+import contextlib
 import math
 import os
 
@@ -8,10 +9,12 @@ import numpy as np
 import tensorflow as tf
 from PIL import Image
 
+from tf_translate.distribute import is_chief, make_strategy, replicated_dataset, run_distributed
 from tf_translate.export import size_multiple
 from tf_translate.memory import ReturnCompilerMemory
 from tf_translate.models import build_model, model_class
-from tf_translate.runs import CHECKPOINT, RUN_FILE, load_checkpoint, read_run, save_checkpoint, write_run
+from tf_translate.runs import (CHECKPOINT, RUN_FILE, load_checkpoint, read_run, save_checkpoint, write_atomically,
+                               write_run)
 
 def global_step(model):
     """Training steps completed: the iteration count of the model's first optimizer."""
@@ -53,8 +56,9 @@ class RunCallback(keras.callbacks.Callback):
     writes a sample grid (PNG in RUN/samples and a TensorBoard image) and the scalars.
     Step numbers are the optimizer's, so they continue across resumes."""
 
-    def __init__(self, run_dir, sample_batch, checkpoint_every=1000, sample_every=500, log_every=50):
+    def __init__(self, run_dir, sample_batch, checkpoint_every=1000, sample_every=500, log_every=50, chief=True):
         super().__init__()
+        self.chief = chief  # only the chief worker writes (`distribute.is_chief`)
         self.failure = None  # (step, loss name, value) of the first non-finite loss
         self.saved_step = None
         self.run_dir = run_dir
@@ -62,8 +66,9 @@ class RunCallback(keras.callbacks.Callback):
         self.checkpoint_every = checkpoint_every
         self.sample_every = sample_every
         self.log_every = log_every
-        self.writer = tf.summary.create_file_writer(os.path.join(run_dir, "logs"))
-        os.makedirs(os.path.join(run_dir, "samples"), exist_ok=True)
+        self.writer = tf.summary.create_file_writer(os.path.join(run_dir, "logs")) if chief else None
+        if chief:
+            os.makedirs(os.path.join(run_dir, "samples"), exist_ok=True)
 
     def on_train_batch_end(self, batch, logs=None):
         step = global_step(self.model)
@@ -72,11 +77,11 @@ class RunCallback(keras.callbacks.Callback):
             self.failure = (step, *bad[0])
             self.model.stop_training = True
             return
-        if self.log_every and step % self.log_every == 0:
+        if self.chief and self.log_every and step % self.log_every == 0:
             with self.writer.as_default(step=step):
                 for name, value in (logs or {}).items():
                     tf.summary.scalar(name, float(value))
-        if self.sample_every and step % self.sample_every == 0:
+        if self.chief and self.sample_every and step % self.sample_every == 0:
             self.write_samples(step)
         if self.checkpoint_every and step % self.checkpoint_every == 0:
             self.save(step)
@@ -92,7 +97,8 @@ class RunCallback(keras.callbacks.Callback):
             self.failure = (step, "a weight", float("nan"))
             self.model.stop_training = True
             return
-        save_checkpoint(self.model, self.run_dir)
+        if self.chief:
+            save_checkpoint(self.model, self.run_dir)
         self.saved_step = step
 
     def on_train_end(self, logs=None):
@@ -100,14 +106,15 @@ class RunCallback(keras.callbacks.Callback):
             return
         step = global_step(self.model)
         self.save(step)
-        if self.failure:
+        if self.failure or not self.chief:
             return
         self.write_samples(step)
         self.writer.flush()
 
     def write_samples(self, step):
         grid = titled_grid(self.model.sample_rows(self.sample_batch))
-        Image.fromarray(grid).save(os.path.join(self.run_dir, "samples", f"step_{step:07d}.png"))
+        write_atomically(os.path.join(self.run_dir, "samples", f"step_{step:07d}.png"),  # no half PNG on a full disk
+                         lambda file: Image.fromarray(grid).save(file, format="PNG"))
         with self.writer.as_default(step=step):
             tf.summary.image("samples", grid[None], step=step)
 
@@ -145,7 +152,8 @@ def training_data(model_name, data, attr_file=None, attrs=None, direction=None):
 def train(model_name, data, run_dir, steps=None, epochs=None, batch_size=None, image_size=None,
           load_size=None, precision="float32", xla=True, resume=False, checkpoint_every=1000,
           sample_every=500, log_every=50, seed=None, verbose=1, model_overrides=None,
-          dataset_fn=None, eager=False, eval_every=0, eval_features="mobilenet_v2", eval_samples=100):
+          dataset_fn=None, eager=False, eval_every=0, eval_features="mobilenet_v2", eval_samples=100,
+          strategy="none"):
     """Trains `model_name` on `data` in `run_dir`; the CLI's `train` and the demo call it.
 
     Image size, batch size and length default to the model's `reference_run` (CycleGAN
@@ -158,6 +166,10 @@ def train(model_name, data, run_dir, steps=None, epochs=None, batch_size=None, i
     steps); it is a choice of this call, not of the run. `eval_every=N` computes KID of
     the a2b translations of DATA/testA against DATA/testB (`eval_samples` each, features
     `eval_features`) every N steps into TensorBoard and keeps the best in RUN/best.weights.h5.
+    `strategy` ("none", "auto", "mirrored", "multi-worker" or a strategy made by
+    `distribute.make_strategy`, which multi-worker training needs before TensorFlow runs
+    anything else) spreads the global batch over replicas; like `eager` it belongs to this call, not to the run, so a
+    run can resume under another strategy with the same global batch.
 
     Returns:
         the trained model.
@@ -202,7 +214,10 @@ def train(model_name, data, run_dir, steps=None, epochs=None, batch_size=None, i
         config = {"image_size": image_size, "seed": seed, **(model_overrides or {})}
 
     keras.mixed_precision.set_global_policy(flags["precision"])
-    model = build_model(model_name, **config)
+    strategy = make_strategy(strategy) if isinstance(strategy, str) else strategy
+    scope = lambda: strategy.scope() if strategy else contextlib.nullcontext()  # noqa: E731
+    with scope():
+        model = build_model(model_name, **config)
     config = model.get_config()
     multiple = math.lcm(*[size_multiple(g) for g in model.generators().values()])
     if config["image_size"] % multiple:
@@ -217,28 +232,44 @@ def train(model_name, data, run_dir, steps=None, epochs=None, batch_size=None, i
     else:  # a run recorded before its length was: keep the total it was started with
         total_steps = flags["total_steps"]
     flags.update(total_steps=total_steps, steps_per_epoch=steps_per_epoch)
-    model.compile(total_steps=total_steps, steps_per_epoch=steps_per_epoch, jit_compile=flags["xla"])
+    with scope():
+        model.compile(total_steps=total_steps, steps_per_epoch=steps_per_epoch, jit_compile=flags["xla"])
     model.run_eagerly = eager
+    # Keras' fit cannot run under MultiWorkerMirroredStrategy, nor a replicated step with a
+    # host-side schedule (`distribute`): its own loop does.
+    own_loop = isinstance(strategy, tf.distribute.MultiWorkerMirroredStrategy) or bool(
+        strategy and strategy.num_replicas_in_sync > 1 and model.step_kinds)
+    if own_loop:
+        def per_replica_dataset(batch_size):
+            return make_dataset(flags["data"], batch_size=batch_size, image_size=config["image_size"],
+                                load_size=flags["load_size"], seed=flags["seed"])[0]
+        replicated = replicated_dataset(strategy, per_replica_dataset, flags["batch_size"])
     try:  # before anything is written: a folder of undecodable images leaves no run behind
         sample_batch = next(iter(dataset.take(1)))
     except StopIteration:
         raise ValueError(f"--data {flags['data']}: no training image could be decoded "
                          f"({len(report.skipped)} skipped)") from None
     if resume:
-        load_checkpoint(model, run_dir)
-    callbacks = [ReturnCompilerMemory(), RunCallback(run_dir, sample_batch, checkpoint_every, sample_every, log_every)]
-    if eval_every:
+        with scope():
+            load_checkpoint(model, run_dir)
+    callbacks = [ReturnCompilerMemory(), RunCallback(run_dir, sample_batch, checkpoint_every, sample_every, log_every,
+                                                     is_chief(strategy))]
+    if eval_every and is_chief(strategy):
         from tf_translate.evaluation import held_out_callback
         callbacks.append(held_out_callback(model, flags["data"], run_dir, eval_every, eval_features, eval_samples))
-    write_run(run_dir, model_name, config, flags)
+    if is_chief(strategy):
+        write_run(run_dir, model_name, config, flags)
     done = global_step(model)
     if done >= total_steps:
         print(f"tf_translate: the run is complete ({done} of {total_steps} steps); pass a larger --steps "
               "or --epochs with --resume to extend it")
     else:
         try:
-            model.fit(dataset, epochs=1, steps_per_epoch=total_steps - done, callbacks=callbacks,
-                      verbose=verbose)
+            if own_loop:
+                run_distributed(model, strategy, replicated, total_steps - done, callbacks, verbose, log_every)
+            else:
+                model.fit(dataset, epochs=1, steps_per_epoch=total_steps - done, callbacks=callbacks,
+                          verbose=verbose)
         except KeyboardInterrupt:
             if callbacks[1].failure is None:
                 callbacks[1].save(global_step(model))

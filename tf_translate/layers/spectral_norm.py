@@ -80,10 +80,13 @@ class SpectralNorm(layers.Wrapper):
         kernel_shape = tuple(self.layer.kernel.shape)
         units = kernel_shape[-1]
         rest = math.prod(kernel_shape[:-1])
+        # The power iteration reads the weights only, so every replica of a distributed
+        # step computes the same u and v: "mean" lets replicas write them (their mean is
+        # that value).
         self.u = self.add_weight(shape=(units,), initializer=_random_unit_vector, dtype="float32",
-                                 trainable=False, autocast=False, name="u")
+                                 trainable=False, autocast=False, name="u", aggregation="mean")
         self.v = self.add_weight(shape=(rest,), initializer=_random_unit_vector, dtype="float32",
-                                 trainable=False, autocast=False, name="v")
+                                 trainable=False, autocast=False, name="v", aggregation="mean")
         self.built = True
 
     def sigmas(self, training=False, calls=1):

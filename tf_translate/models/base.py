@@ -16,7 +16,10 @@ A training model subclasses `TranslationModel`. What the CLI, `training`, `runs`
 - for label-conditioned models (`data_kind == "labelled"`): `label_names()` and
   `target_label(names)` (the defaults here refuse).
 A generator network may state `fixed_input_size` (None when any size works) and
-`input_multiple` for export and translate.
+`input_multiple` for export and translate. A model whose step schedule updates a
+network only on some steps (StarGAN's n_critic) states `step_kinds` and `step_kind()`,
+and its `train_step(data, kind)` runs that kind without a `tf.cond` around an update:
+replicated training chooses the kind on the host (`distribute.run_distributed`).
 """
 
 import dataclasses
@@ -58,6 +61,7 @@ class TranslationModel(keras.Model):
     reference_run = ReferenceRun(epochs=200)
     data_kind = "unpaired"
     training_only_config = ()  # config keys inference never needs (and never loads)
+    step_kinds = ()  # see the module docstring: one kind of step unless a model says otherwise
 
     def label_names(self):
         """What each entry of a generator's label input means (label-conditioned models)."""

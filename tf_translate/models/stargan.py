@@ -529,7 +529,19 @@ class StarGAN(TranslationModel):
         grads = self.gradients("g_optimizer", tape, g_loss)
         return grads, tf.stack([g_loss, adversarial, cls_loss, rec_loss])
 
-    def train_step(self, data):
+    # Under a distribution strategy the generator's update cannot sit inside a `tf.cond`
+    # (its gradient all-reduce is a synchronisation point), so replicated training
+    # (`distribute.run_distributed`) asks `step_kind` on the host and runs one compiled
+    # step per kind.
+    step_kinds = ("critic", "critic_and_generator")
+
+    def step_kind(self):
+        """The kind of the next train step: the generator is updated after every
+        n_critic-th critic iteration, as the reference's `(i + 1) % n_critic == 0`."""
+        iteration = int(self.d_optimizer.iterations.numpy()) // self.num_datasets
+        return "critic_and_generator" if (iteration + 1) % self.n_critic == 0 else "critic"
+
+    def train_step(self, data, kind=None):
         images, labels = data
         images = tf.cast(images, tf.float32)
         labels = tf.cast(labels, tf.float32)
@@ -552,8 +564,12 @@ class StarGAN(TranslationModel):
             self.last_generator_losses.assign(losses)
             return losses
 
-        g_losses = tf.cond(tf.equal((iteration + 1) % self.n_critic, 0), generator_step,
-                           lambda: tf.convert_to_tensor(self.last_generator_losses))
+        if kind is None:  # one device: the schedule in the graph
+            g_losses = tf.cond(tf.equal((iteration + 1) % self.n_critic, 0), generator_step,
+                               lambda: tf.convert_to_tensor(self.last_generator_losses))
+        else:
+            g_losses = generator_step() if kind == "critic_and_generator" else tf.convert_to_tensor(
+                self.last_generator_losses)
         return {"d_loss": d_losses[0], "d_adversarial_loss": d_losses[1], "d_cls_loss": d_losses[2],
                 "gp": d_losses[3], "g_loss": g_losses[0], "adversarial_loss": g_losses[1],
                 "cls_loss": g_losses[2], "rec_loss": g_losses[3], "learning_rate": learning_rate}
