@@ -9,6 +9,7 @@ sec_per_iter_median, peak_rss_mb.
     python benchmarks/torch_step.py --model cyclegan --size 128 --batch 1
     python benchmarks/torch_step.py --model stargan --size 128 --batch 16 --phase dg
     python benchmarks/torch_step.py --model pix2pix --size 256 --batch 1
+    python benchmarks/torch_step.py --model unit --size 256 --batch 1   # tests/torch_unit.py
 """
 
 import argparse
@@ -23,7 +24,7 @@ import numpy as np
 
 sys.path.insert(0, os.path.join(os.path.dirname(os.path.dirname(os.path.abspath(__file__))), "tests"))
 
-MODELS = ("cyclegan", "stargan", "pix2pix")
+MODELS = ("cyclegan", "stargan", "pix2pix", "unit")
 
 
 def iteration(model, size, batch, phase, rng):
@@ -44,6 +45,14 @@ def iteration(model, size, batch, phase, rng):
         opt_D = torch.optim.Adam(netD.parameters(), lr=2e-4, betas=(0.5, 0.999))
         a, b = (torch.from_numpy(images().transpose(0, 3, 1, 2)) for _ in range(2))
         return lambda: torch_pix2pix.step(netG, netD, opt_G, opt_D, a, b)
+    if model == "unit":
+        import torch
+        from torch_unit import TorchUNIT
+
+        # mingyuliutw/UNIT edges2shoes defaults; latent noise drawn by torch.randn each iteration.
+        trainer = TorchUNIT(64, 2, 4, 64, 4, 3, dtype=torch.float32)
+        a, b = images(), images()
+        return lambda: trainer.step(a, b)
     from torch_reference import TorchStarGAN
 
     trainer = TorchStarGAN(size, 5, 64, 6, 64, 6)  # the CelebA defaults: c_dim 5, 6 blocks, 6 D layers

@@ -652,3 +652,120 @@ def test_photo2cartoon_unused_projection_is_skipped_but_other_keys_checked():
     del state["HourGlass3.HG.0.ConvBlock2_1.ConvBlock3.3.weight"]
     with pytest.raises(ValueError, match=r"missing keys: HourGlass3\.HG\.0\.ConvBlock2_1\.ConvBlock3\.3\.weight$"):
         photo2cartoon_generator_from_state_dict(state)
+
+
+# --- NICE-GAN ---------------------------------------------------------------------------
+
+def nicegan_checkpoint(path, light, seed=12):
+    """A NICE-GAN-pytorch checkpoint in the reference's layout (`NICE.save`: gen2B, gen2A,
+    disA, disB, both optimizers' state, start_iter) from `torch_nicegan`'s re-statement
+    (ch 8, 2 AdaILN blocks, n_dis 6, 48 px). λ, ρ and ILN γ, β are randomised (they
+    start at constants), then one reference iteration runs: the spectral norms' u, v
+    hold four power iterations (eval mode divides by uᵀ W v with them, so they must be
+    imported right) and the optimizers carry state. Returns the float32 reference."""
+    torch = pytest.importorskip("torch")
+    from torch_nicegan import TorchNICEGAN
+
+    torch.manual_seed(seed)
+    reference = TorchNICEGAN(ch=8, n_res=2, img_size=48, light=light, n_dis=6, dtype="float32")
+    with torch.no_grad():
+        for net in reference.networks().values():
+            for name, parameter in net.named_parameters():
+                if name.endswith(("rho", "lamda")):
+                    parameter.copy_(torch.randn(parameter.shape))
+                elif name.endswith(("gamma", "beta")) and parameter.ndim == 4:  # ILN's own γ, β
+                    parameter.copy_(float(name.endswith("gamma")) + 0.3 * torch.randn(parameter.shape))
+    rng = np.random.default_rng(seed)
+    reference.step(*(rng.uniform(-1, 1, (1, 48, 48, 3)).astype(np.float32) for _ in range(2)))
+    reference.save(path, step=1)
+    return reference
+
+
+def nicegan_translation(path, encoder, decoder, images):
+    """The reference's test phase in float64: `gen2B(disA(x)[4])` with every network in eval mode."""
+    import torch
+
+    from torch_nicegan import TorchNICEGAN
+
+    params = torch.load(path, map_location="cpu", weights_only=True)
+    light = params[decoder]["FC.0.weight"].shape[1] == params[decoder]["UpBlock0.1.weight"].shape[0]
+    reference = TorchNICEGAN(ch=8, n_res=2, img_size=48, light=light, n_dis=6, dtype="float64")
+    reference.disA.load_state_dict(params[encoder])
+    reference.gen2B.load_state_dict(params[decoder])
+    reference.disA.double().eval(), reference.gen2B.double().eval()
+    with torch.no_grad():
+        out = reference.gen2B(reference.disA(reference.tensor(images))[4])
+    return out.permute(0, 2, 3, 1).numpy()
+
+
+@pytest.mark.parametrize("light", [True, False])
+def test_nicegan_checkpoint_matches_pytorch(light, tmp_path):
+    """A→B is disA's encoder stem then gen2B: our translator from the imported checkpoint
+    equals the float64 reference within 1e-5 (measured: 1.7e-6 light, 2.2e-6 full); both
+    directions land in a run directory. The full model needs the (C,H,W)->(H,W,C) row
+    permutation of its first MLP layer; the encoder needs u, v with v permuted (left in
+    torch's order, the light model misses by 1.5)."""
+    import keras
+
+    pytest.importorskip("torch")
+    from tf_translate.runs import load_run
+    from tf_translate.torch_import import import_torch
+
+    path = str(tmp_path / "dataset_params_latest.pt")
+    nicegan_checkpoint(path, light)
+    model_name = "nicegan_light" if light else "nicegan"
+    images = np.random.default_rng(13).uniform(-1, 1, (2, 48, 48, 3)).astype(np.float32)
+
+    import_torch(model_name, path, str(tmp_path / "a2b.keras"))
+    translator = keras.saving.load_model(tmp_path / "a2b.keras")
+    expected = nicegan_translation(path, "disA", "gen2B", images)
+    assert np.abs(expected).mean() > 0.05  # a real translation, not a near-constant image
+    np.testing.assert_allclose(translator(images).numpy(), expected, rtol=0, atol=1e-5)
+
+    import_torch(model_name, path, str(tmp_path / "run"))
+    model, run = load_run(str(tmp_path / "run"))
+    assert run["model"] == model_name and run["imported"]["b2a"] is not None
+    assert (run["config"]["filters"], run["config"]["num_residual_blocks"], run["config"]["light"],
+            run["config"]["discriminator_layers"]) == (8, 2, light, 6)
+    for direction, encoder, decoder in (("a2b", "disA", "gen2B"), ("b2a", "disB", "gen2A")):
+        np.testing.assert_allclose(model.generators()[direction](images).numpy(),
+                                   nicegan_translation(path, encoder, decoder, images), rtol=0, atol=1e-5)
+
+    with pytest.raises(ValueError, match=f"holds a {'light' if light else 'full'} NICE-GAN generator"):
+        import_torch("nicegan" if light else "nicegan_light", path, str(tmp_path / "wrong.keras"))
+
+
+def test_nicegan_import_refuses_other_checkpoints_in_one_line(tmp_path, capsys):
+    """A CycleGAN generator or an U-GAT-IT checkpoint given as NICE-GAN: one line naming
+    what the file holds."""
+    torch = pytest.importorskip("torch")
+    from tf_translate.cli import main
+
+    torch.save(randomise(torch_resnet_generator(ngf=8, n_blocks=1)).state_dict(), tmp_path / "latest_net_G_A.pth")
+    torch.save({"genA2B": torch_ugatit_generator().state_dict(), "genB2A": torch_ugatit_generator().state_dict()},
+               tmp_path / "selfie2anime_params_latest.pt")
+    for checkpoint, found in (("latest_net_G_A.pth", "model.1.weight, model.1.bias"),
+                              ("selfie2anime_params_latest.pt", "genA2B, genB2A")):
+        assert main(["import-torch", "--model", "nicegan_light", "--checkpoint", str(tmp_path / checkpoint),
+                     "--output", str(tmp_path / "run")]) == 2
+        error = capsys.readouterr().err
+        assert f"has no entry 'disA' (found: {found}" in error and error.count("\n") == 1, error
+    assert not (tmp_path / "run").exists()
+
+
+def test_nicegan_missing_and_misshapen_keys_are_listed(tmp_path):
+    pytest.importorskip("torch")
+    from tf_translate.torch_import import nicegan_translator_from_state_dict
+
+    path = str(tmp_path / "params.pt")
+    nicegan_checkpoint(path, light=True)
+    encoder, decoder = load_state_dict(path, "disA"), load_state_dict(path, "gen2B")
+    del encoder["model.4.weight_v"], decoder["UpBlock2.6.gamma"]
+    with pytest.raises(ValueError, match=r"encoder with ch 8; missing keys: model\.4\.weight_v$"):
+        nicegan_translator_from_state_dict(encoder, decoder)
+    encoder["model.4.weight_v"] = np.zeros(8 * 16, np.float32)
+    with pytest.raises(ValueError, match=r"light NICE-GAN generator .*missing keys: UpBlock2\.6\.gamma$"):
+        nicegan_translator_from_state_dict(encoder, decoder)
+    decoder["UpBlock2.6.gamma"] = np.ones((1, 8, 1, 1), np.float32)  # the ILN after the first PixelShuffle: 16
+    with pytest.raises(ValueError, match=r"wrong shapes: UpBlock2\.6\.gamma \(1, 8, 1, 1\) \(needs \(16,\)"):
+        nicegan_translator_from_state_dict(encoder, decoder)

@@ -106,3 +106,35 @@ class StarGANDecay(keras.optimizers.schedules.LearningRateSchedule):
                 "decay_iterations": self.decay_iterations, "update_every": self.update_every,
                 "to_zero": self.to_zero, "steps_per_iteration": self.steps_per_iteration,
                 "period": self.period}
+
+
+@keras.saving.register_keras_serializable(package="tf_translate")
+class StepDecay(keras.optimizers.schedules.LearningRateSchedule):
+    """`torch.optim.lr_scheduler.StepLR`: the rate times `decay_rate` every `decay_steps`.
+
+    `step_at_start=True` is the reference loop that calls `scheduler.step()` at the start
+    of every iteration, before the update (UNIT's `train.py`): iteration k (0-based)
+    then runs at lr·rate^floor((k + 1) / decay_steps), so the first iteration uses the
+    initial rate and each halving comes one iteration early (UNIT's first at iteration
+    99,999, not 100,000). False steps it after the update: lr·rate^floor(k / decay_steps).
+    Keras calls the schedule with the optimizer's update count k.
+
+    Reference: `get_scheduler` (lr_policy "step") in mingyuliutw/UNIT `utils.py`.
+    """
+
+    def __init__(self, initial_learning_rate, decay_steps, decay_rate=0.5, step_at_start=True):
+        if int(decay_steps) < 1:
+            raise ValueError(f"decay_steps must be a positive integer, got {decay_steps}")
+        self.initial_learning_rate = float(initial_learning_rate)
+        self.decay_steps = int(decay_steps)
+        self.decay_rate = float(decay_rate)
+        self.step_at_start = bool(step_at_start)
+
+    def __call__(self, step):
+        step = ops.cast(step, "int64") + (1 if self.step_at_start else 0)
+        drops = ops.cast(step // self.decay_steps, "float32")
+        return self.initial_learning_rate * ops.power(self.decay_rate, drops)
+
+    def get_config(self):
+        return {"initial_learning_rate": self.initial_learning_rate, "decay_steps": self.decay_steps,
+                "decay_rate": self.decay_rate, "step_at_start": self.step_at_start}

@@ -377,10 +377,12 @@ class BatchNormalization(keras.layers.Layer):
                       else "ones")
         self.gamma = self.add_weight(shape=(channels,), initializer=gamma_init, name="gamma")
         self.beta = self.add_weight(shape=(channels,), initializer="zeros", name="beta")
+        # Under a distribution strategy each replica normalises with its own batch (as
+        # PyTorch DDP's BatchNorm2d) and the running averages take the replicas' mean.
         self.moving_mean = self.add_weight(shape=(channels,), initializer="zeros", name="moving_mean",
-                                           trainable=False)
+                                           trainable=False, aggregation="mean")
         self.moving_variance = self.add_weight(shape=(channels,), initializer="ones",
-                                               name="moving_variance", trainable=False)
+                                               name="moving_variance", trainable=False, aggregation="mean")
 
     def call(self, inputs, training=False, batch_statistics=False):
         x = ops.cast(inputs, "float32")
@@ -406,3 +408,43 @@ class BatchNormalization(keras.layers.Layer):
     def get_config(self):
         return {**super().get_config(), "epsilon": self.epsilon, "momentum": self.momentum,
                 "gamma_stddev": self.gamma_stddev}
+
+
+@keras.saving.register_keras_serializable(package="tf_translate")
+class UNITLayerNormalization(keras.layers.Layer):
+    """UNIT's own layer norm: (x − mean) / (std + ε) · γ + β per sample over (H, W, C).
+
+    Three differences from `keras.layers.LayerNormalization`, each of which changes a
+    ported UNIT decoder: the standard deviation is the *unbiased* one (n − 1, as
+    `torch.Tensor.std`), ε is added to σ rather than inside the square root, and γ
+    starts at U(0, 1) (β at 0); γ and β are per channel. Statistics in float32.
+
+    Args:
+        epsilon: added to the standard deviation (reference `eps`, 1e-5).
+    Reference: `LayerNorm` in mingyuliutw/UNIT `networks.py` (the decoder's 'ln' norm).
+    """
+
+    def __init__(self, epsilon=1e-5, **kwargs):
+        super().__init__(**kwargs)
+        self.epsilon = float(epsilon)
+
+    def build(self, input_shape):
+        channels = input_shape[-1]
+        self.gamma = self.add_weight(shape=(channels,), initializer=keras.initializers.RandomUniform(0.0, 1.0),
+                                     autocast=False, name="gamma")
+        self.beta = self.add_weight(shape=(channels,), initializer="zeros", autocast=False, name="beta")
+
+    def call(self, inputs):
+        x = ops.cast(inputs, "float32")
+        axes = [1, 2, 3]
+        centered = x - ops.mean(x, axis=axes, keepdims=True)
+        divisor = _reduced_count(x, axes, unbiased=True)
+        std = ops.sqrt(ops.sum(ops.square(centered), axis=axes, keepdims=True) / divisor)
+        y = centered / (std + self.epsilon) * self.gamma + self.beta
+        return ops.cast(y, self.compute_dtype)
+
+    def compute_output_shape(self, input_shape):
+        return input_shape
+
+    def get_config(self):
+        return {**super().get_config(), "epsilon": self.epsilon}

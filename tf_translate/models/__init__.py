@@ -6,6 +6,7 @@ from tf_translate.models.photo2cartoon import Photo2Cartoon
 from tf_translate.models.pix2pix import Pix2Pix
 from tf_translate.models.stargan import StarGAN
 from tf_translate.models.ugatit import UGATIT
+from tf_translate.models.unit import UNIT
 
 # name -> (training model class, preset keyword arguments). Overrides win over presets.
 MODELS = {
@@ -17,6 +18,7 @@ MODELS = {
     "ugatit_light": (UGATIT, {"light": True}),
     "photo2cartoon": (Photo2Cartoon, {}),
     "pix2pix": (Pix2Pix, {}),
+    "unit": (UNIT, {}),
 }
 
 
