@@ -9,6 +9,7 @@ sec_per_iter_median, peak_rss_mb.
     python benchmarks/torch_step.py --model cyclegan --size 128 --batch 1
     python benchmarks/torch_step.py --model stargan --size 128 --batch 16 --phase dg
     python benchmarks/torch_step.py --model pix2pix --size 256 --batch 1
+    python benchmarks/torch_step.py --model tuigan --size 100   # TuiGAN's coarsest scale, one iteration
     python benchmarks/torch_step.py --model unit --size 256 --batch 1   # tests/torch_unit.py
 """
 
@@ -24,12 +25,22 @@ import numpy as np
 
 sys.path.insert(0, os.path.join(os.path.dirname(os.path.dirname(os.path.abspath(__file__))), "tests"))
 
-MODELS = ("cyclegan", "stargan", "pix2pix", "unit")
+MODELS = ("cyclegan", "stargan", "pix2pix", "tuigan", "unit", "drit")
 
 
 def iteration(model, size, batch, phase, rng):
     """A function running one reference iteration on fixed random batches."""
     images = lambda: rng.uniform(-1, 1, (batch, size, size, 3)).astype(np.float32)
+    if model == "tuigan":  # tests/torch_tuigan.py: one iteration (3 critic + 3 generator steps) of the
+        import torch  # coarsest scale (nfc 32, no frozen scales) on a size x size level
+        import torch_tuigan
+
+        trainer = torch_tuigan.Scale(32, dtype=torch.float32)
+        level = lambda: [torch_tuigan.nchw(images()[:1], torch.float32)]
+        a, b = level(), level()
+        randoms = {"noise_a": torch.randn(1, 3, size, size), "noise_b": torch.randn(1, 3, size, size),
+                   "chain_a": [], "chain_b": [], "alpha_b": [0.5] * 3, "alpha_a": [0.5] * 3}
+        return lambda: torch_tuigan.iteration(trainer, [], a, b, randoms, 1.0)
     if model == "cyclegan":
         from torch_reference import TorchCycleGAN
 
@@ -53,6 +64,23 @@ def iteration(model, size, batch, phase, rng):
         trainer = TorchUNIT(64, 2, 4, 64, 4, 3, dtype=torch.float32)
         a, b = images(), images()
         return lambda: trainer.step(a, b)
+    if model == "drit":
+        import torch
+        from torch_drit import TorchDRIT
+
+        # HsinYingLee/DRIT defaults (--concat 1, mode seeking, 64/256 widths), one full step
+        # (update_D + update_EG; --phase d: a content-D-only step); noise drawn per iteration.
+        trainer, a, b = TorchDRIT(dtype=torch.float32), images(), images()
+        c = (1, (size + 3) // 4, (size + 3) // 4, 256)
+
+        def noise():
+            names = ["content_a", "content_b", "content_recon_a", "content_recon_b"]
+            drawn = {name: rng.standard_normal(c).astype(np.float32) for name in names}
+            drawn.update({name: rng.standard_normal((1, 8)).astype(np.float32) for name in
+                          ("attribute_a", "attribute_b", "random", "random2", "attribute_recon_a",
+                           "attribute_recon_b")})
+            return drawn
+        return lambda: trainer.step(a, b, noise(), full=phase == "dg")
     from torch_reference import TorchStarGAN
 
     trainer = TorchStarGAN(size, 5, 64, 6, 64, 6)  # the CelebA defaults: c_dim 5, 6 blocks, 6 D layers

@@ -88,8 +88,16 @@ def parse_args(argv):
                        "DIR/testA against DIR/testB into TensorBoard; the best weights kept in RUN/best.weights.h5")
     train.add_argument("--eval-features", default="mobilenet_v2", help="features for --eval-every (see evaluate)")
     train.add_argument("--eval-samples", type=int, default=100, help="held-out images per domain for --eval-every")
+    train.add_argument("--option", nargs="+", metavar="NAME=VALUE", help="model constructor options beyond the "
+                       "reference defaults, e.g. filters=32, unit's shared_layers=1 (the paper's weight sharing), "
+                       "cyclegan's upsampling=resize_conv; " + (
+                           f"{model_in(argv)}'s: {', '.join(option_names(model_in(argv)))}" if model_in(argv) in MODELS
+                           else "`train --model NAME --help` lists them"))
     train.add_argument("--face-model", help="photo2cartoon: frozen face-recognition model (.keras file or "
                        "SavedModel directory; 112x112 [-1, 1] faces -> embeddings) for the face-identity loss")
+    train.add_argument("--min-size", type=int, help="tuigan: the coarsest scale's short side (reference --min_size, "
+                       "default 100; --image-size is the finest long side, --max_size 250, and --steps the "
+                       "iterations per scale, --niter 4000)")
 
     translate = commands.add_parser("translate", help="translate images with a trained run or a SavedModel")
     source = translate.add_mutually_exclusive_group(required=True)
@@ -111,6 +119,11 @@ def parse_args(argv):
     target.add_argument("--attrs", nargs="+", help="stargan: target attributes (1; all others 0), "
                         "space- or comma-separated, e.g. Blond_Hair,Young")
     target.add_argument("--domain", help="stargan: the target domain")
+    translate.add_argument("--samples", type=int, default=1, help="drit: N translations per input, each with a "
+                           "random attribute code (written as NAME_0.png ... NAME_{N-1}.png)")
+    translate.add_argument("--seed", type=int, help="drit: seed of the random attribute codes")
+    translate.add_argument("--reference", help="drit: an image of the target domain whose attributes are "
+                           "transferred (codes sampled from its encoding, as the reference's test_transfer.py)")
 
     evaluate = commands.add_parser("evaluate", help="FID and KID of a model's translations against real images")
     source = evaluate.add_mutually_exclusive_group(required=True)
@@ -179,6 +192,36 @@ AUTO_TILE = 1024
 TILE_OVERLAP = 64
 
 
+def option_names(model_name):
+    """The constructor options `--option` may set for `model_name` (sizes and lengths have
+    their own flags)."""
+    import inspect
+
+    from tf_translate.models import model_class
+
+    parameters = inspect.signature(model_class(model_name).__init__).parameters
+    return sorted(name for name, p in parameters.items()
+                  if name not in ("self", "image_size", "kwargs") and p.kind is p.POSITIONAL_OR_KEYWORD)
+
+
+def model_options(model_name, pairs):
+    """`--option NAME=VALUE ...` -> constructor overrides; values are JSON (numbers,
+    true/false, lists) or else strings. A one-line error names an unknown option."""
+    import json
+
+    known = option_names(model_name)
+    options = {}
+    for pair in pairs:
+        name, equals, value = pair.partition("=")
+        if not equals or name not in known:
+            raise ValueError(f"--option {pair!r}: {model_name} takes NAME=VALUE with NAME one of {', '.join(known)}")
+        try:
+            options[name] = json.loads(value)
+        except json.JSONDecodeError:
+            options[name] = value
+    return options
+
+
 def names(values):
     """`--attrs A B` or `--attrs A,B` -> [A, B] (None when not given)."""
     return values and [name for value in values for name in value.split(",") if name]
@@ -207,10 +250,16 @@ def run(args):
                 if args.model != "pix2pix":
                     raise ValueError(f"--{flag.replace('_', '-')} is for --model pix2pix")
                 overrides = {**overrides, key: getattr(args, flag)}
+        if args.option:
+            overrides = {**(overrides or {}), **model_options(args.model, args.option)}
         if args.face_model:
             if args.model != "photo2cartoon":
                 raise ValueError("--face-model is for --model photo2cartoon")
             overrides = {**(overrides or {}), "face_model": os.path.abspath(args.face_model)}
+        if args.min_size:
+            if args.model != "tuigan":
+                raise ValueError("--min-size is for --model tuigan")
+            overrides = {**(overrides or {}), "min_size": args.min_size}
         train(args.model, data, args.run_dir, steps=args.steps, epochs=args.epochs,
               batch_size=args.batch_size, image_size=args.image_size, load_size=args.load_size,
               precision=args.precision, xla=not args.no_xla, resume=args.resume,
@@ -230,10 +279,15 @@ def run(args):
         if args.format == "tflite":
             args.output = args.output or os.path.join("saved_models", name + ".tflite")
             export_tflite_file(args, network, record)
+        elif hasattr(network, "serving_module"):  # a TuiGAN pyramid: its own module, at its trained size
+            from tf_translate.models.tuigan import export_pyramid
+            path = export_pyramid(network, args.output or os.path.join("saved_models", name), args.version)
+            print(f"SavedModel written to {path}")
         else:
             label_names = model.label_names() if model.data_kind == "labelled" else None
             path = export_saved_model(network, args.output or os.path.join("saved_models", name),
-                                      args.version, label_names=label_names, heatmap=args.heatmap)
+                                      args.version, label_names=label_names, heatmap=args.heatmap,
+                                      seed=record.get("config", {}).get("seed"))  # drit's random codes
             print(f"SavedModel written to {path}")
     elif args.command == "evaluate":
         evaluate_translations(args)
@@ -290,7 +344,9 @@ def run_translator(args):
         model, record = load_generators(args.run_dir, BEST_WEIGHTS if args.best else CHECKPOINT)
         args.direction, network = generator(model, record, args.direction)
         set_inference_mode(network, args.inference_mode)
-        module, inputs = serving_module(float32_copy(network)), {}  # as export computes
+        module = network.serving_module() if hasattr(network, "serving_module") else serving_module(
+            float32_copy(network))
+        inputs = {}  # as export computes
         if model.data_kind == "labelled":
             if not targets:
                 raise ValueError(f"name the target with --attrs or --domain; this model knows "
@@ -298,6 +354,10 @@ def run_translator(args):
             inputs["labels"] = model.target_label(targets)[None]
         elif targets:
             model.target_label(targets)  # raises: not label-conditioned
+        if hasattr(module, "serving_attributes"):
+            return (AttributeTranslate(args, module.serving_attributes, module.encode_attributes,
+                                       network.attribute_size), (module.multiple, module.fixed_size))
+        check_multimodal_flags(args)
         return ((lambda image: module.serving_default(images=image, **inputs)["images"].numpy()),
                 (module.multiple, module.fixed_size))
 
@@ -315,7 +375,55 @@ def run_translator(args):
         inputs["labels"] = tf.constant([saved_model_label(label_names, targets)])
     elif targets:
         raise ValueError("--attrs and --domain are for label-conditioned models (stargan)")
+    if "serving_attributes" in loaded.signatures:
+        serve = loaded.signatures["serving_attributes"]
+        size = int(serve.structured_input_signature[1]["attributes"].shape[-1])
+        return AttributeTranslate(args, serve, loaded.signatures["encode_attributes"], size), (4, None)
+    check_multimodal_flags(args)
     return (lambda image: serve(images=tf.constant(image), **inputs)["images"].numpy()), (4, None)
+
+
+def check_multimodal_flags(args):
+    """One-line errors for --samples and --reference given to a model with one output per input."""
+    if getattr(args, "samples", 1) != 1 or getattr(args, "reference", None):
+        raise ValueError("--samples and --reference are for multimodal models (drit); this model gives one "
+                         "translation per input")
+
+
+class AttributeTranslate:
+    """A multimodal (DRIT) translate function: uint8 [1, H, W, 3] -> uint8, with the
+    current attribute code (the same for every tile of an image). `next_code()` draws
+    the next: N(0, 1) from `--seed`, or with `--reference` mean + std·ε of the
+    reference image's code (the reference's `test.py` and `test_transfer.py`)."""
+
+    def __init__(self, args, serve_attributes, encode_attributes, size):
+        import numpy as np
+        import tensorflow as tf
+
+        from tf_translate.data import read_rgb
+
+        if getattr(args, "samples", 1) < 1:
+            raise ValueError(f"--samples must be a positive integer, got {args.samples}")
+        self.serve = serve_attributes
+        self.size = int(size)
+        self.rng = np.random.default_rng(getattr(args, "seed", None))
+        self.mean = self.std = None
+        if getattr(args, "reference", None):
+            stats = encode_attributes(images=tf.constant(read_rgb(args.reference)[None]))
+            self.mean, self.std = stats["mean"].numpy()[0], stats["std"].numpy()[0]
+        self.code = None
+
+    def next_code(self):
+        noise = self.rng.standard_normal(self.size).astype("float32")
+        self.code = noise if self.mean is None else (self.mean + self.std * noise).astype("float32")
+        return self.code
+
+    def __call__(self, image):
+        import tensorflow as tf
+
+        if self.code is None:
+            self.next_code()
+        return self.serve(images=tf.constant(image), attributes=tf.constant(self.code[None]))["images"].numpy()
 
 
 def saved_model_label(label_names, targets):
@@ -472,9 +580,14 @@ def translate_images(args):
         raise ValueError(f"--input {args.input!r} is neither an image nor a folder")
     if args.max_size is not None and args.max_size < MIN_TRANSLATE_SIZE:
         raise ValueError(f"--max-size must be at least {MIN_TRANSLATE_SIZE}, got {args.max_size}")
+    samples = getattr(args, "samples", 1) or 1
     outputs = [os.path.join(args.output, name) for name in output_names(paths)]
+    if samples > 1:  # drit: NAME_0.png ... NAME_{N-1}.png
+        outputs = [[f"{os.path.splitext(out)[0]}_{k}.png" for k in range(samples)] for out in outputs]
+    else:
+        outputs = [[out] for out in outputs]
     inputs = {os.path.realpath(path) for path in paths}
-    clash = [out for out in outputs if os.path.realpath(out) in inputs]
+    clash = [out for outs in outputs for out in outs if os.path.realpath(out) in inputs]
     if clash:
         raise ValueError(f"--output {args.output!r} would overwrite the input {clash[0]!r}: choose another folder")
     translate, rule = run_translator(args)
@@ -483,7 +596,7 @@ def translate_images(args):
     skipped = list(bad)
     os.makedirs(args.output, exist_ok=True)
     written = 0
-    for path, out in zip(paths, outputs):
+    for path, outs in zip(paths, outputs):
         if path not in good:
             continue
         try:
@@ -491,11 +604,14 @@ def translate_images(args):
             if min(image.shape[:2]) < MIN_TRANSLATE_SIZE:
                 raise ValueError(f"{image.shape[1]}x{image.shape[0]} px is too small (at least "
                                  f"{MIN_TRANSLATE_SIZE} px a side)")
-            if args.tile is None and image.shape[0] * image.shape[1] <= TILE_PIXELS:
-                result = translate(image[None])[0]
-            else:
-                result = translate_tiled(translate, image, tile, args.tile_overlap, rule[0])
-            write_atomically(out, lambda file: Image.fromarray(result).save(file, format="PNG"))
+            for out in outs:
+                if hasattr(translate, "next_code"):  # drit: a new attribute code per sample
+                    translate.next_code()
+                if args.tile is None and image.shape[0] * image.shape[1] <= TILE_PIXELS:
+                    result = translate(image[None])[0]
+                else:
+                    result = translate_tiled(translate, image, tile, args.tile_overlap, rule[0])
+                write_atomically(out, lambda file: Image.fromarray(result).save(file, format="PNG"))
             written += 1
         except DiskFullError as error:
             raise DiskFullError(f"{error}; stopped after {written} of {len(paths)} image(s)") from None

@@ -164,27 +164,85 @@ class LabelGeneratorModule(GeneratorModule):
         return {**super().signatures(), "label_names": self.label_names}
 
 
-def serving_module(generator, multiple=4, fixed_size=None, label_names=None):
-    """`GeneratorModule`, or `LabelGeneratorModule` for a label-conditioned generator."""
+def attribute_size(generator):
+    """The attribute-code length of a multimodal generator (DRIT++'s, called as
+    `generator(images)` with a random code or `generator([images, codes])`), else 0."""
+    return int(getattr(generator, "attribute_size", 0) or 0)
+
+
+class AttributeGeneratorModule(GeneratorModule):
+    """A multimodal generator (DRIT++) with the serving signatures.
+
+    `serving_default` and `translate_float` take `images` as `GeneratorModule`'s and
+    draw each image's attribute code z ~ N(0, 1) from the module's own random stream
+    (a `tf.random.Generator` saved with the model: seeded by `seed` at export, so a
+    freshly loaded model repeats the same sequence of codes). `serving_attributes` and
+    `translate_float_attributes` also take `attributes`, float32 `[batch, size]`, the
+    codes to use. `encode_attributes` maps uint8 images of the target domain (any size)
+    to {"mean", "std"} of their codes: the reference's attribute transfer samples
+    mean + std·ε (std is 0 for the `--concat 0` encoder). The signatures are made per
+    instance because the code length is the generator's.
+    """
+
+    def __init__(self, generator, multiple=4, fixed_size=None, seed=None):
+        super().__init__(generator, multiple, fixed_size)
+        # Keras `variables` also holds random-seed states (the translator's code stream), which a
+        # traced call may capture: tracked here so that the SavedModel can hold them.
+        self.generator_state = list(getattr(generator, "variables", []))
+        size = attribute_size(generator)
+        self.random = (tf.random.Generator.from_seed(seed) if seed is not None
+                       else tf.random.Generator.from_non_deterministic_state())
+        uint8 = tf.TensorSpec([None, None, None, 3], tf.uint8, name="images")
+        floats = tf.TensorSpec([None, None, None, 3], tf.float32, name="images")
+        codes = tf.TensorSpec([None, size], tf.float32, name="attributes")
+        random = lambda images: self.random.normal([tf.shape(images)[0], size])
+        self.serving_default = tf.function(lambda images: self._translate_pixels(images, random(images)),
+                                           input_signature=[uint8])
+        self.translate_float = tf.function(lambda images: self._translate(images, random(images)),
+                                           input_signature=[floats])
+        self.serving_attributes = tf.function(lambda images, attributes: self._translate_pixels(images, attributes),
+                                              input_signature=[uint8, codes])
+        self.translate_float_attributes = tf.function(
+            lambda images, attributes: self._translate(images, attributes), input_signature=[floats, codes])
+
+        def encode(images):
+            mean, std = generator.attribute_statistics(tf.cast(images, tf.float32) / 127.5 - 1.0)
+            return {"mean": tf.cast(mean, tf.float32), "std": tf.cast(std, tf.float32)}
+
+        self.encode_attributes = tf.function(encode, input_signature=[uint8])
+
+    def signatures(self):
+        return {**super().signatures(), "serving_attributes": self.serving_attributes,
+                "translate_float_attributes": self.translate_float_attributes,
+                "encode_attributes": self.encode_attributes}
+
+
+def serving_module(generator, multiple=4, fixed_size=None, label_names=None, seed=None):
+    """`GeneratorModule`, or `LabelGeneratorModule` for a label-conditioned generator,
+    or `AttributeGeneratorModule` (random codes from `seed`) for a multimodal one."""
     if label_size(generator):
         return LabelGeneratorModule(generator, multiple, fixed_size, label_names)
+    if attribute_size(generator):
+        return AttributeGeneratorModule(generator, multiple, fixed_size, seed)
     return GeneratorModule(generator, multiple, fixed_size)
 
 
-def export_saved_model(generator, output_dir, version=1, fixed_size=None, label_names=None, heatmap=False):
+def export_saved_model(generator, output_dir, version=1, fixed_size=None, label_names=None, heatmap=False,
+                       seed=None):
     """Writes `generator` as a SavedModel in `output_dir/<version>` (TF Serving's layout).
 
     Args:
         label_names: for a label-conditioned generator, the meaning of each label entry
             (`StarGAN.label_names()`), served by the `label_names` signature.
         heatmap: add the attention `heatmap` output (U-GAT-IT-style generators).
+        seed: a multimodal generator's (DRIT++) stream of random attribute codes.
     Returns:
         the version folder's path.
     """
     if heatmap:
         module = GeneratorModule(float32_copy(generator), fixed_size=fixed_size, heatmap=True)
     else:
-        module = serving_module(float32_copy(generator), fixed_size=fixed_size, label_names=label_names)
+        module = serving_module(float32_copy(generator), fixed_size=fixed_size, label_names=label_names, seed=seed)
     path = os.path.join(output_dir, str(version))
     tf.saved_model.save(module, path, signatures=module.signatures())
     return path

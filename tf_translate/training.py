@@ -17,7 +17,10 @@ from tf_translate.runs import (CHECKPOINT, RUN_FILE, load_checkpoint, read_run, 
                                write_run)
 
 def global_step(model):
-    """Training steps completed: the iteration count of the model's first optimizer."""
+    """Training steps completed: the iteration count of the model's first optimizer, or
+    the model's own count (`completed_steps`: TuiGAN, one optimizer pair per scale)."""
+    if hasattr(model, "completed_steps"):
+        return model.completed_steps()
     name = next(iter(model.optimizer_variables()))
     return int(getattr(model, name).iterations.numpy())
 
@@ -176,6 +179,13 @@ def train(model_name, data, run_dir, steps=None, epochs=None, batch_size=None, i
     """
     from tf_translate.data import reference_load_size  # keeps `import training` light
 
+    if model_class(model_name).data_kind == "image_pair":  # TuiGAN: two images, a pyramid trained scale by scale
+        from tf_translate.models.tuigan import train_tuigan
+        return train_tuigan(model_name, data, run_dir, steps=steps, epochs=epochs, batch_size=batch_size,
+                            image_size=image_size, load_size=load_size, precision=precision, xla=xla, resume=resume,
+                            checkpoint_every=checkpoint_every, sample_every=sample_every, log_every=log_every,
+                            seed=seed, verbose=verbose, model_overrides=model_overrides, eager=eager,
+                            eval_every=eval_every, strategy=strategy)
     reference = model_class(model_name).reference_run
     check_positive(steps=steps, epochs=epochs, batch_size=batch_size, image_size=image_size, load_size=load_size)
     if resume:

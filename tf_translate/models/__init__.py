@@ -1,6 +1,7 @@
 """The training models by name: one table, one `build_model`."""
 
 from tf_translate.models.cyclegan import CycleGAN, PatchGANDiscriminator, ResNetGenerator
+from tf_translate.models.drit import DRIT
 from tf_translate.models.nicegan import NICEGAN
 from tf_translate.models.photo2cartoon import Photo2Cartoon
 from tf_translate.models.pix2pix import Pix2Pix
@@ -19,6 +20,10 @@ MODELS = {
     "photo2cartoon": (Photo2Cartoon, {}),
     "pix2pix": (Pix2Pix, {}),
     "unit": (UNIT, {}),
+    "drit": (DRIT, {}),  # DRIT++ as released: --concat 1, mode seeking, no norm / LeakyReLU 0.01 in the Ds
+    "drit_concat0": (DRIT, {"concat": False}),  # --concat 0, the README's choice for shape changes
+    "drit_paper": (DRIT, {"discriminator_norm": "instance", "content_discriminator_norm": "instance",
+                          "discriminator_negative_slope": 0.2}),  # the Ds as the paper describes them
 }
 
 
