@@ -73,3 +73,17 @@ def test_train_help_shows_the_chosen_models_reference_run(capsys):
     text = " ".join(capsys.readouterr().out.split())
     assert "(default 256, the reference's)" in text and "(default 200, the reference's)" in text
     assert "stargan 128 px, batch 16, 200,000 steps" in text  # every model's, in the epilog
+
+
+def test_help_and_argument_errors_of_the_commands_other_than_train_do_not_import_tensorflow():
+    """`tf-translate --help` took 9.6 s importing TensorFlow before argparse ran (issue
+    26.19); only `train` needs the models (its help lists them and their defaults)."""
+    import subprocess
+    import sys
+
+    check = ("import sys\nfrom tf_translate.cli import parse_args\n"
+             "for argv in (['--help'], ['translate', '--help'], ['export', '--run-dir']):\n"
+             "    try:\n        parse_args(argv)\n    except SystemExit:\n        pass\n"
+             "assert 'tensorflow' not in sys.modules, 'tensorflow was imported'\nprint('ok')\n")
+    done = subprocess.run([sys.executable, "-c", check], capture_output=True, text=True, timeout=120)
+    assert done.stdout.strip().endswith("ok"), done.stderr[-2000:]

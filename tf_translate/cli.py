@@ -23,7 +23,12 @@ def model_in(argv):
 
 
 def parse_args(argv):
-    from tf_translate.models import MODELS
+    # Only `train` needs the models (their names, reference runs and options, for its help
+    # too); the other commands' help and argument parsing stay free of TensorFlow's import.
+    if argv[:1] == ["train"]:
+        from tf_translate.models import MODELS
+    else:
+        MODELS = {}
 
     parser = argparse.ArgumentParser(prog="tf-translate", description=__doc__)
     commands = parser.add_subparsers(dest="command", required=True)
@@ -41,7 +46,7 @@ def parse_args(argv):
             f"  {name:14} {reference_run(name).image_size} px, batch {reference_run(name).batch_size}, "
             f"{reference_run(name).length()}" for name in sorted(MODELS)),
         formatter_class=argparse.RawDescriptionHelpFormatter)
-    chosen = reference_run(model_in(argv))
+    chosen = reference_run(model_in(argv)) if MODELS else None
     train.add_argument("--model", required=True, help=", ".join(sorted(MODELS)))
     train.add_argument("--data", required=True, nargs="+",
                        help="DIR with trainA/trainB, or two folders (domain A, domain B); pix2pix: DIR with "
@@ -61,14 +66,14 @@ def parse_args(argv):
     train.add_argument("--attrs", nargs="+", help="stargan: CelebA attributes, space- or comma-separated "
                        "(default Black_Hair Blond_Hair Brown_Hair Male Young)")
     train.add_argument("--run-dir", required=True)
-    train.add_argument("--image-size", type=int, help=f"crop size (default {chosen.image_size}, the reference's)")
+    train.add_argument("--image-size", type=int, help=f"crop size (default {chosen and chosen.image_size}, the reference's)")
     train.add_argument("--load-size", type=int, help="resize before the random crop (default 286/256 x size)")
-    train.add_argument("--batch-size", type=int, help=f"default {chosen.batch_size}, the reference's")
+    train.add_argument("--batch-size", type=int, help=f"default {chosen and chosen.batch_size}, the reference's")
     length = train.add_mutually_exclusive_group()
     length.add_argument("--steps", type=int, help="train steps" + (
-        f" (default {chosen.steps:,}, the reference's)" if chosen.steps else ""))
+        f" (default {chosen.steps:,}, the reference's)" if chosen and chosen.steps else ""))
     length.add_argument("--epochs", type=int, help="passes over the data" + (
-        f" (default {chosen.epochs}, the reference's)" if chosen.epochs else ""))
+        f" (default {chosen.epochs}, the reference's)" if chosen and chosen.epochs else ""))
     train.add_argument("--precision", default="float32", choices=["float32", "mixed_float16", "mixed_bfloat16"])
     train.add_argument("--no-xla", action="store_true", help="do not compile the train step with XLA")
     train.add_argument("--eager", action="store_true",
