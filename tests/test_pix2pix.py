@@ -420,3 +420,23 @@ def test_import_torch_writes_a_run_that_translates_as_the_reference(tmp_path):
     torch.save({"model.1.weight": torch.zeros(8, 3, 7, 7)}, wrong)
     with pytest.raises(ValueError, match="not a junyanz pix2pix UnetGenerator"):
         pix2pix_generator_from_state_dict({"model.1.weight": np.zeros((8, 3, 7, 7), np.float32)})
+
+
+def test_tflite_export_keeps_the_chosen_test_mode(tmp_path):
+    """eval mode: the TFLite file computes the Keras generator (uint8, within 1 grey level);
+    reference mode: builtin ops only still (dropout from a stateful random op, per-image
+    batch norm) and two calls on one image differ, as the reference's test.py outputs do."""
+    from tf_translate.export import TFLiteTranslator, export_tflite
+
+    generator = UNetGenerator("unet_64", filters=4)
+    generator.build((None, None, None, 3))
+    pixels = np.random.default_rng(1).integers(0, 256, (1, 64, 64, 3)).astype(np.uint8)
+    generator.inference_mode = "eval"
+    export_tflite(generator, str(tmp_path / "eval.tflite"), 64)
+    expected = np.clip(np.round((generator(pixels.astype(np.float32) / 127.5 - 1).numpy() + 1) * 127.5), 0, 255)
+    assert np.abs(TFLiteTranslator(str(tmp_path / "eval.tflite"))(pixels).astype(int) - expected).max() <= 1
+    generator.inference_mode = "reference"
+    export_tflite(generator, str(tmp_path / "reference.tflite"), 64)
+    translator = TFLiteTranslator(str(tmp_path / "reference.tflite"))
+    first, second = translator(pixels), translator(pixels)
+    assert np.abs(first.astype(int) - second).max() > 0
