@@ -105,3 +105,17 @@ def test_pix2pix_edges_tiny_run(tmp_path):
     for mode in ("reference", "eval"):
         assert 0 < result["trained"][mode]["l1"] < 2 and -1 <= result["trained"][mode]["ssim"] <= 1
     assert len(targets) == 4
+
+
+def test_tuigan_photos_tiny_run(tmp_path):
+    pytest.importorskip("skimage")
+    example = load_example("tuigan_photos")
+    run_dir = str(tmp_path / "run")
+    result = example.main(["--run-dir", run_dir, "--size", "48", "--min-size", "31", "--steps", "1", "--eager"])
+    # chelsea is 451x300: finest 48x32 (ceil(300·48/451) = 32), ratio 31/32, two scales.
+    assert result["scales"] == [[31, 47], [32, 48]] and result["iterations_per_scale"] == 1
+    assert len(result["seconds_per_scale"]) == 2 and all(s > 0 for s in result["seconds_per_scale"])
+    image = np.asarray(Image.open(result["output"]))
+    assert image.shape == (32, 96, 3)  # the source and its translation side by side
+    with open(os.path.join(run_dir, "run.json")) as file:
+        assert json.load(file)["config"]["input_size"] == [300, 451]

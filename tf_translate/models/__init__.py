@@ -6,6 +6,7 @@ from tf_translate.models.nicegan import NICEGAN
 from tf_translate.models.photo2cartoon import Photo2Cartoon
 from tf_translate.models.pix2pix import Pix2Pix
 from tf_translate.models.stargan import StarGAN
+from tf_translate.models.tuigan import TuiGAN
 from tf_translate.models.ugatit import UGATIT
 from tf_translate.models.unit import UNIT
 
@@ -18,12 +19,13 @@ MODELS = {
     "ugatit": (UGATIT, {"light": False}),
     "ugatit_light": (UGATIT, {"light": True}),
     "photo2cartoon": (Photo2Cartoon, {}),
-    "pix2pix": (Pix2Pix, {}),
     "unit": (UNIT, {}),
+    "pix2pix": (Pix2Pix, {}),
     "drit": (DRIT, {}),  # DRIT++ as released: --concat 1, mode seeking, no norm / LeakyReLU 0.01 in the Ds
     "drit_concat0": (DRIT, {"concat": False}),  # --concat 0, the README's choice for shape changes
     "drit_paper": (DRIT, {"discriminator_norm": "instance", "content_discriminator_norm": "instance",
                           "discriminator_negative_slope": 0.2}),  # the Ds as the paper describes them
+    "tuigan": (TuiGAN, {}),
 }
 
 
