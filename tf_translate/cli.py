@@ -363,6 +363,8 @@ def run_translator(args):
             return (AttributeTranslate(args, module.serving_attributes, module.encode_attributes,
                                        network.attribute_size), (module.multiple, module.fixed_size))
         check_multimodal_flags(args)
+        if hasattr(network, "serving_module"):  # a TuiGAN pyramid resizes every image itself: no tiles
+            return (lambda image: module.serving_default(images=image)["images"].numpy()), None
         return ((lambda image: module.serving_default(images=image, **inputs)["images"].numpy()),
                 (module.multiple, module.fixed_size))
 
@@ -546,6 +548,10 @@ def check_tiles(args, rule):
     """The tile side for images that are tiled: --tile (one-line errors for a value the
     generator cannot take), or AUTO_TILE. `rule`: the generator's (size multiple, fixed
     input size); a generator tied to one input size (full U-GAT-IT) is tiled at that size."""
+    if rule is None:
+        if args.tile:
+            raise ValueError("--tile: this model resizes every image to its trained size, so it takes no tiles")
+        return None
     multiple, fixed = rule
     tile = args.tile or fixed or max(multiple, AUTO_TILE // multiple * multiple)
     if fixed and tile != fixed:
@@ -612,7 +618,7 @@ def translate_images(args):
             for out in outs:
                 if hasattr(translate, "next_code"):  # drit: a new attribute code per sample
                     translate.next_code()
-                if args.tile is None and image.shape[0] * image.shape[1] <= TILE_PIXELS:
+                if tile is None or (args.tile is None and image.shape[0] * image.shape[1] <= TILE_PIXELS):
                     result = translate(image[None])[0]
                 else:
                     result = translate_tiled(translate, image, tile, args.tile_overlap, rule[0])
