@@ -392,6 +392,8 @@ def run_translator(args):
 
 def check_multimodal_flags(args):
     """One-line errors for --samples and --reference given to a model with one output per input."""
+    if args.command != "translate":  # evaluate's --samples counts images, not codes
+        return
     if getattr(args, "samples", 1) != 1 or getattr(args, "reference", None):
         raise ValueError("--samples and --reference are for multimodal models (drit); this model gives one "
                          "translation per input")
@@ -409,7 +411,7 @@ class AttributeTranslate:
 
         from tf_translate.data import read_rgb
 
-        if getattr(args, "samples", 1) < 1:
+        if args.command == "translate" and args.samples < 1:
             raise ValueError(f"--samples must be a positive integer, got {args.samples}")
         self.serve = serve_attributes
         self.size = int(size)
