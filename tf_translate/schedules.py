@@ -44,6 +44,16 @@ class LinearDecay(keras.optimizers.schedules.LearningRateSchedule):
                 "steps_per_epoch": self.steps_per_epoch, "decay_at_epoch_start": self.decay_at_epoch_start}
 
 
+def junyanz_decay(learning_rate, total_steps, steps_per_epoch, decay_at_epoch_start=True):
+    """junyanz's `--n_epochs N --n_epochs_decay N` over a run of `total_steps`: constant
+    for the first half of the epochs, then `LinearDecay` (a partial last epoch counts as
+    an epoch). None or 0 steps keeps the rate constant. CycleGAN's and pix2pix's rule."""
+    if not total_steps:
+        return learning_rate
+    epochs = max(2, -(-total_steps // steps_per_epoch))
+    return LinearDecay(learning_rate, epochs // 2, epochs - epochs // 2, steps_per_epoch, decay_at_epoch_start)
+
+
 def half_then_linear_decay(learning_rate, total_steps):
     """U-GAT-IT's and NICE-GAN's schedule: constant for `total_steps // 2` iterations,
     then lowered by learning_rate / (total_steps // 2) before each later iteration.

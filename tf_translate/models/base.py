@@ -42,6 +42,17 @@ def call_on_both(network, first, second):
             tf.nest.map_structure(lambda t: t[batch:], outputs))
 
 
+def unique(variables):
+    """`variables` without repeats, in order: networks that share layers (UNIT's
+    shared_layers, DRIT++'s shared content block) list them once per domain."""
+    seen, kept = set(), []
+    for variable in variables:
+        if id(variable) not in seen:
+            seen.add(id(variable))
+            kept.append(variable)
+    return kept
+
+
 @dataclasses.dataclass(frozen=True)
 class ReferenceRun:
     """How the reference implementation trains a model by default: image size, batch

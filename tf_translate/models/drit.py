@@ -31,7 +31,7 @@ from tf_translate.layers.conv import Conv2D
 from tf_translate.layers.initializers import junyanz_kernel_init, torch_bias_init, torch_kernel_init
 from tf_translate.layers.multiscale import MultiScaleDiscriminator
 from tf_translate.losses import bce_with_logits, l1_loss
-from tf_translate.models.base import ReferenceRun, TranslationModel
+from tf_translate.models.base import ReferenceRun, TranslationModel, unique
 from tf_translate.optimizers import current_learning_rate, make_adam
 from tf_translate.schedules import LinearDecay
 
@@ -52,14 +52,6 @@ def torch_dense(units, fan_in):
     return layers.Dense(units, kernel_initializer=torch_kernel_init(), bias_initializer=torch_bias_init(fan_in))
 
 
-def unique(variables):
-    """`variables` without repeats (the shared blocks appear in both domains' networks)."""
-    seen, kept = set(), []
-    for variable in variables:
-        if id(variable) not in seen:
-            seen.add(id(variable))
-            kept.append(variable)
-    return kept
 
 
 @keras.saving.register_keras_serializable(package="tf_translate")

@@ -17,7 +17,7 @@ from tf_translate.layers.patchgan import PatchGANDiscriminator
 from tf_translate.losses import bce_with_logits, l1_loss
 from tf_translate.models.base import ReferenceRun, TranslationModel
 from tf_translate.optimizers import current_learning_rate, make_adam
-from tf_translate.schedules import LinearDecay
+from tf_translate.schedules import junyanz_decay
 
 INFERENCE_MODES = ("reference", "eval")
 # `--netG unet_256` / `unet_128`, and the reference class at 6 and 5 levels (tests, small images).
@@ -223,12 +223,8 @@ class Pix2Pix(TranslationModel):
 
     def default_optimizers(self, total_steps, steps_per_epoch):
         def adam():
-            lr = self.learning_rate
-            if total_steps:
-                epochs = max(2, -(-total_steps // steps_per_epoch))  # a partial last epoch counts
-                lr = LinearDecay(lr, epochs // 2, epochs - epochs // 2, steps_per_epoch,
-                                 self.decay_at_epoch_start)
-            return make_adam(lr, self.beta_1)
+            return make_adam(junyanz_decay(self.learning_rate, total_steps, steps_per_epoch,
+                                           self.decay_at_epoch_start), self.beta_1)
         return {"g_optimizer": adam(), "d_optimizer": adam()}
 
     def optimizer_variables(self):

@@ -27,7 +27,7 @@ from tf_translate.layers.conv import Conv2D
 from tf_translate.layers.multiscale import MultiScaleDiscriminator
 from tf_translate.layers.normalization import UNITLayerNormalization
 from tf_translate.losses import l1_loss, lsgan_fake_loss, lsgan_real_loss
-from tf_translate.models.base import ReferenceRun, TranslationModel, call_on_both
+from tf_translate.models.base import ReferenceRun, TranslationModel, call_on_both, unique
 from tf_translate.optimizers import current_learning_rate, make_adam
 from tf_translate.schedules import StepDecay
 
@@ -43,14 +43,6 @@ def kaiming_kernel_init():
     return keras.initializers.VarianceScaling(scale=2.0, mode="fan_in", distribution="untruncated_normal")
 
 
-def unique(variables):
-    """`variables` without repeats (shared layers appear in both domains' networks)."""
-    seen, kept = set(), []
-    for variable in variables:
-        if id(variable) not in seen:
-            seen.add(id(variable))
-            kept.append(variable)
-    return kept
 
 
 def build_layers(stack, shape):
