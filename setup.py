@@ -30,9 +30,10 @@ setup(
         "torch": ["torch"],
         # LiteRT, the TFLite runtime that replaces the deprecated tf.lite.Interpreter.
         "tflite": ["ai-edge-litert"],
-        # Offline face detection for examples/selfie2anime_tflite.py: the 4.x wheels
-        # bundle the Haar cascades (the 5.x wheels do not).
-        "face": ["opencv-python-headless>=4.5,<5"],
+        # Face detection and landmarks (MTCNN, weights inside the wheel) for
+        # `prepare-faces` and examples/selfie2anime_tflite.py; it needs only joblib and lz4
+        # (its TensorFlow is an extra of its own, already here).
+        "face": ["mtcnn==1.0.0"],
     },
     entry_points={"console_scripts": ["tf-translate = tf_translate.cli:main"]},
 )

@@ -1,15 +1,19 @@
-"""TFLite export table: size, error against Keras float32 and latency per generator and format.
+"""Export table: file size, error against Keras float32 and latency per generator and format,
+beside the PyTorch reference generator's eager inference, in one run.
 
     python benchmarks/export.py                      # CycleGAN at 256 px
-    python benchmarks/export.py --models cyclegan ugatit_light photo2cartoon stargan --image-size 128
+    python benchmarks/export.py --models cyclegan ugatit_light stargan photo2cartoon
 
-For each generator, every TFLite format (float32, fp16 weights, int8 dynamic range,
-int8-full) is exported with float [-1, 1] io at a fixed size and run with the TFLite
-interpreter on real photographs from scikit-image. Errors are against the Keras float32
-output of the same generator: max abs (in [-1, 1] units; x127.5 for grey levels) and
-PSNR over the [-1, 1] range (peak-to-peak 2). Latency is the median of `--runs` single
-image calls after one warm-up, on `--threads` threads; the Keras row is the generator
-in a `tf.function` on the same input.
+For each generator: the Keras generator in a `tf.function`, the SavedModel as TF Serving
+runs it (`tf.saved_model.load`, the `translate_float` signature: any size, padding inside)
+and every TFLite format (float32, fp16 weights, int8 dynamic range, int8-full) exported
+with float [-1, 1] io at a fixed size and run with the TFLite interpreter, all on real
+photographs from scikit-image. Errors are against the Keras float32 output: max abs (in
+[-1, 1] units; x127.5 for grey levels) and PSNR over the [-1, 1] range (peak-to-peak 2).
+Latency is the median of `--runs` single-image calls after warm-up, on `--threads`
+threads (default: all cores). The PyTorch row runs `benchmarks/torch_step.py --mode infer`
+(the reference generator re-stated in tests/, `eval()` and `torch.no_grad()`) in a
+subprocess on the same threads, after the TF rows, and every row gets its ratio to it.
 
 CycleGAN uses the trained vintagify generator (imported from PyTorch) when torch and
 vintagify are installed, random initial weights otherwise; the others use random
@@ -21,8 +25,10 @@ for int8-full are different photographs from the evaluated ones.
 
 import argparse
 import importlib.util
+import json
 import os
 import statistics
+import subprocess
 import sys
 import tempfile
 import time
@@ -92,6 +98,17 @@ def median_seconds(fn, runs):
     return statistics.median(times)
 
 
+def torch_seconds(name, size, threads, runs):
+    """The PyTorch reference generator's median eager forward pass, or None without torch."""
+    if importlib.util.find_spec("torch") is None:
+        return None
+    script = os.path.join(os.path.dirname(os.path.abspath(__file__)), "torch_step.py")
+    done = subprocess.run([sys.executable, script, "--mode", "infer", "--model", name, "--size", str(size),
+                           "--threads", str(threads), "--iters", str(runs)], capture_output=True, text=True,
+                          check=True)
+    return json.loads(done.stdout.strip().splitlines()[-1])["sec_per_iter_median"]
+
+
 def psnr(a, b):
     mse = float(np.mean((a.astype(np.float64) - b) ** 2))
     return float("inf") if mse == 0 else 10 * np.log10(4.0 / mse)
@@ -103,21 +120,22 @@ def main(argv=None):
     parser.add_argument("--formats", nargs="+", default=list(FORMATS), choices=FORMATS)
     parser.add_argument("--image-size", type=int, default=256)
     parser.add_argument("--runs", type=int, default=10)
-    parser.add_argument("--threads", type=int, default=2)
+    parser.add_argument("--threads", type=int, default=os.cpu_count())
+    parser.add_argument("--no-torch", action="store_true", help="skip the PyTorch reference rows")
     args = parser.parse_args(argv)
 
     import keras
     import tensorflow as tf
 
-    from tf_translate.export import TFLiteTranslator, export_tflite, first_output, label_size
+    from tf_translate.export import TFLiteTranslator, export_saved_model, export_tflite, first_output, label_size
 
     keras.utils.set_random_seed(0)
     size = args.image_size
     evaluated = np.stack(photographs(EVALUATED, size)).astype(np.float32) / 127.5 - 1.0
     calibration = photographs(CALIBRATION, size)
-    print(f"TFLite export at {size}x{size}, float io; {len(EVALUATED)} evaluated photographs "
+    print(f"Export at {size}x{size}, float io; {len(EVALUATED)} evaluated photographs "
           f"({', '.join(EVALUATED)}), {len(CALIBRATION)} calibration photographs; "
-          f"{args.threads} threads, median of {args.runs} runs; TF {tf.__version__}")
+          f"{args.threads} threads, median of {args.runs} runs; TF {tf.__version__}, {time.strftime('%Y-%m-%d')}")
     for name in args.models:
         generator, weights = GENERATORS[name](size)
         labels = label_size(generator)
@@ -126,22 +144,36 @@ def main(argv=None):
             generator.build([(None, size, size, 3), (None, labels)] if labels else (None, size, size, 3))
         call = tf.function(lambda x: first_output(generator([x, label] if labels else x, training=False)))
         expected = np.concatenate([call(image[None]).numpy() for image in evaluated])
-        keras_seconds = median_seconds(lambda: call(evaluated[:1]), args.runs)
-        print(f"\n{name} ({weights}, {generator.count_params():,} parameters)")
-        print(f"| format | file MB | max abs error | grey levels | PSNR dB | median ms |")
-        print(f"|---|---|---|---|---|---|")
-        print(f"| keras float32 (tf.function) | - | 0 | 0 | inf | {keras_seconds * 1e3:.0f} |")
+        rows = [("keras float32 (tf.function)", None, 0.0, float("inf"),
+                 median_seconds(lambda: call(evaluated[:1]).numpy(), args.runs))]
         with tempfile.TemporaryDirectory() as folder:
+            loaded = tf.saved_model.load(export_saved_model(generator, os.path.join(folder, "saved")))
+            serve = loaded.signatures["translate_float"]
+            feeds = lambda x: {"images": tf.constant(x), **({"labels": tf.constant(label)} if labels else {})}
+            out = np.concatenate([serve(**feeds(image[None]))["images"].numpy() for image in evaluated])
+            rows.append(("savedmodel (translate_float)", None, float(np.abs(out - expected).max()),
+                         psnr(out, expected),
+                         median_seconds(lambda: serve(**feeds(evaluated[:1]))["images"].numpy(), args.runs)))
             for quantize in args.formats:
                 path = os.path.join(folder, f"{name}_{quantize}.tflite")
                 file_size = export_tflite(generator, path, size, quantize=quantize, io="float",
                                           representative_images=calibration)
                 translator = TFLiteTranslator(path, num_threads=args.threads)
                 out = np.concatenate([translator(image[None], label) for image in evaluated])
-                worst = float(np.abs(out - expected).max())
-                seconds = median_seconds(lambda: translator(evaluated[:1], label), args.runs)
-                print(f"| tflite {quantize} | {file_size / 1e6:.1f} | {worst:.2e} | {worst * 127.5:.1f} | "
-                      f"{psnr(out, expected):.1f} | {seconds * 1e3:.0f} |", flush=True)
+                rows.append((f"tflite {quantize}", file_size, float(np.abs(out - expected).max()),
+                             psnr(out, expected),
+                             median_seconds(lambda: translator(evaluated[:1], label), args.runs)))
+        reference = None if args.no_torch else torch_seconds(name, size, args.threads, args.runs)
+        print(f"\n{name} ({weights}, {generator.count_params():,} parameters)")
+        print("| format | file MB | max abs error | grey levels | PSNR dB | median ms | x PyTorch |")
+        print("|---|---|---|---|---|---|---|")
+        for label_text, file_size, worst, quality, seconds in rows:
+            ratio = f"{seconds / reference:.2f}" if reference else "-"
+            megabytes = "-" if file_size is None else f"{file_size / 1e6:.1f}"
+            print(f"| {label_text} | {megabytes} | {worst:.2e} | {worst * 127.5:.1f} | {quality:.1f} | "
+                  f"{seconds * 1e3:.0f} | {ratio} |")
+        if reference:
+            print(f"| pytorch eager (eval, no_grad) | - | - | - | - | {reference * 1e3:.0f} | 1.00 |", flush=True)
     return 0
 
 

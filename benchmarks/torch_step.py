@@ -11,6 +11,11 @@ sec_per_iter_median, peak_rss_mb.
     python benchmarks/torch_step.py --model pix2pix --size 256 --batch 1
     python benchmarks/torch_step.py --model tuigan --size 100   # TuiGAN's coarsest scale, one iteration
     python benchmarks/torch_step.py --model unit --size 256 --batch 1   # tests/torch_unit.py
+    python benchmarks/torch_step.py --mode infer --model cyclegan --size 256   # generator only
+
+`--mode infer` times the reference generator's eager forward pass (`eval()`, `torch.no_grad()`),
+the PyTorch side of benchmarks/export.py: cyclegan (junyanz), stargan (yunjey, target label
+1 0 0 0 0), ugatit_light (UGATIT-pytorch, light) and photo2cartoon (minivision).
 """
 
 import argparse
@@ -26,6 +31,38 @@ import numpy as np
 sys.path.insert(0, os.path.join(os.path.dirname(os.path.dirname(os.path.abspath(__file__))), "tests"))
 
 MODELS = ("cyclegan", "stargan", "pix2pix", "tuigan", "unit", "drit")
+GENERATORS = ("cyclegan", "stargan", "ugatit_light", "photo2cartoon")
+
+
+def inference(model, size, batch, rng):
+    """A function running the reference generator's eager forward pass on a fixed batch."""
+    import torch
+
+    x = torch.from_numpy(rng.uniform(-1, 1, (batch, 3, size, size)).astype(np.float32))
+    if model == "cyclegan":
+        from torch_reference import torch_resnet_generator
+
+        net, call = torch_resnet_generator(), lambda net: net(x)
+    elif model == "stargan":
+        from torch_reference import torch_stargan_generator
+
+        labels = torch.zeros(batch, 5)
+        labels[:, 0] = 1
+        net, call = torch_stargan_generator(), lambda net: net(x, labels)
+    elif model == "ugatit_light":
+        from torch_ugatit import ResnetGenerator
+
+        net, call = ResnetGenerator(64, 4, size, light=True), lambda net: net(x)[0]
+    else:
+        from torch_photo2cartoon import torch_photo2cartoon_generator
+
+        net, call = torch_photo2cartoon_generator(32, size, light=True), lambda net: net(x)[0]
+    net.eval()
+
+    def forward():
+        with torch.no_grad():
+            call(net)
+    return forward
 
 
 def iteration(model, size, batch, phase, rng):
@@ -96,7 +133,9 @@ def iteration(model, size, batch, phase, rng):
 
 def main():
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
-    parser.add_argument("--model", choices=MODELS, required=True)
+    parser.add_argument("--model", choices=sorted(set(MODELS) | set(GENERATORS)), required=True)
+    parser.add_argument("--mode", choices=["train", "infer"], default="train",
+                        help="train: one training iteration; infer: the generator's forward pass")
     parser.add_argument("--size", type=int, default=128)
     parser.add_argument("--batch", type=int, default=1)
     parser.add_argument("--iters", type=int, default=5)
@@ -108,7 +147,15 @@ def main():
 
     torch.set_num_threads(args.threads)
     torch.manual_seed(0)
-    step = iteration(args.model, args.size, args.batch, args.phase, np.random.default_rng(0))
+    rng = np.random.default_rng(0)
+    if args.mode == "infer":
+        if args.model not in GENERATORS:
+            parser.error(f"--mode infer takes --model {', '.join(GENERATORS)}")
+        step = inference(args.model, args.size, args.batch, rng)
+    elif args.model not in MODELS:
+        parser.error(f"--mode train takes --model {', '.join(MODELS)}")
+    else:
+        step = iteration(args.model, args.size, args.batch, args.phase, rng)
     for _ in range(args.warmup):
         step()
     times = []
@@ -116,7 +163,7 @@ def main():
         start = time.perf_counter()
         step()
         times.append(time.perf_counter() - start)
-    print(json.dumps({"model": args.model, "size": args.size, "batch": args.batch,
+    print(json.dumps({"model": args.model, "mode": args.mode, "size": args.size, "batch": args.batch,
                       "sec_per_iter_median": statistics.median(times),
                       "peak_rss_mb": resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024}))
 

@@ -1,4 +1,5 @@
-"""Selfie to anime on the phone's runtime: a photo in, a cartoon out, through a .tflite file only.
+"""Selfie to anime on the phone's runtime: a photo in, the photo with an anime face out,
+through a .tflite file only.
 
     tf-translate export --run-dir runs/selfie2anime --format tflite --quantize fp16 \\
         --image-size 256 --output selfie2anime.tflite
@@ -8,15 +9,17 @@ The model is any generator exported with `--format tflite` and the default uint8
 its one signature, `serving_default`, takes `images`, uint8 RGB [1, S, S, 3] with pixels
 0-255 as they come from the camera, and returns `images` of the same shape and type.
 Scaling to [-1, 1] and back happens inside the file, so an app does no arithmetic: it
-crops, resizes to S x S, runs, and shows the result. (An app that wants to do the
-scaling itself exports with `--io float`: float32 in [-1, 1] in and out.)
+crops, runs, and shows the result. (An app that wants to do the scaling itself exports
+with `--io float`: float32 in [-1, 1] in and out.)
 
-Selfie-to-anime models are trained on faces framed like a passport photo with some
-hair and neck. When OpenCV is installed (`pip install 'tf_translate[face]'`, which brings
-`opencv-python-headless` 4.x and its bundled Haar cascades; everything is offline) the
-largest frontal face is found and a square around it, enlarged to include hair and
-chin, is translated. Without OpenCV, or when no face is found, the centre square of the
-whole image is used.
+Selfie-to-anime models are trained on faces framed as photo2cartoon's data preparation
+frames them, so the example frames the photo the same way as `tf-translate prepare-faces`
+(`tf_translate.faces`, `pip install 'tf_translate[face]'`, everything offline): MTCNN finds
+the largest face and its eyes, nose and mouth; the face is cropped upright, with hair and
+chin, straight to S x S; the model translates the crop; and the cartoon is rotated and
+scaled back into the photo with feathered edges. `--face-only` writes the S x S cartoon
+instead. With `--no-face`, without mtcnn, or when no face is found, the centre square of
+the photo is translated and written.
 
 Only the TFLite runtime runs the model: LiteRT (`ai-edge-litert`) when installed, else
 TensorFlow's `tf.lite.Interpreter`.
@@ -28,77 +31,65 @@ import sys
 import numpy as np
 from PIL import Image
 
-# How much larger than the detected face box the crop is, and how far (in face heights)
-# its centre sits above the box centre: hair on top, chin and some neck below.
-FACE_MARGIN = 1.8
-FACE_SHIFT_UP = 0.1
-
 
 def face_detector():
-    """OpenCV's bundled frontal-face Haar cascade, or None when OpenCV is not installed."""
+    """`tf_translate.faces.FaceDetector` (MTCNN), or None when mtcnn is not installed."""
     try:
-        import cv2
+        from tf_translate.faces import FaceDetector
+        return FaceDetector()
     except ImportError:
         return None
-    path = cv2.data.haarcascades + "haarcascade_frontalface_default.xml"
-    cascade = cv2.CascadeClassifier(path)
-    if cascade.empty():  # OpenCV 5 wheels no longer ship the cascades
-        return None
-
-    def detect(rgb):
-        gray = cv2.cvtColor(rgb, cv2.COLOR_RGB2GRAY)
-        smallest = max(24, min(gray.shape) // 10)
-        faces = cascade.detectMultiScale(gray, scaleFactor=1.1, minNeighbors=5, minSize=(smallest, smallest))
-        return [tuple(int(v) for v in face) for face in faces]  # (x, y, width, height)
-
-    return detect
 
 
-def crop_box(image_shape, faces):
-    """The square (left, top, side) to translate: around the largest face, else the centre."""
-    height, width = image_shape[:2]
-    if not faces:
-        side = min(height, width)
-        return (width - side) // 2, (height - side) // 2, side
-    x, y, w, h = max(faces, key=lambda face: face[2] * face[3])
-    side = min(int(round(max(w, h) * FACE_MARGIN)), height, width)
-    centre_x, centre_y = x + w / 2, y + h / 2 - FACE_SHIFT_UP * h
-    left = int(round(min(max(centre_x - side / 2, 0), width - side)))
-    top = int(round(min(max(centre_y - side / 2, 0), height - side)))
-    return left, top, side
+def centre_square(photo):
+    """(left, top, side) of the largest centred square."""
+    height, width = photo.shape[:2]
+    side = min(height, width)
+    return (width - side) // 2, (height - side) // 2, side
 
 
-def cartoonize(model_path, photo, use_face_detector=True):
-    """(cartoon uint8 [S, S, 3], crop box, whether a face was found) for an RGB photo."""
+def cartoonize(model_path, photo, use_face_detector=True, face_only=False):
+    """(picture uint8, the face or None) for an RGB photo: the photo with the cartoon face
+    pasted in (or the S x S cartoon with `face_only`); without a face, the cartoon of the
+    centre square."""
     from tf_translate.export import TFLiteTranslator
+    from tf_translate.faces import align_face, paste_back
 
     translator = TFLiteTranslator(model_path)
     if translator.input_dtype != np.uint8:
         raise ValueError(f"{model_path!r} takes float input; export it with the default --io uint8")
+    size = translator.image_size
     detect = face_detector() if use_face_detector else None
     faces = detect(photo) if detect else []
-    left, top, side = crop_box(photo.shape, faces)
-    crop = Image.fromarray(photo[top:top + side, left:left + side])
-    size = translator.image_size
-    cartoon = translator(np.asarray(crop.resize((size, size), Image.BICUBIC)))[0]
-    return cartoon, (left, top, side), bool(faces)
+    if not faces:
+        left, top, side = centre_square(photo)
+        crop = Image.fromarray(photo[top:top + side, left:left + side]).resize((size, size), Image.BICUBIC)
+        return translator(np.asarray(crop))[0], None
+    face = faces[0]
+    cartoon = translator(align_face(photo, face, size))[0]
+    return (cartoon if face_only else paste_back(photo, cartoon, face)), face
 
 
 def main(argv=None):
-    parser = argparse.ArgumentParser(description="photo in, cartoon out, through a TFLite file")
+    parser = argparse.ArgumentParser(description="photo in, photo with an anime face out, through a TFLite file")
     parser.add_argument("--model", required=True, help="a .tflite file exported with uint8 io")
     parser.add_argument("--input", required=True, help="the photo")
-    parser.add_argument("--output", required=True, help="the cartoon (PNG)")
+    parser.add_argument("--output", required=True, help="the result (PNG)")
+    parser.add_argument("--face-only", action="store_true", help="write the S x S cartoon of the face, not the photo")
     parser.add_argument("--no-face", action="store_true", help="translate the centre square, no face search")
     args = parser.parse_args(argv)
 
     with Image.open(args.input) as image:
         photo = np.asarray(image.convert("RGB"))
-    cartoon, (left, top, side), found = cartoonize(args.model, photo, use_face_detector=not args.no_face)
-    Image.fromarray(cartoon).save(args.output)
-    where = "around the face" if found else "centre square (no face found or no detector)"
-    print(f"{args.output}: {cartoon.shape[1]}x{cartoon.shape[0]} cartoon of the {side}x{side} crop "
-          f"at ({left}, {top}), {where}")
+    picture, face = cartoonize(args.model, photo, use_face_detector=not args.no_face, face_only=args.face_only)
+    Image.fromarray(picture).save(args.output)
+    if face is None:
+        print(f"{args.output}: {picture.shape[1]}x{picture.shape[0]} cartoon of the centre square "
+              "(no face found or no detector)")
+    else:
+        x, y, w, h = (int(round(v)) for v in face.box)
+        print(f"{args.output}: {picture.shape[1]}x{picture.shape[0]}, the face at ({x}, {y}, {w}x{h}) "
+              + ("as a cartoon" if args.face_only else "replaced by its cartoon"))
     return 0
 
 

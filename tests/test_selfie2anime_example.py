@@ -1,4 +1,5 @@
-"""examples/selfie2anime_tflite.py with a tiny generator: the crop it picks and the pixels it writes."""
+"""examples/selfie2anime_tflite.py with a tiny generator: the face it crops and the pixels
+it pastes back, end to end from a photo file."""
 
 import importlib.util
 import os
@@ -32,10 +33,9 @@ def model(tmp_path_factory):
     return generator, str(path)
 
 
-def keras_cartoon(generator, photo, left, top, side):
-    crop = Image.fromarray(photo[top:top + side, left:left + side]).resize((SIZE, SIZE), Image.BICUBIC)
+def keras_cartoon(generator, crop):
     out = generator(np.asarray(crop, np.float32)[None] / 127.5 - 1.0).numpy()[0]
-    return np.clip(np.round((out + 1.0) * 127.5), 0, 255).astype(np.int32)
+    return np.clip(np.round((out + 1.0) * 127.5), 0, 255).astype(np.uint8)
 
 
 def photo_file(tmp_path, name):
@@ -45,26 +45,31 @@ def photo_file(tmp_path, name):
     return photo, str(tmp_path / f"{name}.png")
 
 
-def test_face_is_cropped_with_margin_when_opencv_is_installed(model, tmp_path, capsys):
-    pytest.importorskip("cv2")
+def test_the_face_is_translated_and_pasted_back_into_the_photo(model, tmp_path, capsys):
+    pytest.importorskip("mtcnn", reason="face detection needs the face extra: pip install -e '.[face]'")
+    from tf_translate.faces import FaceDetector, align_face, paste_back
+
     example = load_example()
-    if example.face_detector() is None:
-        pytest.skip("this OpenCV ships no Haar cascades (OpenCV 5); the face extra pins 4.x")
     generator, path = model
-    photo, photo_path = photo_file(tmp_path, "astronaut")  # one frontal face near (177-272, 66-161)
+    photo, photo_path = photo_file(tmp_path, "astronaut")
     output = str(tmp_path / "anime.png")
     assert example.main(["--model", path, "--input", photo_path, "--output", output]) == 0
-    assert "around the face" in capsys.readouterr().out
-    _, (left, top, side), found = example.cartoonize(path, photo)
-    assert found
-    assert left <= 177 and top <= 66 and left + side >= 272 and top + side >= 161  # the whole face
-    assert 150 <= side <= 200  # about 1.8 face widths, not the whole 512 px photo
+    assert "replaced by its cartoon" in capsys.readouterr().out
     written = np.asarray(Image.open(output)).astype(np.int32)
-    assert written.shape == (SIZE, SIZE, 3)
-    assert np.abs(written - keras_cartoon(generator, photo, left, top, side)).max() <= 1
+    assert written.shape == photo.shape  # the whole photo comes back
+    face = FaceDetector()(photo)[0]
+    expected = paste_back(photo, keras_cartoon(generator, align_face(photo, face, SIZE)), face)
+    assert np.abs(written - expected).max() <= 2  # TFLite vs Keras rounding, through the blend
+    assert np.abs(written[90:150, 190:260] - photo[90:150, 190:260]).mean() > 20  # the face changed
+    np.testing.assert_array_equal(written[420:], photo[420:])  # the suit below did not
+
+    face_only = str(tmp_path / "face.png")
+    assert example.main(["--model", path, "--input", photo_path, "--output", face_only, "--face-only"]) == 0
+    cartoon = np.asarray(Image.open(face_only)).astype(np.int32)
+    assert np.abs(cartoon - keras_cartoon(generator, align_face(photo, face, SIZE))).max() <= 1
 
 
-def test_whole_image_centre_square_without_a_face(model, tmp_path, capsys):
+def test_centre_square_without_a_face(model, tmp_path, capsys):
     example = load_example()
     generator, path = model
     photo, photo_path = photo_file(tmp_path, "chelsea")  # 300 x 451, a cat: no human face
@@ -72,7 +77,8 @@ def test_whole_image_centre_square_without_a_face(model, tmp_path, capsys):
     assert example.main(["--model", path, "--input", photo_path, "--output", output, "--no-face"]) == 0
     assert "centre square" in capsys.readouterr().out
     written = np.asarray(Image.open(output)).astype(np.int32)
-    assert np.abs(written - keras_cartoon(generator, photo, 75, 0, 300)).max() <= 1
+    crop = Image.fromarray(photo[0:300, 75:375]).resize((SIZE, SIZE), Image.BICUBIC)
+    assert np.abs(written - keras_cartoon(generator, crop)).max() <= 1
 
 
 def test_float_io_model_is_refused(model, tmp_path):

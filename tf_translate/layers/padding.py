@@ -1,7 +1,8 @@
 """Padding layers that PyTorch references use and Keras core lacks."""
 
 import keras
-from keras import ops
+
+from tf_translate.layers.xnnpack import mirror_pad
 
 
 @keras.saving.register_keras_serializable(package="tf_translate")
@@ -20,8 +21,7 @@ class ReflectionPadding2D(keras.layers.Layer):
         self.padding = int(padding)
 
     def call(self, inputs):
-        p = self.padding
-        return ops.pad(inputs, [[0, 0], [p, p], [p, p], [0, 0]], mode="reflect")
+        return mirror_pad(inputs, self.padding, "reflect")
 
     def compute_output_shape(self, input_shape):
         b, h, w, c = input_shape

@@ -14,6 +14,7 @@ from tf_translate.layers import InstanceNormalization, ReflectionPadding2D
 from tf_translate.layers.blocks import ResidualBody, build_stack, conv, run_stack
 from tf_translate.layers.initializers import junyanz_kernel_init
 from tf_translate.layers.patchgan import PatchGANDiscriminator
+from tf_translate.layers.xnnpack import NearestUpsampling2D
 from tf_translate.losses import l1_loss, lsgan_fake_loss, lsgan_real_loss
 from tf_translate.models.base import TranslationModel, call_on_both
 from tf_translate.optimizers import current_learning_rate, make_adam
@@ -92,7 +93,7 @@ class ResNetGenerator(keras.Model):
 
     def _upsample(self, filters):
         if self.upsampling == "resize_conv":
-            return keras.Sequential([layers.UpSampling2D(2, interpolation="nearest"),
+            return keras.Sequential([NearestUpsampling2D(2),
                                      ReflectionPadding2D(1), conv(filters, 3, use_bias=True, init="junyanz")])
         # PyTorch ConvTranspose2d(k3, s2, padding 1, output_padding 1) writes output pixel
         # 2i + k - 1; Keras "valid" writes 2i + k, one row/column more. Cropping the first

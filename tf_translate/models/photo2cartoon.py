@@ -17,6 +17,7 @@ from keras import layers, ops
 from tf_translate.layers import CAMAttention, InstanceNormalization, ReflectionPadding2D, SoftAdaLIN
 from tf_translate.layers.blocks import (UGATITResidualBlock, build_stack, check_image_size, conv, dense, run_stack,
                                         upsample_block)
+from tf_translate.layers.xnnpack import NearestUpsampling2D
 from tf_translate.models.base import ReferenceRun
 from tf_translate.models.ugatit import UGATIT
 
@@ -102,7 +103,7 @@ class HourGlassBlock(layers.Layer):
         self.center = block()
         self.up_blocks = [block() for _ in range(self.LEVELS)]
         self.pool = layers.AveragePooling2D(2)
-        self.upsample = layers.UpSampling2D(2, interpolation="nearest")
+        self.upsample = NearestUpsampling2D(2)
 
     def build(self, input_shape):
         shape = tuple(input_shape)
@@ -407,7 +408,8 @@ class Photo2Cartoon(UGATIT):
     in inference mode), check a few embeddings against PyTorch, and pass its path as
     `face_model` (a path, unlike a Keras object, is kept in the config, so resumed runs
     find it again). Gradients must flow through it to the generator, so it must be
-    differentiable (a SavedModel of plain TF ops is).
+    differentiable (a SavedModel of plain TF ops is). A ready one without PyTorch:
+    `tf-translate convert-face-model` (HSE FaceRec, 1024-d; `tf_translate/face_model.py`).
 
     Args:
         image_size, light: see `Photo2CartoonGenerator` (`--img_size` 256, `--light` True).

@@ -1,0 +1,70 @@
+"""Graph forms that TFLite's XNNPACK delegate runs, for ops it has no kernel for.
+
+XNNPACK (TFLite's CPU delegate) runs a graph in one multi-threaded piece only if it has a
+kernel for every op. It has none for MIRROR_PAD (reflection and edge padding) or TILE
+(Keras' nearest upsampling), so each such op split CycleGAN's graph into 21 delegated
+pieces, U-GAT-IT light's into 3 and photo2cartoon's into 35, with the ops between them run
+single-threaded by TFLite itself: at 256 px on 2 threads, CycleGAN spent 160 of 730 ms in
+its 20 mirror pads. Inside `xnnpack_forms()` these ops trace as slices, concatenations and
+depth_to_space instead: the same values, in ops XNNPACK runs (benchmarks/RESULTS.md). A
+trace-time switch: it acts while a function is being traced (TFLite export) and changes
+nothing else (training keeps TF's MirrorPad kernel and its gradient).
+"""
+
+import contextlib
+
+import keras
+import tensorflow as tf
+from keras import layers, ops
+
+_active = False
+
+
+@contextlib.contextmanager
+def xnnpack_forms():
+    """Functions traced inside this context use the slice/concatenation forms below."""
+    global _active
+    previous, _active = _active, True
+    try:
+        yield
+    finally:
+        _active = previous
+
+
+def pad_by_slices(x, padding, mode="reflect"):
+    """Reflection (`mode="reflect"`, `torch.nn.ReflectionPad2d`: the edge is not repeated)
+    or edge-including mirror padding (`"symmetric"`) of H and W of NHWC `x`, from slices
+    and concatenations of at most 3 tensors (a 7-input concatenation, reflect pad 3 in one
+    go, stayed outside the delegate)."""
+    first = 1 if mode == "reflect" else 0  # the row mirrored next to the edge
+    for axis in (1, 2):
+        end = lambda i: i + 1 or None  # the slice of row i alone, also for i = -1
+        take = (lambda i, x=x: x[:, i:end(i)]) if axis == 1 else (lambda i, x=x: x[:, :, i:end(i)])
+        near = [take(i) for i in range(padding - 1 + first, first - 1, -1)]
+        far = [take(-1 - first - i) for i in range(padding)]
+        side = lambda parts: parts[0] if len(parts) == 1 else ops.concatenate(parts, axis=axis)
+        x = ops.concatenate([side(near), x, side(far)], axis=axis)
+    return x
+
+
+def mirror_pad(x, padding, mode="reflect"):
+    """`ops.pad(x, ..., mode)` on H and W, or `pad_by_slices` inside `xnnpack_forms()`."""
+    if _active:
+        return pad_by_slices(x, padding, mode)
+    return ops.pad(x, [[0, 0], [padding, padding], [padding, padding], [0, 0]], mode=mode)
+
+
+@keras.saving.register_keras_serializable(package="tf_translate")
+class NearestUpsampling2D(layers.UpSampling2D):
+    """`UpSampling2D(size, interpolation="nearest")` that traces, inside `xnnpack_forms()`,
+    as size² copies concatenated on channels and depth_to_space (Keras repeats with TILE)."""
+
+    def __init__(self, size=2, **kwargs):
+        kwargs.pop("interpolation", None)
+        super().__init__(size, interpolation="nearest", **kwargs)
+
+    def call(self, inputs):
+        factor = self.size[0]
+        if not _active or self.size[1] != factor or self.data_format != "channels_last":
+            return super().call(inputs)
+        return tf.nn.depth_to_space(ops.concatenate([inputs] * (factor * factor), axis=-1), factor)
