@@ -604,6 +604,25 @@ def output_names(paths):
             for path, stem in zip(paths, stems)]
 
 
+def input_paths(input_path):
+    """The images of --input: a file, or every image of a folder (one-line error otherwise)."""
+    from tf_translate.data import list_images
+
+    if os.path.isdir(input_path):
+        return list_images(input_path)
+    if os.path.isfile(input_path):
+        return [input_path]
+    raise ValueError(f"--input {input_path!r} is neither an image nor a folder")
+
+
+def check_no_overwrite(outputs, paths, output):
+    """A one-line error if an output file would replace one of the input `paths`."""
+    inputs = {os.path.realpath(path) for path in paths}
+    clash = [out for out in outputs if os.path.realpath(out) in inputs]
+    if clash:
+        raise ValueError(f"--output {output!r} would overwrite the input {clash[0]!r}: choose another folder")
+
+
 def translate_images(args):
     """Translates a file or every image of a folder; outputs keep the input's name and size.
     Files that cannot be read or translated are skipped, named and counted; no input file
@@ -618,20 +637,14 @@ def translate_images(args):
     from PIL import Image
 
     from tf_translate.batching import SizeBatches, read_ahead
-    from tf_translate.data import check_images, list_images, read_rgb
+    from tf_translate.data import check_images, read_rgb
     from tf_translate.runs import DiskFullError, write_atomically
     from tf_translate.tiling import translate_tiled
 
-    if os.path.isdir(args.input):
-        paths = list_images(args.input)
-    elif os.path.isfile(args.input):
-        paths = [args.input]
-    else:
-        raise ValueError(f"--input {args.input!r} is neither an image nor a folder")
+    paths = input_paths(args.input)
     if args.max_size is not None and args.max_size < MIN_TRANSLATE_SIZE:
         raise ValueError(f"--max-size must be at least {MIN_TRANSLATE_SIZE}, got {args.max_size}")
-    batch_size = getattr(args, "batch_size", None)
-    batch_size = 1 if batch_size is None else batch_size
+    batch_size = args.batch_size
     if batch_size < 1:
         raise ValueError(f"--batch-size must be at least 1, got {batch_size}")
     samples = getattr(args, "samples", 1) or 1
@@ -640,10 +653,7 @@ def translate_images(args):
         outputs = [[f"{os.path.splitext(out)[0]}_{k}.png" for k in range(samples)] for out in outputs]
     else:
         outputs = [[out] for out in outputs]
-    inputs = {os.path.realpath(path) for path in paths}
-    clash = [out for outs in outputs for out in outs if os.path.realpath(out) in inputs]
-    if clash:
-        raise ValueError(f"--output {args.output!r} would overwrite the input {clash[0]!r}: choose another folder")
+    check_no_overwrite([out for outs in outputs for out in outs], paths, args.output)
     translate, rule = run_translator(args)
     tile = check_tiles(args, rule)
     # DRIT draws a code per image and TuiGAN resizes each image itself: one image a call.
@@ -674,18 +684,19 @@ def translate_images(args):
         return results
 
     writes = []  # (path, [futures]) in the order submitted
-    written = [0]
+    written = 0
 
     def settle(wait_for=0):
         """Collects finished writes (all but `wait_for` pending ones): a full disk stops."""
+        nonlocal written
         while len(writes) > wait_for or (writes and all(f.done() for f in writes[0][1])):
             path, futures = writes.pop(0)
             try:
                 for future in futures:
                     future.result()
-                written[0] += 1
+                written += 1
             except DiskFullError as error:
-                raise DiskFullError(f"{error}; stopped after {written[0]} of {len(paths)} image(s)") from None
+                raise DiskFullError(f"{error}; stopped after {written} of {len(paths)} image(s)") from None
             except Exception as error:
                 skipped.append((path, one_line(error)))
 

@@ -201,21 +201,15 @@ def prepare_faces(input_path, output, size=256, background=None, detector=None, 
     Returns:
         {"written": [paths], "no_face": [inputs], "skipped": [(input, reason)]}.
     """
-    from tf_translate.cli import output_names
-    from tf_translate.data import check_images, list_images, read_rgb
+    from tf_translate.cli import check_no_overwrite, input_paths, one_line, output_names
+    from tf_translate.data import check_images, read_rgb
+    from tf_translate.runs import DiskFullError, write_atomically
 
-    if os.path.isdir(input_path):
-        paths = list_images(input_path)
-    elif os.path.isfile(input_path):
-        paths = [input_path]
-    else:
-        raise ValueError(f"--input {input_path!r} is neither an image nor a folder")
+    paths = input_paths(input_path)
     if size < 16:
         raise ValueError(f"--size must be at least 16, got {size}")
-    inputs = {os.path.realpath(path) for path in paths}
     targets = [os.path.join(output, name) for name in output_names(paths)]
-    if any(os.path.realpath(target) in inputs for target in targets):
-        raise ValueError(f"--output {output!r} would overwrite an input: choose another folder")
+    check_no_overwrite(targets, paths, output)
     detector = detector or FaceDetector()
     good, bad = check_images(paths)
     report = {"written": [], "no_face": [], "skipped": list(bad)}
@@ -232,11 +226,12 @@ def prepare_faces(input_path, output, size=256, background=None, detector=None, 
             face = align_face(photo, faces[0], size)
             if background is not None:
                 face = white_background(face, background(face))
-            Image.fromarray(face).save(target)
+            write_atomically(target, lambda file: Image.fromarray(face).save(file, format="PNG"))
             report["written"].append(target)
+        except DiskFullError:
+            raise
         except Exception as error:  # Pillow and TensorFlow raise many types; name the file, go on
-            report["skipped"].append((path, str(error).strip().splitlines()[0] if str(error).strip() else
-                                      type(error).__name__))
+            report["skipped"].append((path, one_line(error)))
     for path in report["no_face"]:
         log(f"tf_translate: no face in {path}", file=sys.stderr)
     for path, reason in report["skipped"]:

@@ -2,10 +2,10 @@
 
 XNNPACK (TFLite's CPU delegate) runs a graph in one multi-threaded piece only if it has a
 kernel for every op. It has none for MIRROR_PAD (reflection and edge padding) or TILE
-(Keras' nearest upsampling), so each such op split CycleGAN's graph into 21 delegated
+(Keras' nearest upsampling), so each such op split CycleGAN's graph into 20 delegated
 pieces, U-GAT-IT light's into 3 and photo2cartoon's into 35, with the ops between them run
-single-threaded by TFLite itself: at 256 px on 2 threads, CycleGAN spent 160 of 730 ms in
-its 20 mirror pads. Inside `xnnpack_forms()` these ops trace as slices, concatenations and
+single-threaded by TFLite itself: at 256 px on 2 threads, CycleGAN's float32 file ran 757
+ms with its 20 mirror pads and 600 ms without. Inside `xnnpack_forms()` these ops trace as slices, concatenations and
 depth_to_space instead: the same values, in ops XNNPACK runs (benchmarks/RESULTS.md). A
 trace-time switch: it acts while a function is being traced (TFLite export) and changes
 nothing else (training keeps TF's MirrorPad kernel and its gradient).
