@@ -12,7 +12,7 @@ from helpers import TINY_CYCLEGAN
 from tf_translate.cli import main
 from tf_translate.data import write_demo_dataset
 from tf_translate.export import TFLiteTranslator, export_tflite, tflite_interpreter
-from tf_translate.layers.xnnpack import pad_by_slices, xnnpack_forms
+from tf_translate.layers.xnnpack import PhasedConv2DTranspose, pad_by_slices, xnnpack_forms
 from tf_translate.training import train
 
 
@@ -40,6 +40,30 @@ def test_nearest_upsampling_traced_for_xnnpack_equals_numpy_repeat():
     expected = x.repeat(2, axis=1).repeat(2, axis=2)
     np.testing.assert_array_equal(traced, expected)
     np.testing.assert_array_equal(layer(x).numpy(), expected)
+
+
+@pytest.mark.parametrize("kernel, stride, padding", [(4, 2, "same"), (4, 2, "valid"), (6, 3, "valid"), (3, 2, "valid")])
+def test_transposed_conv_traced_as_one_convolution_equals_keras(kernel, stride, padding):
+    """StarGAN's (same) and pix2pix's (valid) 4x4 stride-2 layers, a stride 3 case, and a
+    3x3 stride 2 (CycleGAN, DRIT: not a multiple, keeps TRANSPOSE_CONV) at two sizes."""
+    import keras
+    import tensorflow as tf
+
+    layer = PhasedConv2DTranspose(5, kernel, strides=stride, padding=padding, bias_initializer="random_normal")
+    for index, shape in enumerate([(2, 5, 7, 6), (1, 8, 8, 6)]):
+        x = np.random.default_rng(index).normal(size=shape).astype(np.float32)
+        plain = keras.layers.Conv2DTranspose(5, kernel, strides=stride, padding=padding)
+        plain.build(shape)
+        if index == 0:
+            layer.build(shape)
+        plain.set_weights(layer.get_weights())
+        with xnnpack_forms():
+            graph = tf.function(layer).get_concrete_function(tf.TensorSpec(shape)).graph
+            traced = tf.function(layer)(x).numpy()
+        backprop = "Conv2DBackpropInput" in {op.type for op in graph.get_operations()}
+        assert backprop == bool(kernel % stride)
+        np.testing.assert_allclose(traced, plain(x).numpy(), atol=1e-5)
+        np.testing.assert_array_equal(layer(x).numpy(), plain(x).numpy())  # outside the switch: Keras' op
 
 
 def generators():

@@ -196,13 +196,13 @@ def decoder_variables(model):
     return model.generator_ab.trainable_variables + model.generator_ba.trainable_variables
 
 
-def test_jit_step_moves_encoders_only_in_the_d_update_and_decoders_only_in_the_g_update():
-    """Decoupled training, in one XLA-compiled step function: with the G learning rate
-    at 0 the encoders (and heads) move and the decoders do not; with the D learning
-    rate at 0 only the decoders move, although the G loss flows through the encoders."""
+def test_step_moves_encoders_only_in_the_d_update_and_decoders_only_in_the_g_update():
+    """Decoupled training, in one compiled step function: with the G learning rate at 0
+    the encoders (and heads) move and the decoders do not; with the D learning rate at 0
+    only the decoders move, although the G loss flows through the encoders. Graph mode:
+    the XLA-compiled step is checked against the reference in test_nicegan_parity."""
     model = build_model("nicegan_light", **TINY)
-    model.compile(jit_compile=True)
-    assert model.jit_compile
+    model.compile(jit_compile=False)
     groups = {"encoders": encoder_variables(model), "heads": head_variables(model),
               "decoders": decoder_variables(model)}
     a, b = random_images(2, SIZE, 0), random_images(2, SIZE, 1)

@@ -364,7 +364,7 @@ def export_tflite(generator, path, image_size, quantize="none", representative_i
     archive = keras.export.ExportArchive()
     archive.track(generator)
     with tempfile.TemporaryDirectory() as saved_model_dir:
-        with xnnpack_forms():  # no MIRROR_PAD or TILE: XNNPACK runs the whole graph
+        with xnnpack_forms():  # no MIRROR_PAD or TILE (XNNPACK runs the whole graph), phased transposed convs
             archive.add_endpoint("serving_default", translate_uint8 if io == "uint8" else translate_float, spec)
             archive.write_out(saved_model_dir, verbose=False)
         converter = tf.lite.TFLiteConverter.from_saved_model(saved_model_dir)

@@ -6,7 +6,9 @@ kernel for every op. It has none for MIRROR_PAD (reflection and edge padding) or
 pieces, U-GAT-IT light's into 3 and photo2cartoon's into 35, with the ops between them run
 single-threaded by TFLite itself: at 256 px on 2 threads, CycleGAN's float32 file ran 757
 ms with its 20 mirror pads and 600 ms without. Inside `xnnpack_forms()` these ops trace as slices, concatenations and
-depth_to_space instead: the same values, in ops XNNPACK runs (benchmarks/RESULTS.md). A
+depth_to_space instead: the same values, in ops XNNPACK runs (benchmarks/RESULTS.md); and
+4x4 stride-2 transposed convolutions (StarGAN, pix2pix) as one ordinary convolution, which
+XNNPACK runs faster than TRANSPOSE_CONV. A
 trace-time switch: it acts while a function is being traced (TFLite export) and changes
 nothing else (training keeps TF's MirrorPad kernel and its gradient).
 """
@@ -68,3 +70,46 @@ class NearestUpsampling2D(layers.UpSampling2D):
         if not _active or self.size[1] != factor or self.data_format != "channels_last":
             return super().call(inputs)
         return tf.nn.depth_to_space(ops.concatenate([inputs] * (factor * factor), axis=-1), factor)
+
+
+@keras.saving.register_keras_serializable(package="tf_translate")
+class PhasedConv2DTranspose(layers.Conv2DTranspose):
+    """`Conv2DTranspose` that traces, inside `xnnpack_forms()`, as one ordinary convolution
+    and depth_to_space when the kernel size is a multiple of the stride (StarGAN's and
+    pix2pix's 4x4 stride 2): each of the stride² output phases is a (kernel / stride)²
+    convolution of the same zero-padded input, so the stride² kernels stack on output
+    channels. The same multiply-adds; TFLite's TRANSPOSE_CONV ran the 64² x 256 -> 128²
+    x 128 layer in 49 ms on 2 threads, the stacked convolution in 30 ms. Weights, names
+    and values are a Conv2DTranspose's."""
+
+    def __init__(self, *args, **kwargs):
+        if "name" not in kwargs:  # Conv2DTranspose's own automatic name: weight files keep their keys
+            index = keras.backend.get_uid("conv2d_transpose")
+            kwargs["name"] = "conv2d_transpose" if index == 1 else f"conv2d_transpose_{index - 1}"
+        super().__init__(*args, **kwargs)
+
+    def _phased(self):
+        stride, size = self.strides[0], self.kernel_size[0]
+        return (_active and self.strides[1] == stride and self.kernel_size[1] == size and size % stride == 0
+                and self.output_padding is None and self.dilation_rate == (1, 1)
+                and self.data_format == "channels_last")
+
+    def call(self, inputs):
+        if not self._phased():
+            return super().call(inputs)
+        stride, size = self.strides[0], self.kernel_size[0]
+        taps = size // stride
+        kernel = ops.cast(self.kernel, self.compute_dtype)  # (k, k, out, in)
+        # Output row stride·q + r takes input rows q − m with tap r + stride·m, m < taps: a
+        # correlation over the input padded by taps − 1 with the taps reversed.
+        phases = [kernel[r::stride, c::stride][::-1, ::-1] for r in range(stride) for c in range(stride)]
+        stacked = tf.transpose(tf.concat(phases, axis=2), [0, 1, 3, 2])  # (taps, taps, in, stride²·out)
+        padded = ops.pad(inputs, [[0, 0], [taps - 1, taps - 1], [taps - 1, taps - 1], [0, 0]])
+        full = tf.nn.depth_to_space(tf.nn.conv2d(padded, stacked, 1, "VALID"), stride)  # "valid" output
+        if self.padding == "same":  # TF's "same": drop (k − s) // 2 first rows, keep H·s
+            crop = (size - stride) // 2
+            height, width = tf.shape(inputs)[1] * stride, tf.shape(inputs)[2] * stride
+            full = full[:, crop:crop + height, crop:crop + width]
+        if self.use_bias:
+            full = full + ops.cast(self.bias, self.compute_dtype)
+        return self.activation(full) if self.activation is not None else full
