@@ -12,7 +12,8 @@ from helpers import TINY_CYCLEGAN
 from tf_translate.cli import main
 from tf_translate.data import write_demo_dataset
 from tf_translate.export import TFLiteTranslator, export_tflite, tflite_interpreter
-from tf_translate.layers.xnnpack import PhasedConv2DTranspose, pad_by_slices, xnnpack_forms
+from tf_translate.layers import xnnpack
+from tf_translate.layers.xnnpack import pad_by_slices, xnnpack_forms
 from tf_translate.training import train
 
 
@@ -49,7 +50,7 @@ def test_transposed_conv_traced_as_one_convolution_equals_keras(kernel, stride, 
     import keras
     import tensorflow as tf
 
-    layer = PhasedConv2DTranspose(5, kernel, strides=stride, padding=padding, bias_initializer="random_normal")
+    layer = xnnpack.Conv2DTranspose(5, kernel, strides=stride, padding=padding, bias_initializer="random_normal")
     for index, shape in enumerate([(2, 5, 7, 6), (1, 8, 8, 6)]):
         x = np.random.default_rng(index).normal(size=shape).astype(np.float32)
         plain = keras.layers.Conv2DTranspose(5, kernel, strides=stride, padding=padding)
@@ -64,6 +65,24 @@ def test_transposed_conv_traced_as_one_convolution_equals_keras(kernel, stride, 
         assert backprop == bool(kernel % stride)
         np.testing.assert_allclose(traced, plain(x).numpy(), atol=1e-5)
         np.testing.assert_array_equal(layer(x).numpy(), plain(x).numpy())  # outside the switch: Keras' op
+
+
+def test_weights_saved_with_keras_conv2d_transpose_load_into_the_traced_layer(tmp_path):
+    """Weight files key layers by class name: a StarGAN or pix2pix run saved before the
+    layer existed loads (a differently named class failed: "expected 2 variables")."""
+    import keras
+
+    def network(transposed):
+        net = keras.Sequential([keras.layers.Conv2D(4, 3), transposed(3, 4, strides=2)])
+        net.build((1, 8, 8, 3))
+        return net
+
+    saved = network(keras.layers.Conv2DTranspose)
+    saved.save_weights(str(tmp_path / "old.weights.h5"))
+    loaded = network(xnnpack.Conv2DTranspose)
+    loaded.load_weights(str(tmp_path / "old.weights.h5"))
+    for old, new in zip(saved.get_weights(), loaded.get_weights()):
+        np.testing.assert_array_equal(old, new)
 
 
 def generators():

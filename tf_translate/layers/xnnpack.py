@@ -4,11 +4,11 @@ XNNPACK (TFLite's CPU delegate) runs a graph in one multi-threaded piece only if
 kernel for every op. It has none for MIRROR_PAD (reflection and edge padding) or TILE
 (Keras' nearest upsampling), so each such op split CycleGAN's graph into 20 delegated
 pieces, U-GAT-IT light's into 3 and photo2cartoon's into 35, with the ops between them run
-single-threaded by TFLite itself: at 256 px on 2 threads, CycleGAN's float32 file ran 757
-ms with its 20 mirror pads and 600 ms without. Inside `xnnpack_forms()` these ops trace as slices, concatenations and
-depth_to_space instead: the same values, in ops XNNPACK runs (benchmarks/RESULTS.md); and
-4x4 stride-2 transposed convolutions (StarGAN, pix2pix) as one ordinary convolution, which
-XNNPACK runs faster than TRANSPOSE_CONV. A
+single-threaded by TFLite itself: at 256 px on 2 threads, CycleGAN's float32 file ran
+757 ms with its 20 mirror pads and 600 ms without. Inside `xnnpack_forms()` these ops trace
+as slices, concatenations and depth_to_space instead: the same values, in ops XNNPACK runs
+(benchmarks/RESULTS.md); transposed convolutions whose kernel is a multiple of the stride
+(StarGAN, pix2pix) trace as one ordinary convolution, which XNNPACK runs faster. A
 trace-time switch: it acts while a function is being traced (TFLite export) and changes
 nothing else (training keeps TF's MirrorPad kernel and its gradient).
 """
@@ -73,20 +73,15 @@ class NearestUpsampling2D(layers.UpSampling2D):
 
 
 @keras.saving.register_keras_serializable(package="tf_translate")
-class PhasedConv2DTranspose(layers.Conv2DTranspose):
+class Conv2DTranspose(layers.Conv2DTranspose):
     """`Conv2DTranspose` that traces, inside `xnnpack_forms()`, as one ordinary convolution
     and depth_to_space when the kernel size is a multiple of the stride (StarGAN's and
     pix2pix's 4x4 stride 2): each of the stride² output phases is a (kernel / stride)²
     convolution of the same zero-padded input, so the stride² kernels stack on output
     channels. The same multiply-adds; TFLite's TRANSPOSE_CONV ran the 64² x 256 -> 128²
-    x 128 layer in 49 ms on 2 threads, the stacked convolution in 30 ms. Weights, names
-    and values are a Conv2DTranspose's."""
-
-    def __init__(self, *args, **kwargs):
-        if "name" not in kwargs:  # Conv2DTranspose's own automatic name: weight files keep their keys
-            index = keras.backend.get_uid("conv2d_transpose")
-            kwargs["name"] = "conv2d_transpose" if index == 1 else f"conv2d_transpose_{index - 1}"
-        super().__init__(*args, **kwargs)
+    x 128 layer in 49 ms on 2 threads, the stacked convolution in 30 ms. Weights and
+    values are Keras' Conv2DTranspose's, and so is the class name: weight files key a
+    layer by it, so runs saved before this layer existed still load."""
 
     def _phased(self):
         stride, size = self.strides[0], self.kernel_size[0]

@@ -14,7 +14,7 @@ from tf_translate.layers.blocks import conv
 from tf_translate.layers.initializers import junyanz_kernel_init
 from tf_translate.layers.normalization import BatchNormalization
 from tf_translate.layers.patchgan import PatchGANDiscriminator
-from tf_translate.layers.xnnpack import PhasedConv2DTranspose
+from tf_translate.layers import xnnpack
 from tf_translate.losses import bce_with_logits, l1_loss
 from tf_translate.models.base import ReferenceRun, TranslationModel
 from tf_translate.optimizers import current_learning_rate, make_adam
@@ -29,8 +29,8 @@ def transposed_conv(filters, use_bias):
     """`ConvTranspose2d(k4, s2, padding 1)`: Keras' "valid" transposed conv writes a
     2i + 2 grid; PyTorch's padding 1 removes one row and column on each side."""
     return keras.Sequential([
-        PhasedConv2DTranspose(filters, 4, strides=2, padding="valid", use_bias=use_bias,
-                              kernel_initializer=junyanz_kernel_init()),
+        xnnpack.Conv2DTranspose(filters, 4, strides=2, padding="valid", use_bias=use_bias,
+                                kernel_initializer=junyanz_kernel_init()),
         layers.Cropping2D(1),
     ])
 

@@ -17,7 +17,7 @@ from keras import layers, ops
 from tf_translate.layers import InstanceNormalization
 from tf_translate.layers.blocks import ResidualBody, build_stack, conv, run_stack
 from tf_translate.layers.initializers import torch_kernel_init
-from tf_translate.layers.xnnpack import PhasedConv2DTranspose
+from tf_translate.layers import xnnpack
 from tf_translate.losses import (classification_loss, gradient_penalty, l1_loss,
                                  wgan_critic_loss, wgan_generator_loss)
 from tf_translate.models.base import ReferenceRun, TranslationModel
@@ -94,8 +94,8 @@ class StarGANGenerator(keras.Model):
             # each side of the full (2H + 2) output; Keras "same" pads (1, 1) here, the
             # same grid (checked against a NumPy scatter in the tests). Keras computes a
             # Conv2DTranspose kernel's fan-in from its output channels, as torch does.
-            stack += [PhasedConv2DTranspose(width // 2, 4, strides=2, padding="same", use_bias=False,
-                                            kernel_initializer=torch_kernel_init()),
+            stack += [xnnpack.Conv2DTranspose(width // 2, 4, strides=2, padding="same", use_bias=False,
+                                              kernel_initializer=torch_kernel_init()),
                       InstanceNormalization(affine=True), layers.ReLU()]
             width //= 2
         stack += [conv(3, 7, padding=3, padding_mode="zeros", use_bias=False, init="torch"),
