@@ -56,7 +56,7 @@ def main(argv=None):
     Image.fromarray(np.concatenate([source, np.clip(np.round((result + 1) * 127.5), 0, 255).astype(np.uint8)],
                                    axis=1)).save(output)
     report = {"scales": [list(size) for size in model.rule.sizes], "iterations_per_scale": model.iterations,
-              "seconds_per_scale": [round(model.scale_seconds[s], 2) for s in sorted(model.scale_seconds)],
+              "seconds_per_scale": [round(model.phase_seconds[s], 2) for s in sorted(model.phase_seconds)],
               "output": output}
     print(json.dumps(report))
     return report

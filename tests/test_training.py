@@ -157,3 +157,51 @@ def test_sample_grids_name_their_rows():
         strip = grid[top: top + TITLE_HEIGHT]
         assert (strip < 128).any() and (strip == 255).mean() > 0.5  # dark text on white
     assert not np.array_equal(grid[:TITLE_HEIGHT], grid[TITLE_HEIGHT + 16: 2 * TITLE_HEIGHT + 16])  # two titles
+
+
+def test_a_model_in_phases_runs_each_in_order_and_resumes_in_the_phase_it_stopped(data, tmp_path, monkeypatch):
+    """`TranslationModel.phases`: one `fit` per phase after `start_phase` (TuiGAN's scales);
+    Ctrl-C between phases saves the checkpoint and --resume continues in the next phase."""
+    from tf_translate.models import CycleGAN
+
+    started = []
+
+    def start_phase(self, index):
+        started.append(index)
+        if index == 1 and len(started) == 2:  # the first call of the second phase: Ctrl-C
+            raise KeyboardInterrupt
+
+    monkeypatch.setattr(CycleGAN, "phases", lambda self, total_steps: [("first", 2), ("second", 1)])
+    monkeypatch.setattr(CycleGAN, "start_phase", start_phase)
+    run_dir = str(tmp_path / "run")
+    with pytest.raises(KeyboardInterrupt, match="interrupted at step 2"):
+        tiny_train(data, run_dir, steps=99, sample_every=0)
+    assert started == [0, 1] and read_run(run_dir)["flags"]["total_steps"] == 3
+    resumed = tiny_train(data, run_dir, resume=True, sample_every=0)
+    assert started == [0, 1, 1] and global_step(resumed) == 3
+    assert set(resumed.phase_seconds) == {1}
+
+
+def test_no_import_circle_through_training():
+    """`training` imports the MODELS table but no model module; model modules import
+    neither `training` nor `runs` (issue 32: the training -> tuigan -> runs circle)."""
+    import ast
+    import glob
+
+    import tf_translate
+
+    root = os.path.dirname(tf_translate.__file__)
+
+    def imports(path):
+        tree = ast.parse(open(path, encoding="utf-8").read())
+        found = set()
+        for node in ast.walk(tree):
+            if isinstance(node, ast.ImportFrom) and node.module:
+                found.add(node.module)
+            elif isinstance(node, ast.Import):
+                found.update(alias.name for alias in node.names)
+        return found
+
+    assert not [m for m in imports(os.path.join(root, "training.py")) if m.startswith("tf_translate.models.")]
+    for path in glob.glob(os.path.join(root, "models", "**", "*.py"), recursive=True):
+        assert not imports(path) & {"tf_translate.training", "tf_translate.runs"}, path

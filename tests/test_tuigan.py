@@ -300,6 +300,9 @@ def test_cli_trains_translates_and_exports_a_two_scale_pyramid(tmp_path):
         record = json.load(file)
     assert record["model"] == "tuigan" and record["config"]["input_size"] == [40, 48]
     assert record["config"]["iterations"] == 1 and record["config"]["min_size"] == 32
+    # What ran is recorded: graph mode, not XLA (the flag's default is on), and no setting it has no use for.
+    assert record["flags"]["xla"] is False and record["flags"]["total_steps"] == 2
+    assert not {"batch_size", "load_size", "epochs"} & set(record["flags"])
     # One sample grid per scale: 6 rows (A, A->B, A->B->A, B, B->A, B->A->B) of that scale's size.
     from tf_translate.training import TITLE_HEIGHT
     for name, (h, w) in zip(sorted(os.listdir(os.path.join(run, "samples"))), [(32, 38), (34, 40)]):

@@ -3,6 +3,8 @@
 import contextlib
 import math
 import os
+import sys
+import time
 
 import keras
 import numpy as np
@@ -179,15 +181,13 @@ def train(model_name, data, run_dir, steps=None, epochs=None, batch_size=None, i
     """
     from tf_translate.data import reference_load_size  # keeps `import training` light
 
-    if model_class(model_name).data_kind == "image_pair":  # TuiGAN: two images, a pyramid trained scale by scale
-        from tf_translate.models.tuigan import train_tuigan
-        return train_tuigan(model_name, data, run_dir, steps=steps, epochs=epochs, batch_size=batch_size,
-                            image_size=image_size, load_size=load_size, precision=precision, xla=xla, resume=resume,
-                            checkpoint_every=checkpoint_every, sample_every=sample_every, log_every=log_every,
-                            seed=seed, verbose=verbose, model_overrides=model_overrides, eager=eager,
-                            eval_every=eval_every, strategy=strategy)
-    reference = model_class(model_name).reference_run
+    cls = model_class(model_name)
+    reference = cls.reference_run
+    options = cls.flag_options  # the settings a model takes as constructor options (TuiGAN's --steps)
     check_positive(steps=steps, epochs=epochs, batch_size=batch_size, image_size=image_size, load_size=load_size)
+    check_used(model_name, cls, epochs=epochs, batch_size=batch_size, load_size=load_size,
+               eval_every=eval_every or None, strategy=None if strategy in (None, "none") else strategy,
+               precision=precision)
     if resume:
         run = read_run(run_dir)
         if run["model"] != model_name:
@@ -198,13 +198,15 @@ def train(model_name, data, run_dir, steps=None, epochs=None, batch_size=None, i
                              "export it, or start a new --run-dir to train")
         flags = run["flags"]
         config = run["config"]
-        for flag, given, kept in (("--image-size", image_size, config.get("image_size")),
+        kept_steps = config.get(options["steps"]) if "steps" in options else None
+        for flag, given, kept in (("--image-size", image_size, config.get(options["image_size"])),
                                   ("--batch-size", batch_size, flags.get("batch_size")),
-                                  ("--load-size", load_size, flags.get("load_size"))):
+                                  ("--load-size", load_size, flags.get("load_size")),
+                                  ("--steps", steps if "steps" in options else None, kept_steps)):
             if given is not None and given != kept:
                 raise ValueError(f"{flag} {given}: the run was started with {kept}, and a resumed run "
                                  "keeps its settings (start a new --run-dir to change it)")
-        if steps or epochs:  # a longer total given on resume extends the run
+        if (steps or epochs) and "steps" not in options:  # a longer total given on resume extends the run
             flags.update(steps=steps, epochs=epochs)
         if data is not None:  # where the data is now (the run may have moved)
             flags["data"] = resumed_data(absolute(data), flags["data"])
@@ -213,15 +215,23 @@ def train(model_name, data, run_dir, steps=None, epochs=None, batch_size=None, i
             raise ValueError(f"{run_dir!r} already holds a run: pass --resume to continue it "
                              "or choose a new --run-dir")
         image_size = image_size or reference.image_size
-        load_size = load_size or reference_load_size(image_size)
-        if load_size < image_size:
+        config = {options["image_size"]: image_size, "seed": seed, **(model_overrides or {})}
+        if "steps" in options:  # a length per phase, an option of the model (TuiGAN's iterations per scale)
+            config[options["steps"]] = steps or reference.steps
+            steps = None
+        load_size = None if "load_size" in cls.unused_flags else load_size or reference_load_size(image_size)
+        if load_size is not None and load_size < image_size:
             raise ValueError(f"--load-size {load_size} is smaller than --image-size {image_size}: "
                              "images are resized to the load size, then cropped to the image size")
-        if not (steps or epochs):
+        if not (steps or epochs) and "steps" not in options:
             steps, epochs = reference.steps, reference.epochs
         flags = dict(steps=steps, epochs=epochs, batch_size=batch_size or reference.batch_size,
                      load_size=load_size, precision=precision, xla=xla, seed=seed, data=absolute(data))
-        config = {"image_size": image_size, "seed": seed, **(model_overrides or {})}
+        for name in cls.unused_flags:
+            flags.pop(name, None)
+    # What ran is recorded: a model that does not train with XLA records xla False.
+    flags["xla"] = bool(flags["xla"]) and cls.trains_with_xla
+    config.update(cls.options_from_data(flags["data"], config))
 
     keras.mixed_precision.set_global_policy(flags["precision"])
     strategy = make_strategy(strategy) if isinstance(strategy, str) else strategy
@@ -230,17 +240,19 @@ def train(model_name, data, run_dir, steps=None, epochs=None, batch_size=None, i
         model = build_model(model_name, **config)
     config = model.get_config()
     multiple = math.lcm(*[size_multiple(g) for g in model.generators().values()])
-    if config["image_size"] % multiple:
+    if "image_size" in config and config["image_size"] % multiple:  # a crop size (not TuiGAN's finest side)
         raise ValueError(f"--image-size {config['image_size']}: {model_name} trains on sizes that are a "
                          f"multiple of {multiple} (e.g. {config['image_size'] // multiple * multiple or multiple})")
-    make_dataset = dataset_fn or default_dataset(model.data_kind)
+    make_dataset = dataset_fn or model.dataset_function() or default_dataset(model.data_kind)
     dataset, steps_per_epoch, report = make_dataset(
-        flags["data"], batch_size=flags["batch_size"], image_size=config["image_size"],
-        load_size=flags["load_size"], seed=flags["seed"])
-    if flags["steps"] or flags["epochs"]:
+        flags["data"], batch_size=flags.get("batch_size"), image_size=config.get("image_size"),
+        load_size=flags.get("load_size"), seed=flags["seed"])
+    if flags.get("steps") or flags.get("epochs"):
         total_steps = flags["steps"] or flags["epochs"] * steps_per_epoch
     else:  # a run recorded before its length was: keep the total it was started with
-        total_steps = flags["total_steps"]
+        total_steps = flags.get("total_steps")
+    phases = model.phases(total_steps)
+    total_steps = sum(length for _, length in phases)
     flags.update(total_steps=total_steps, steps_per_epoch=steps_per_epoch)
     with scope():
         model.compile(total_steps=total_steps, steps_per_epoch=steps_per_epoch, jit_compile=flags["xla"])
@@ -270,21 +282,37 @@ def train(model_name, data, run_dir, steps=None, epochs=None, batch_size=None, i
     if is_chief(strategy):
         write_run(run_dir, model_name, config, flags)
     done = global_step(model)
+    model.phase_seconds = {}  # phase index -> wall seconds of its fit in this call (compile included)
     if done >= total_steps:
-        print(f"tf_translate: the run is complete ({done} of {total_steps} steps); pass a larger --steps "
-              "or --epochs with --resume to extend it")
-    else:
-        try:
+        print(f"tf_translate: the run is complete ({done} of {total_steps} steps)" + (
+            "" if "steps" in options else "; pass a larger --steps or --epochs with --resume to extend it"))
+    try:
+        start = 0
+        for index, (title, length) in enumerate(phases):
+            # Phases run in order, so the steps done in this one follow from the run's step.
+            remaining = length - min(max(done - start, 0), length)
+            start += length
+            if remaining <= 0:
+                continue
+            model.start_phase(index)
+            if title:
+                print(f"tf_translate: {model_name} {title}, {remaining} of {length} steps to go", flush=True)
+            started = time.perf_counter()
             if own_loop:
-                run_distributed(model, strategy, replicated, total_steps - done, callbacks, verbose, log_every)
+                run_distributed(model, strategy, replicated, remaining, callbacks, verbose, log_every)
             else:
-                model.fit(dataset, epochs=1, steps_per_epoch=total_steps - done, callbacks=callbacks,
-                          verbose=verbose)
-        except KeyboardInterrupt:
-            if callbacks[1].failure is None:
-                callbacks[1].save(global_step(model))
-            raise KeyboardInterrupt(f"interrupted at step {global_step(model)}; the checkpoint is saved and "
-                                    "--resume continues the run") from None
+                model.fit(dataset, epochs=1, steps_per_epoch=remaining, callbacks=callbacks, verbose=verbose)
+            if callbacks[1].failure:
+                break
+            model.phase_seconds[index] = time.perf_counter() - started
+            if title:
+                print(f"tf_translate: {model_name} {title} took {model.phase_seconds[index]:.1f} s", file=sys.stderr,
+                      flush=True)
+    except KeyboardInterrupt:
+        if callbacks[1].failure is None:
+            callbacks[1].save(global_step(model))
+        raise KeyboardInterrupt(f"interrupted at step {global_step(model)}; the checkpoint is saved and "
+                                "--resume continues the run") from None
     failure = callbacks[1].failure
     if failure:
         raise ValueError(f"training stopped at step {failure[0]}: {failure[1]} is {failure[2]}; nothing was "
@@ -314,6 +342,16 @@ def resumed_data(given, recorded):
             raise ValueError(f"--{key} {value}: the run was started with {kept}, and a resumed run keeps "
                              "its settings (start a new --run-dir to change it)")
     return {**recorded, **{key: value for key, value in given.items() if value is not None}}
+
+
+def check_used(model_name, cls, precision, **settings):
+    """One-line errors for settings the model class has no use for (`unused_flags`) and
+    for a precision it does not train in (`precisions`)."""
+    for name, value in settings.items():
+        if value is not None and name in cls.unused_flags:
+            raise ValueError(f"--{name.replace('_', '-')} is not used by {model_name}")
+    if cls.precisions is not None and precision not in cls.precisions:
+        raise ValueError(f"{model_name} trains in {' or '.join(cls.precisions)}, not {precision}")
 
 
 def check_positive(**values):

@@ -186,3 +186,31 @@ class TranslationModel(keras.Model):
         """Gradients of `loss`, plus the L2 term, applied by the named optimizer."""
         grads = self.gradients(optimizer_name, tape, loss)
         self.apply_gradients(optimizer_name, self.with_weight_decay(optimizer_name, grads))
+
+    # -- Run settings and training phases: what `training.train` reads besides the above. A
+    # model that trains as the image-folder models do keeps these defaults. (issue 32)
+    flag_options = {"image_size": "image_size"}  # train setting -> the constructor option it sets
+    unused_flags = ()  # train settings the model has no use for: refused when given, not recorded
+    precisions = None  # the precision policies the model trains in (None: any)
+    trains_with_xla = True  # False: the step runs as a graph-compiled tf.function whatever --xla says
+
+    @classmethod
+    def options_from_data(cls, data, options):
+        """Constructor options the training data decides (TuiGAN: the size of image A),
+        given the data and the options so far; none by default."""
+        return {}
+
+    def dataset_function(self):
+        """The function making this model's training dataset, called as `train` calls a
+        `dataset_fn`; None: the one of its `data_kind` (`training.default_dataset`)."""
+        return None
+
+    def phases(self, total_steps):
+        """The training phases in order, [(title, steps)]: one `fit` of `steps` train steps
+        each, after `start_phase(index)`. Step numbers run on across phases (the phase of a
+        resumed run follows from its step). Default: one untitled phase of the run's
+        `total_steps`; TuiGAN: one per scale, the earlier scales frozen."""
+        return [(None, total_steps)]
+
+    def start_phase(self, index):
+        """Prepares phase `index` (also when a resumed run continues inside it)."""
