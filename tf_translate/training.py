@@ -176,6 +176,14 @@ def train(model_name, data, run_dir, steps=None, epochs=None, batch_size=None, i
     anything else) spreads the global batch over replicas; like `eager` it belongs to this call, not to the run, so a
     run can resume under another strategy with the same global batch.
 
+    A model that trains in phases (`TranslationModel.phases`: TuiGAN's scales, coarse to
+    fine) gets one `fit` per phase after `start_phase`, with the same checkpoints, sample
+    grids, resume, Ctrl-C and non-finite-loss rules; settings it takes as constructor
+    options (`flag_options`: TuiGAN's --steps per scale and --image-size as its finest
+    side) are kept by a resumed run, settings it has no use for (`unused_flags`) are
+    refused, and run.json records `xla` as run (False for a model whose `trains_with_xla`
+    is False).
+
     Returns:
         the trained model.
     """

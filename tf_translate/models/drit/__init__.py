@@ -26,11 +26,11 @@ The package: `networks` (encoders, generators, discriminators: `networks.py`),
 """
 from tf_translate.models.base import unique
 from tf_translate.models.drit.model import DRIT, full_iterations
-from tf_translate.models.drit.networks import (NORMS, DRITAttributeBlock, DRITAttributeEncoder, DRITContentDiscriminator,
-                                              DRITContentEncoder, DRITFeatureResidualBlock, DRITGenerator,
-                                              DRITLayerNormalization, DRITMultiScaleDiscriminator, DRITResidualBlock,
-                                              TransposedConv, build_once, content_min_image_size, drit_conv, tile_code,
-                                              torch_dense, upsample_layers)
+from tf_translate.models.drit.networks import (NORMS, DRITAttributeBlock, DRITAttributeEncoder,
+                                              DRITContentDiscriminator, DRITContentEncoder, DRITFeatureResidualBlock,
+                                              DRITGenerator, DRITLayerNormalization, DRITMultiScaleDiscriminator,
+                                              DRITResidualBlock, TransposedConv, build_once, content_min_image_size,
+                                              drit_conv, tile_code, torch_dense, upsample_layers)
 from tf_translate.models.drit.translator import DRITTranslator
 
 __all__ = ["DRIT", "DRITAttributeBlock", "DRITAttributeEncoder", "DRITContentDiscriminator", "DRITContentEncoder",
