@@ -49,6 +49,10 @@ class TuiGAN(TranslationModel):
     Randomness is stateless, from (seed, scale, iteration): a run resumed at any step
     draws what the uninterrupted run drew.
 
+    `training.train` trains it as any other model: each scale is one training phase
+    (`phases`; `start_phase` is `start_scale`), `iterations` steps long, and the step
+    numbers count iterations over all scales (`completed_steps`).
+
     Args:
         input_size: (height, width) of image A; the pyramid follows from it (`PyramidRule`).
         min_size, max_size, scale_factor: `--min_size` 100, `--max_size` 250,
