@@ -31,7 +31,7 @@ from tf_translate.layers.conv import Conv2D
 from tf_translate.layers.initializers import junyanz_kernel_init, torch_bias_init, torch_kernel_init
 from tf_translate.layers.multiscale import MultiScaleDiscriminator
 from tf_translate.losses import bce_with_logits, l1_loss
-from tf_translate.models.base import ReferenceRun, TranslationModel, unique
+from tf_translate.models.base import Generator, ReferenceRun, TranslationModel, unique
 from tf_translate.optimizers import current_learning_rate, make_adam
 from tf_translate.schedules import LinearDecay
 
@@ -548,7 +548,7 @@ class DRITContentDiscriminator(keras.Model):
 
 
 @keras.saving.register_keras_serializable(package="tf_translate")
-class DRITTranslator(keras.Model):
+class DRITTranslator(Generator):
     """One direction as one model: source content encoder, target generator, and the
     target domain's attribute encoder (for attribute transfer).
 
