@@ -84,7 +84,7 @@ def parse_args(argv):
                        "(default Black_Hair Blond_Hair Brown_Hair Male Young)")
     train.add_argument("--run-dir", required=True)
     train.add_argument("--image-size", type=int, help=f"crop size (default {chosen and chosen.image_size}, the "
-                       "reference's; tuigan: old spelling of --finest-size)")
+                       "reference's); tuigan: old spelling of --finest-size")
     train.add_argument("--load-size", type=int, help="resize before the random crop (default 286/256 x size)")
     train.add_argument("--batch-size", type=int, help=f"default {chosen and chosen.batch_size}, the reference's")
     length = train.add_mutually_exclusive_group()
