@@ -316,4 +316,4 @@ def evaluation_translator(args):
 
     args.domain = args.attrs = args.reference = args.code_seed = None
     args.codes = 1
-    return run_translator(args)
+    return run_translator(args)[0]

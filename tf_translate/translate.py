@@ -32,31 +32,15 @@ def names(values):
     return values and [name for value in values for name in value.split(",") if name]
 
 
-class Translator:
-    """A translate function, uint8 [N, H, W, 3] -> uint8 [N, H, W, 3], with what tiling
-    and batching need to know of the generator behind it: `multiple` and `fixed_size`
-    (tiles), `resizes_itself` (no tiles: the generator takes any size whole) and
-    `multimodal` (a new attribute code per translation, `next_code()`; one image a call)."""
-
-    multimodal = False
-
-    def __init__(self, function, multiple=4, fixed_size=None, resizes_itself=False):
-        self.function = function
-        self.multiple, self.fixed_size, self.resizes_itself = multiple, fixed_size, resizes_itself
-
-    def __call__(self, images):
-        return self.function(images)
-
-    def next_code(self):
-        """Multimodal translators draw the next attribute code; the others have none."""
-
-
 def run_translator(options):
-    """The `Translator` of `--run-dir` (a run's generator) or `--model-dir` (an exported
-    SavedModel: its generator's sizes are not recorded, so 4 and None; the SavedModel
-    pads or resizes each tile as it needs). `options`: the parsed flags of `translate`
-    or `evaluate` (run_dir, model_dir, best, direction, inference_mode, attrs, domain,
-    codes, code_seed, reference)."""
+    """(translate function: uint8 [N, H, W, 3] -> uint8 [N, H, W, 3], tile rule) of
+    `--run-dir` (a run's generator) or `--model-dir` (an exported SavedModel: its
+    generator's sizes are not recorded, so 4 and None; the SavedModel pads or resizes
+    each tile as it needs). The tile rule is (size multiple, fixed input size or None),
+    or None for a generator that resizes itself (no tiles). A multimodal generator's
+    function is an `AttributeTranslate` (a new code per translation: `next_code()`).
+    `options`: the parsed flags of `translate` or `evaluate` (run_dir, model_dir, best,
+    direction, inference_mode, attrs, domain, codes, code_seed, reference)."""
     import tensorflow as tf
 
     targets = [options.domain] if options.domain else names(options.attrs)
@@ -76,12 +60,12 @@ def run_translator(options):
             inputs["labels"] = model.target_label(targets)[None]
         elif targets:
             model.target_label(targets)  # raises: not label-conditioned
+        rule = None if network.resizes_itself else (module.multiple, module.fixed_size)
         if network.attribute_size:
             return AttributeTranslate(options, module.serving_attributes, module.encode_attributes,
-                                      network.attribute_size, module.multiple, module.fixed_size)
+                                      network.attribute_size), rule
         check_multimodal_flags(options)
-        return Translator(lambda image: module.serving_default(images=image, **inputs)["images"].numpy(),
-                          module.multiple, module.fixed_size, network.resizes_itself)
+        return (lambda image: module.serving_default(images=image, **inputs)["images"].numpy()), rule
 
     if options.direction:
         raise ValueError("--direction is for --run-dir: a SavedModel holds one generator")
@@ -100,9 +84,9 @@ def run_translator(options):
     if "serving_attributes" in loaded.signatures:
         serve = loaded.signatures["serving_attributes"]
         size = int(serve.structured_input_signature[1]["attributes"].shape[-1])
-        return AttributeTranslate(options, serve, loaded.signatures["encode_attributes"], size)
+        return AttributeTranslate(options, serve, loaded.signatures["encode_attributes"], size), (4, None)
     check_multimodal_flags(options)
-    return Translator(lambda image: serve(images=tf.constant(image), **inputs)["images"].numpy())
+    return (lambda image: serve(images=tf.constant(image), **inputs)["images"].numpy()), (4, None)
 
 
 def check_multimodal_flags(options):
@@ -112,21 +96,18 @@ def check_multimodal_flags(options):
                          "translation per input")
 
 
-class AttributeTranslate(Translator):
-    """A multimodal (DRIT) `Translator`: uint8 [1, H, W, 3] -> uint8, with the current
+class AttributeTranslate:
+    """A multimodal (DRIT) translate function: uint8 [1, H, W, 3] -> uint8, with the current
     attribute code (the same for every tile of an image). `next_code()` draws the next:
     N(0, 1) from `--code-seed`, or with `--reference` mean + std·ε of the reference
     image's code (the reference's `test.py` and `test_transfer.py`)."""
 
-    multimodal = True
-
-    def __init__(self, options, serve_attributes, encode_attributes, size, multiple=4, fixed_size=None):
+    def __init__(self, options, serve_attributes, encode_attributes, size):
         import numpy as np
         import tensorflow as tf
 
         from tf_translate.data import read_rgb
 
-        super().__init__(None, multiple, fixed_size)
         if options.codes < 1:
             raise ValueError(f"--codes must be a positive integer, got {options.codes}")
         self.serve = serve_attributes
@@ -175,15 +156,16 @@ def limit_size(image, max_size):
     return np.asarray(Image.fromarray(image).resize(size, Image.BICUBIC))
 
 
-def check_tiles(args, translator):
+def check_tiles(args, rule):
     """The tile side for images that are tiled: --tile (one-line errors for a value the
-    generator cannot take), or AUTO_TILE; None for a generator that resizes itself. A
-    generator tied to one input size (full U-GAT-IT) is tiled at that size."""
-    if translator.resizes_itself:
+    generator cannot take), or AUTO_TILE. `rule`: the generator's (size multiple, fixed
+    input size), None for one that resizes itself (no tiles); a generator tied to one
+    input size (full U-GAT-IT) is tiled at that size."""
+    if rule is None:
         if args.tile:
             raise ValueError("--tile: this model resizes every image to its trained size, so it takes no tiles")
         return None
-    multiple, fixed = translator.multiple, translator.fixed_size
+    multiple, fixed = rule
     tile = args.tile or fixed or max(multiple, AUTO_TILE // multiple * multiple)
     if fixed and tile != fixed:
         raise ValueError(f"--tile {tile}: this generator takes {fixed}x{fixed} px inputs only; use --tile {fixed}")
@@ -227,10 +209,11 @@ def translate_images(args):
     else:
         outputs = [[out] for out in outputs]
     check_no_overwrite([out for outs in outputs for out in outs], paths, args.output)
-    translate = run_translator(args)
-    tile = check_tiles(args, translate)
+    translate, rule = run_translator(args)
+    tile = check_tiles(args, rule)
     # DRIT draws a code per image and TuiGAN resizes each image itself: one image a call.
-    batched = not translate.multimodal and not translate.resizes_itself
+    multimodal = isinstance(translate, AttributeTranslate)
+    batched = not multimodal and rule is not None
     good, bad = check_images(paths)
     skipped = list(bad)
     os.makedirs(args.output, exist_ok=True)
@@ -250,9 +233,9 @@ def translate_images(args):
         """The `count` translations of one image (DRIT: one per attribute code)."""
         results = []
         for _ in range(count):
-            translate.next_code()  # drit: a new attribute code per translation
-            results.append(translate_tiled(translate, image, tile, args.tile_overlap, translate.multiple)
-                           if tiled(image)
+            if multimodal:  # drit: a new attribute code per translation
+                translate.next_code()
+            results.append(translate_tiled(translate, image, tile, args.tile_overlap, rule[0]) if tiled(image)
                            else translate(image[None])[0])
         return results
 
