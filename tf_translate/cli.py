@@ -299,10 +299,12 @@ def train_options(args):
             overrides[option] = os.path.abspath(value) if flag == "face_model" else value
     steps, image_size = args.steps, args.image_size
     if model_class(args.model).data_kind == "image_pair":
-        if steps is not None:
-            old_spelling(f"--steps for {args.model}", "--steps-per-scale")
-        if image_size is not None:
-            old_spelling(f"--image-size for {args.model}", "--finest-size")
+        for old, new, value, given in (("--steps", "--steps-per-scale", steps, args.steps_per_scale),
+                                       ("--image-size", "--finest-size", image_size, args.finest_size)):
+            if value is not None and given is not None:
+                raise ValueError(f"{old} is the old spelling of {new} for {args.model}: give one of them")
+            if value is not None:
+                old_spelling(f"{old} for {args.model}", new)
         steps = args.steps_per_scale if args.steps_per_scale is not None else steps
         image_size = args.finest_size if args.finest_size is not None else image_size
     elif args.steps_per_scale is not None or args.finest_size is not None:

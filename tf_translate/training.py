@@ -11,9 +11,9 @@ from PIL import Image
 
 from tf_translate.distribute import is_chief, make_strategy, replicated_dataset, run_distributed
 from tf_translate.export import size_multiple
+from tf_translate.files import write_atomically
 from tf_translate.memory import ReturnCompilerMemory
 from tf_translate.models import build_model, model_class
-from tf_translate.files import write_atomically
 from tf_translate.runs import CHECKPOINT, RUN_FILE, load_checkpoint, read_run, save_checkpoint, write_run
 
 
