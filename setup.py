@@ -4,7 +4,7 @@ import re
 
 from setuptools import find_packages, setup
 
-version = re.search(r'__version__ = "([^"]+)"', open("tf_translate/__init__.py").read()).group(1)
+version = re.search(r'__version__ = "([^"]+)"', open("tf_translate/version.py").read()).group(1)
 
 setup(
     name="tf_translate",

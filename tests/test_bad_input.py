@@ -290,7 +290,7 @@ def test_tiled_translation_of_a_local_network_equals_the_whole_image():
 def test_a_large_image_is_translated_in_tiles_to_its_full_size(run, tmp_path, capsys, monkeypatch):
     """An image over the pixel budget (2048^2) is translated in 1024 px tiles (no call
     larger, so none of the memory a whole-image call would need) and written at full size."""
-    from tf_translate import cli
+    from tf_translate import translate as cli
 
     calls, translator = [], cli.run_translator
 

@@ -21,6 +21,28 @@ def test_missing_data_folder_is_a_one_line_error(tmp_path, capsys):
     assert err.count("\n") == 0 and "trainA" in err
 
 
+def test_old_flag_spellings_still_work_and_say_they_are_old(tmp_path, capsys):
+    """One meaning per flag: the old spellings are mapped with a note each, and a flag
+    that sets a constructor option is refused (one line) by a model without that option."""
+    missing = str(tmp_path / "none")
+    translate = ["translate", "--run-dir", missing, "--input", missing, "--output", str(tmp_path / "out")]
+    assert main(translate + ["--direction", "BtoA", "--samples", "2", "--seed", "1"]) == 2
+    err = capsys.readouterr().err
+    assert "--direction BtoA is the old spelling of b2a" in err
+    assert "translate --samples is the old spelling of --codes" in err
+    assert "translate --seed is the old spelling of --code-seed" in err
+    assert err.strip().splitlines()[-1].startswith("tf-translate: error: --input")  # and then it ran on
+    assert main(translate + ["--samples", "2", "--codes", "2"]) == 2
+    assert "--samples is the old name of --codes: give one of them" in capsys.readouterr().err
+    train = ["train", "--model", "cyclegan", "--data", missing, "--run-dir", missing]
+    assert main(train + ["--steps-per-scale", "3"]) == 2
+    assert "--steps-per-scale and --finest-size are for models trained scale by scale (tuigan), not cyclegan" in (
+        capsys.readouterr().err)
+    assert main(train + ["--min-size", "3"]) == 2
+    err = capsys.readouterr().err.strip()
+    assert err.count("\n") == 0 and "--min-size sets the option min_size, which cyclegan does not take" in err
+
+
 def test_demo_trains_translates_and_exports(tmp_path, capsys):
     """The README's first command, shrunk: the metric is reported and must beat the
     untrained model; translate and export then work on the demo's run."""

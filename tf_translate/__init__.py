@@ -4,7 +4,7 @@
 the commands' argument errors do not wait for TensorFlow's import.
 """
 
-__version__ = "0.1.0"
+from tf_translate.version import __version__
 
 __all__ = ["MODELS", "build_model", "__version__"]
 

@@ -178,9 +178,7 @@ class EvaluationCallback(keras.callbacks.Callback):
         self.writer = tf.summary.create_file_writer(os.path.join(run_dir, "logs"))
 
     def on_train_batch_end(self, batch, logs=None):
-        from tf_translate.training import global_step
-
-        step = global_step(self.model)
+        step = self.model.completed_steps()
         if self.every and step % self.every == 0:
             self.evaluate_now(step)
 
@@ -218,3 +216,104 @@ def held_out_callback(model, data, run_dir, every, features="mobilenet_v2", samp
         raise ValueError(f"--eval-every needs at least 2 images in each of {data}/testA and {data}/testB")
     return EvaluationCallback(run_dir, "a2b", images[0], images[1], feature_extractor(features, inception_weights),
                               every, feature_size(features), kid_subset_size=max(2, min(len(images[0]), len(images[1])) // 2))
+
+
+# ---------------------------------------------------------------------------------------
+# The `evaluate` command
+
+
+def evaluate_translations(args):
+    """The `evaluate` command (`args`: its parsed flags): translates the source domain's
+    split and compares with the target's (paired data: each input's translation with its
+    ground truth), printing the table and adding it to RUN/evaluation.json."""
+    import sys
+
+    from tf_translate.data import check_images, domain_folders, list_images, read_rgb
+
+    if paired_evaluation(args):
+        return evaluate_pairs(args)
+    args.metrics = args.metrics or ["fid", "kid"]
+    folders = domain_folders(args.data, split=args.split)
+    source, target = folders if args.direction in (None, "a2b") else folders[::-1]
+    images = []
+    for folder, limit in ((source, args.samples), (target, None)):
+        paths, bad = check_images(list_images(folder))
+        for path, reason in bad:
+            print(f"tf_translate: skipped {path}: {reason}", file=sys.stderr)
+        images.append([read_rgb(path) for path in paths[:limit]])
+    if min(len(images[0]), len(images[1])) < 2:
+        raise ValueError(f"--data {args.data!r}: FID and KID need at least 2 images in each of {source} and {target}")
+    translate = evaluation_translator(args)
+    extractor = feature_extractor(args.features, args.inception_weights)
+    size = args.feature_size or feature_size(args.features)
+    results = evaluate(translate, images[0], images[1], extractor, size, args.metrics,
+                       args.kid_subsets, args.kid_subset_size)
+    features = feature_label(args.features)
+    print(format_table(results, features))
+    if args.run_dir:
+        record = {**results, "direction": args.direction or "a2b", "data": os.path.abspath(args.data),
+                  "split": args.split, "features": features, "feature_size": size,
+                  "weights": "best.weights.h5" if args.best else "checkpoint.weights.h5",
+                  "kid_subsets": args.kid_subsets, "kid_subset_size": args.kid_subset_size}
+        print(f"written to {write_evaluation(args.run_dir, record)}")
+
+
+def paired_evaluation(args):
+    """Whether `evaluate` compares with ground truth: a paired model's run (pix2pix), or
+    a SavedModel on the aligned layout (DIR/test)."""
+    if args.run_dir:
+        from tf_translate.models import model_class
+        from tf_translate.runs import read_run
+        return model_class(read_run(args.run_dir)["model"]).data_kind == "paired"
+    return os.path.isdir(os.path.join(args.data, args.split))
+
+
+def evaluate_pairs(args):
+    """`evaluate` on paired data: L1 / PSNR / SSIM (and FID / KID when asked) of each
+    input's translation against its ground truth, in the run's direction."""
+    from tf_translate.data import SkipReport, check_pairs, paired_files, read_pair
+    from tf_translate.runs import read_run
+
+    names = args.metrics or list(PAIRED_METRICS)
+    unknown = [n for n in names if n not in PAIRED_METRICS + METRICS]
+    if unknown:
+        raise ValueError(f"--metrics: unknown {', '.join(unknown)}; paired data takes "
+                         f"{', '.join(PAIRED_METRICS + METRICS)}")
+    data = read_run(args.run_dir)["flags"].get("data") if args.run_dir else None
+    # run.json keeps the paired data's direction as train recorded it: "AtoB" / "BtoA".
+    direction = (data or {}).get("direction") if isinstance(data, dict) else None
+    pairs = check_pairs(*paired_files(args.data, args.split), SkipReport())[:args.samples]
+    if not pairs:
+        raise ValueError(f"--data {args.data!r}: no usable {args.split} pairs")
+    halves = [read_pair(a, b, None) for a, b in pairs]
+    inputs, targets = zip(*[h[::-1] if direction == "BtoA" else h for h in halves])
+    translate = evaluation_translator(args)
+    results = paired_scores(translate, inputs, targets)
+    results = {name: value for name, value in results.items() if name == "samples" or name in names}
+    distance_names = [n for n in names if n in METRICS]
+    features = None
+    if distance_names:
+        extractor = feature_extractor(args.features, args.inception_weights)
+        size = args.feature_size or feature_size(args.features)
+        results.update(evaluate(translate, inputs, targets, extractor, size, distance_names,
+                                           args.kid_subsets, args.kid_subset_size))
+        features = feature_label(args.features)
+    print(format_table({k: v for k, v in results.items() if k != "real"}, features))
+    if distance_names:
+        print(format_table({k: v for k, v in results.items()
+                                       if k in ("samples", "real") or k in distance_names}, features))
+    if args.run_dir:
+        record = {**results, "data": os.path.abspath(args.data), "split": args.split,
+                  "direction": "b2a" if direction == "BtoA" else "a2b", "features": features,
+                  "weights": "best.weights.h5" if args.best else "checkpoint.weights.h5"}
+        print(f"written to {write_evaluation(args.run_dir, record)}")
+
+
+def evaluation_translator(args):
+    """The translate function of `evaluate`'s --run-dir or --model-dir: one translation
+    per image, no target label (`translate.run_translator`)."""
+    from tf_translate.translate import run_translator
+
+    args.domain = args.attrs = args.reference = args.code_seed = None
+    args.codes = 1
+    return run_translator(args)[0]

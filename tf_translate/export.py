@@ -42,25 +42,30 @@ def float32_copy(network):
     return copy
 
 
+def capabilities(network):
+    """What `network` declares it can do (`models.base.Generator`): the network itself,
+    or for a Keras network that is not a tf_translate generator (a user's own), the
+    `Generator` defaults (any size, images only, no heatmap)."""
+    from tf_translate.models.base import Generator  # here: models.tuigan imports this module
+
+    return network if isinstance(network, Generator) else Generator
+
+
 def size_multiple(generator, multiple=4):
     """The multiple image sides must have for `generator`: the two stride-2 downsamplings'
     4, or the larger multiple a generator states (`input_multiple`)."""
-    return math.lcm(multiple, int(getattr(generator, "input_multiple", 1) or 1))
+    return math.lcm(multiple, int(capabilities(generator).input_multiple))
 
 
 def label_size(generator):
     """The label length of a label-conditioned generator (StarGAN's, called as
     `generator([images, labels])`), or 0 for a generator of images alone."""
-    return int(getattr(generator, "num_domains", 0) or 0)
+    return int(capabilities(generator).label_size)
 
 
 def has_heatmap(generator):
     """Whether `generator` returns (image, cam_logit, heatmap), as U-GAT-IT's does."""
-    try:
-        shapes = generator.compute_output_shape((None, 32, 32, 3))
-    except Exception:  # label-conditioned or otherwise not image-only
-        return False
-    return isinstance(shapes, (tuple, list)) and len(shapes) == 3 and isinstance(shapes[0], (tuple, list))
+    return bool(capabilities(generator).returns_heatmap)
 
 
 def first_output(outputs):
@@ -82,7 +87,7 @@ class GeneratorModule(tf.Module):
                              "(only U-GAT-IT-style generators do)")
         self.generator = generator
         self.multiple = size_multiple(generator, multiple)
-        self.fixed_size = fixed_size or getattr(generator, "fixed_input_size", None)
+        self.fixed_size = fixed_size or capabilities(generator).fixed_input_size
         # Every weight, tracked directly: tf.saved_model does not reach Keras weights held
         # in nested lists of layers (photo2cartoon's hourglass blocks) and refuses to save.
         self.generator_variables = list(generator.weights)
@@ -169,7 +174,7 @@ class LabelGeneratorModule(GeneratorModule):
 def attribute_size(generator):
     """The attribute-code length of a multimodal generator (DRIT++'s, called as
     `generator(images)` with a random code or `generator([images, codes])`), else 0."""
-    return int(getattr(generator, "attribute_size", 0) or 0)
+    return int(capabilities(generator).attribute_size)
 
 
 class AttributeGeneratorModule(GeneratorModule):
@@ -190,7 +195,7 @@ class AttributeGeneratorModule(GeneratorModule):
         super().__init__(generator, multiple, fixed_size)
         # Keras `variables` also holds random-seed states (the translator's code stream), which a
         # traced call may capture: tracked here so that the SavedModel can hold them.
-        self.generator_state = list(getattr(generator, "variables", []))
+        self.generator_state = list(generator.variables)
         size = attribute_size(generator)
         self.random = (tf.random.Generator.from_seed(seed) if seed is not None
                        else tf.random.Generator.from_non_deterministic_state())
@@ -220,8 +225,12 @@ class AttributeGeneratorModule(GeneratorModule):
 
 
 def serving_module(generator, multiple=4, fixed_size=None, label_names=None, seed=None):
-    """`GeneratorModule`, or `LabelGeneratorModule` for a label-conditioned generator,
+    """The generator's own module (`Generator.serving_module()`, e.g. TuiGAN's pyramid),
+    else `GeneratorModule`, or `LabelGeneratorModule` for a label-conditioned generator,
     or `AttributeGeneratorModule` (random codes from `seed`) for a multimodal one."""
+    own = generator.serving_module() if capabilities(generator) is generator else None
+    if own is not None:
+        return own
     if label_size(generator):
         return LabelGeneratorModule(generator, multiple, fixed_size, label_names)
     if attribute_size(generator):
@@ -248,6 +257,67 @@ def export_saved_model(generator, output_dir, version=1, fixed_size=None, label_
     path = os.path.join(output_dir, str(version))
     tf.saved_model.save(module, path, signatures=module.signatures())
     return path
+
+
+def set_inference_mode(generator, mode):
+    """`--inference-mode`: what a generator with several test-time behaviours (pix2pix,
+    `Generator.inference_modes`) computes outside training; None keeps the run's."""
+    if mode is None:
+        return
+    if mode not in capabilities(generator).inference_modes:
+        raise ValueError(f"--inference-mode is for generators with several test-time behaviours (pix2pix), "
+                         f"not {type(generator).__name__}")
+    generator.inference_mode = mode
+
+
+def export_run(model, record, run_dir, direction, format="savedmodel", output=None, version=1,
+               inference_mode=None, heatmap=False, quantize="none", image_size=None, io="uint8",
+               representative=None):
+    """The `export` command: a run's generator as a SavedModel (`output`/`version`,
+    default saved_models/RUN_NAME) or a TFLite file (default saved_models/RUN_NAME.tflite).
+
+    Args:
+        model, record: the run's model with its weights and its run.json
+            (`runs.load_generators(run_dir)`).
+        direction: which of `model.generators()` (`runs.generator` checks it).
+        inference_mode: override a pix2pix run's test-time behaviour.
+        heatmap, quantize, image_size, io, representative: see `export_saved_model` and
+            `export_tflite`; with int8-full and no `representative` folder, the run's
+            training folder of the source domain calibrates.
+    Returns:
+        the line that says what was written.
+    """
+    network = model.generators()[direction]
+    set_inference_mode(network, inference_mode)
+    name = os.path.basename(os.path.normpath(run_dir))
+    if format == "tflite":
+        output = output or os.path.join("saved_models", name + ".tflite")
+        image_size = image_size or record.get("config", {}).get("image_size") or 256
+        if quantize == "int8-full" and representative is None:
+            representative = training_folder(record, direction)
+        size = export_tflite(network, output, image_size, quantize=quantize,
+                             representative_images=representative, io=io)
+        if quantize == "int8-full":
+            import sys
+            print("tf-translate: note: full-integer quantization degrades instance-norm generators badly "
+                  "(CycleGAN measured at 10-16 dB PSNR); prefer --quantize int8 or fp16 unless the target "
+                  "runs integer ops only", file=sys.stderr)
+        return (f"TFLite ({quantize}, {io} in/out, {image_size}x{image_size}) written to "
+                f"{output}: {size / 1e6:.1f} MB")
+    label_names = model.label_names() if model.data_kind == "labelled" else None
+    path = export_saved_model(network, output or os.path.join("saved_models", name), version,
+                              label_names=label_names, heatmap=heatmap,
+                              seed=record.get("config", {}).get("seed"))  # drit's random codes
+    return f"SavedModel written to {path}"
+
+
+def training_folder(record, direction):
+    """The run's training folder of `direction`'s source domain (int8-full calibration)."""
+    data = record.get("flags", {}).get("data")
+    if not data or direction not in ("a2b", "b2a"):
+        raise ValueError("int8-full needs calibration images: pass --representative FOLDER")
+    from tf_translate.data import domain_folders
+    return domain_folders(data)[0 if direction == "a2b" else 1]
 
 
 # ---------------------------------------------------------------------------------------
@@ -332,7 +402,7 @@ def export_tflite(generator, path, image_size, quantize="none", representative_i
     if io not in IO_TYPES:
         raise ValueError(f"io must be one of {', '.join(IO_TYPES)}, got {io!r}")
     multiple = size_multiple(generator, multiple)
-    fixed = getattr(generator, "fixed_input_size", None)
+    fixed = capabilities(generator).fixed_input_size
     if fixed and image_size != fixed:
         raise ValueError(f"this generator runs only at {fixed}x{fixed}: export it with image size {fixed}")
     if image_size % multiple:

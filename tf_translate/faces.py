@@ -201,9 +201,9 @@ def prepare_faces(input_path, output, size=256, background=None, detector=None, 
     Returns:
         {"written": [paths], "no_face": [inputs], "skipped": [(input, reason)]}.
     """
-    from tf_translate.cli import check_no_overwrite, input_paths, one_line, output_names
     from tf_translate.data import check_images, read_rgb
-    from tf_translate.runs import DiskFullError, write_atomically
+    from tf_translate.files import (DiskFullError, check_no_overwrite, input_paths, one_line, output_names,
+                                    write_atomically)
 
     paths = input_paths(input_path)
     if size < 16:

@@ -12,7 +12,6 @@ Training writes and resumes runs (`training.py`), `import-torch` writes them, an
 translate, export and evaluate read only their generators back (`load_generators`).
 """
 
-import errno
 import hashlib
 import io
 import json
@@ -23,60 +22,15 @@ import warnings
 
 import keras
 
-from tf_translate import __version__
+# DiskFullError and the atomic writes live in `files`; imported here as well for callers of `runs`.
+from tf_translate.files import (DiskFullError, is_disk_full, remove_quietly, write_atomically,  # noqa: F401
+                                write_json_atomically)
 from tf_translate.models import MODELS, build_model, model_class
+from tf_translate.version import __version__
 
 RUN_FILE = "run.json"
 CHECKPOINT = "checkpoint.weights.h5"
 BEST_WEIGHTS = "best.weights.h5"  # kept by the evaluation callback (`train --eval-every`)
-
-
-class DiskFullError(OSError):
-    """No space left on device while writing into a run directory; the message (one
-    line) names the file and says what was kept."""
-
-    def __init__(self, message):
-        super().__init__(errno.ENOSPC, message)
-
-    def __str__(self):
-        return self.strerror
-
-
-def is_disk_full(error):
-    """Whether `error` is ENOSPC (h5py reports it only in its message, as `errno = 28`)."""
-    return isinstance(error, OSError) and (error.errno == errno.ENOSPC or "errno = 28" in str(error))
-
-
-def write_atomically(path, write):
-    """Calls `write(file)` on a temporary binary file beside `path`, flushes and fsyncs
-    it, then renames it to `path`: `path` is never half-written. On any failure the
-    temporary file is removed and `path` is left as it was; a full disk becomes a
-    one-line `DiskFullError` naming `path`."""
-    temporary = path + ".tmp"
-    try:
-        with open(temporary, "wb") as file:
-            write(file)
-            file.flush()
-            os.fsync(file.fileno())
-        os.replace(temporary, path)
-    except BaseException as error:
-        remove_quietly(temporary)
-        if is_disk_full(error):
-            raise DiskFullError(f"no space left on device writing {path!r}; "
-                                "nothing was replaced (free some space and run again)") from None
-        raise
-
-
-def write_json_atomically(path, value):
-    """Writes JSON through a temporary file and a rename, so `path` is never half-written."""
-    write_atomically(path, lambda file: file.write(json.dumps(value, indent=2, sort_keys=True).encode()))
-
-
-def remove_quietly(path):
-    try:
-        os.remove(path)
-    except OSError:
-        pass
 
 
 def is_run(run_dir):

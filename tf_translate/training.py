@@ -13,18 +13,15 @@ from PIL import Image
 
 from tf_translate.distribute import is_chief, make_strategy, replicated_dataset, run_distributed
 from tf_translate.export import size_multiple
+from tf_translate.files import write_atomically
 from tf_translate.memory import ReturnCompilerMemory
 from tf_translate.models import build_model, model_class
-from tf_translate.runs import (CHECKPOINT, RUN_FILE, load_checkpoint, read_run, save_checkpoint, write_atomically,
-                               write_run)
+from tf_translate.runs import CHECKPOINT, RUN_FILE, load_checkpoint, read_run, save_checkpoint, write_run
+
 
 def global_step(model):
-    """Training steps completed: the iteration count of the model's first optimizer, or
-    the model's own count (`completed_steps`: TuiGAN, one optimizer pair per scale)."""
-    if hasattr(model, "completed_steps"):
-        return model.completed_steps()
-    name = next(iter(model.optimizer_variables()))
-    return int(getattr(model, name).iterations.numpy())
+    """Training steps completed (`TranslationModel.completed_steps`)."""
+    return model.completed_steps()
 
 
 def image_grid(rows):

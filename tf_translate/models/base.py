@@ -1,25 +1,80 @@
-"""The model contract every training model keeps, and what the training models share:
-compile with the reference optimizers, XLA, gradients under loss scaling and replicas.
+"""The model contract every training model and generator keeps, and what the training
+models share: compile with the reference optimizers, XLA, gradients under loss scaling
+and replicas.
 
+Training models
+---------------
 A training model subclasses `TranslationModel`. What the CLI, `training`, `runs`,
-`export` and `torch_import` may ask of it, and nothing else:
+`evaluation`, `export` and `torch_import` may ask of it, and nothing else:
 - class attributes `reference_run` (the reference implementation's image size, batch
-  size and length: `train`'s and the CLI's defaults), `data_kind` ("unpaired":
-  `fit` takes (a, b) batches of two image folders; "labelled": (images, labels)) and
+  size and length: `train`'s and the CLI's defaults), `data_kind` (see below) and
   `training_only_config` (config keys such as a loss network's path that translate
   and export leave out);
 - `optimizer_variables()`: {optimizer attribute name: the variables it updates};
 - `default_optimizers(total_steps, steps_per_epoch)`: {attribute name: optimizer};
-- `generators()`: {direction such as "a2b": network mapping [-1, 1] images};
+- `completed_steps()`: training steps done (default: the first optimizer's iterations;
+  TuiGAN, one optimizer pair per scale, counts its own);
+- `generators()`: {direction such as "a2b": a `Generator` mapping [-1, 1] images};
 - `sample_rows(batch)`: [(row title, [-1, 1] images)] for the sample grid;
 - `train_step(data)`; `get_config()` whose output rebuilds the model, `image_size` included;
 - for label-conditioned models (`data_kind == "labelled"`): `label_names()` and
   `target_label(names)` (the defaults here refuse).
-A generator network may state `fixed_input_size` (None when any size works) and
-`input_multiple` for export and translate. A model whose step schedule updates a
-network only on some steps (StarGAN's n_critic) states `step_kinds` and `step_kind()`,
-and its `train_step(data, kind)` runs that kind without a `tf.cond` around an update:
-replicated training chooses the kind on the host (`distribute.run_distributed`).
+- The constructor's keyword arguments are the model's options: `train --option NAME=VALUE`
+  sets any of them, and the CLI's convenience flags (`--generator`, `--inference-mode`,
+  `--face-model`, `--min-size`) are accepted for a model exactly when its constructor
+  has the option they set (`cli.OPTION_FLAGS`).
+A model whose step schedule updates a network only on some steps (StarGAN's n_critic)
+states `step_kinds` and `step_kind()`, and its `train_step(data, kind)` runs that kind
+without a `tf.cond` around an update: replicated training chooses the kind on the host
+(`distribute.run_distributed`).
+
+Data kinds (`data_kind`; the value names what `fit` reads):
+- "unpaired": two image folders (trainA, trainB); batches (a, b) (CycleGAN, U-GAT-IT,
+  photo2cartoon, NICE-GAN, UNIT, DRIT++);
+- "labelled": images with attribute or domain labels (CelebA, or one folder per
+  domain); batches (images, labels) (StarGAN);
+- "paired": aligned input/target pairs (A|B files side by side, or equally named files
+  in trainA/trainB); batches (inputs, targets); `--direction` picks the input side
+  (pix2pix);
+- "image_pair": exactly one image per domain (two files), trained scale by scale
+  (TuiGAN). Not to be confused with "paired": no pixel correspondence between them.
+
+Generators
+----------
+Every network that `generators()` returns subclasses `Generator` (a plain `keras.Model`
+that adds no weights or layers) and declares what it can do; export, translate and the
+CLI read these and never probe:
+- `input_multiple` (1): height and width must be multiples of it (export pads to it,
+  and to the lcm with 4; tiles are multiples of it);
+- `fixed_input_size` (None): the one size the network takes (full U-GAT-IT), else None;
+- `label_size` (0): length of the target label the network also takes, called as
+  `generator([images, labels])` (StarGAN's `num_domains`); 0 = images only;
+- `attribute_size` (0): length of the attribute code of a multimodal network, called as
+  `generator(images)` (random code) or `generator([images, codes])`, with
+  `attribute_statistics(images)` (DRIT++); 0 = none;
+- `returns_heatmap` (False): the call returns (image, CAM logits, heatmap), and the
+  export can serve the heatmap (U-GAT-IT, photo2cartoon);
+- `inference_modes` (()): the test-time behaviours `inference_mode` may be set to
+  (pix2pix: "reference", "eval"); () = one behaviour;
+- `resizes_itself` (False): the network resizes any input to its trained size itself
+  (TuiGAN's pyramid): no tiles and no padding;
+- `serving_module()`: the `export.GeneratorModule` that serves it, or None for the
+  standard one chosen from the capabilities above.
+Subclasses override them as class attributes, properties or instance attributes.
+
+How to add a model
+------------------
+1. Files: `models/<name>.py` holding the paper's networks (generators subclass
+   `Generator`), its `TranslationModel` and a docstring naming the reference files;
+   the PyTorch restatement `tests/torch_<name>.py` if parity is tested.
+2. Table row: `models/__init__.py` `MODELS["<name>"] = (Class, preset kwargs)`.
+3. Contract: the lists above; `reference_run`, `data_kind`, and the capabilities of its
+   generators; nothing else is read from outside.
+4. Tests to copy: `tests/test_cyclegan.py` (parameter counts, config round trip,
+   `.keras` save/load, jit train step moving only G then only D variables, mixed
+   precision close to float32), a step-parity test against the reference
+   (`tests/test_step_parity.py`), and a CLI train -> translate -> export round trip
+   (`tests/test_cli.py`).
 """
 
 import dataclasses
@@ -66,6 +121,24 @@ class ReferenceRun:
         return f"{self.steps:,} steps" if self.steps else f"{self.epochs} epochs"
 
 
+class Generator(keras.Model):
+    """Base of the generator networks that translate and export run: see "Generators" in
+    the module docstring. It adds no weights, layers or config, so subclassing it keeps
+    weight files, `.keras` files and SavedModels unchanged."""
+
+    input_multiple = 1
+    fixed_input_size = None
+    label_size = 0
+    attribute_size = 0
+    returns_heatmap = False
+    inference_modes = ()
+    resizes_itself = False
+
+    def serving_module(self):
+        """The `export.GeneratorModule` serving this network, or None for the standard one."""
+        return None
+
+
 class TranslationModel(keras.Model):
     """Base of the training models (CycleGAN, UGATIT, StarGAN, ...): see the module docstring."""
 
@@ -73,6 +146,12 @@ class TranslationModel(keras.Model):
     data_kind = "unpaired"
     training_only_config = ()  # config keys inference never needs (and never loads)
     step_kinds = ()  # see the module docstring: one kind of step unless a model says otherwise
+
+    def completed_steps(self):
+        """Training steps completed: the iteration count of the model's first optimizer
+        (the one `optimizer_variables()` names first)."""
+        name = next(iter(self.optimizer_variables()))
+        return int(getattr(self, name).iterations.numpy())
 
     def label_names(self):
         """What each entry of a generator's label input means (label-conditioned models)."""

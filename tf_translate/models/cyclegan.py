@@ -16,7 +16,7 @@ from tf_translate.layers.initializers import junyanz_kernel_init
 from tf_translate.layers.patchgan import PatchGANDiscriminator
 from tf_translate.layers.xnnpack import NearestUpsampling2D
 from tf_translate.losses import l1_loss, lsgan_fake_loss, lsgan_real_loss
-from tf_translate.models.base import TranslationModel, call_on_both
+from tf_translate.models.base import Generator, TranslationModel, call_on_both
 from tf_translate.optimizers import current_learning_rate, make_adam
 from tf_translate.schedules import junyanz_decay
 
@@ -47,7 +47,7 @@ class ResidualBlock(ResidualBody):
 
 
 @keras.saving.register_keras_serializable(package="tf_translate")
-class ResNetGenerator(keras.Model):
+class ResNetGenerator(Generator):
     """The junyanz `resnet_9blocks` / `resnet_6blocks` generator.
 
     c7s1-64, d128, d256, R256 x N, u128, u64, c7s1-3, tanh; non-affine instance norm, so

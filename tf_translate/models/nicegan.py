@@ -25,7 +25,7 @@ from tf_translate.layers.blocks import (AdaLINResidualBlock, build_stack, check_
 from tf_translate.layers.cam import heatmap_image
 from tf_translate.layers.initializers import torch_bias_init, torch_kernel_init
 from tf_translate.losses import l1_loss, lsgan_fake_loss, lsgan_real_loss
-from tf_translate.models.base import ReferenceRun, TranslationModel
+from tf_translate.models.base import Generator, ReferenceRun, TranslationModel
 from tf_translate.optimizers import current_learning_rate, make_adam
 from tf_translate.schedules import half_then_linear_decay
 
@@ -340,7 +340,7 @@ class NICEGANGenerator(keras.Model):
 
 
 @keras.saving.register_keras_serializable(package="tf_translate")
-class NICEGANTranslator(keras.Model):
+class NICEGANTranslator(Generator):
     """One translation direction as one model: a domain's encoder, then a decoder.
 
     Maps [-1, 1] images to [-1, 1] images (float32), so the common export, grids and

@@ -18,7 +18,7 @@ from tf_translate.layers import CAMAttention, InstanceNormalization, ReflectionP
 from tf_translate.layers.blocks import (UGATITResidualBlock, build_stack, check_image_size, conv, dense, run_stack,
                                         upsample_block)
 from tf_translate.layers.xnnpack import NearestUpsampling2D
-from tf_translate.models.base import ReferenceRun
+from tf_translate.models.base import Generator, ReferenceRun
 from tf_translate.models.ugatit import UGATIT
 
 logger = logging.getLogger("tf_translate")
@@ -215,7 +215,7 @@ class SoftAdaLINResidualBlock(layers.Layer):
 
 
 @keras.saving.register_keras_serializable(package="tf_translate")
-class Photo2CartoonGenerator(keras.Model):
+class Photo2CartoonGenerator(Generator):
     """The photo2cartoon generator; returns (image, cam_logit, heatmap).
 
     c7s1-32, 2 hourglasses, two 3x3 stride-2 downs (64, 128), 4 residual blocks each
@@ -236,6 +236,8 @@ class Photo2CartoonGenerator(keras.Model):
         light: GAP before the style MLP instead of flattening (`--light`, True).
     Reference: `ResnetGenerator` in photo2cartoon `models/networks.py` (genA2B, genB2A).
     """
+
+    returns_heatmap = True  # (image, CAM logits, heatmap)
 
     def __init__(self, filters=32, image_size=256, light=True, **kwargs):
         if image_size % 16:

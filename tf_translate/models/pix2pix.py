@@ -16,7 +16,7 @@ from tf_translate.layers.normalization import BatchNormalization
 from tf_translate.layers.patchgan import PatchGANDiscriminator
 from tf_translate.layers import xnnpack
 from tf_translate.losses import bce_with_logits, l1_loss
-from tf_translate.models.base import ReferenceRun, TranslationModel
+from tf_translate.models.base import Generator, ReferenceRun, TranslationModel
 from tf_translate.optimizers import current_learning_rate, make_adam
 from tf_translate.schedules import junyanz_decay
 
@@ -43,7 +43,7 @@ def reference_dropout(x, rate):
 
 
 @keras.saving.register_keras_serializable(package="tf_translate")
-class UNetGenerator(keras.Model):
+class UNetGenerator(Generator):
     """The junyanz `unet_256` / `unet_128` generator (54,413,955 / 41,828,995 parameters
     with batch norm; 54,409,603 for `unet_256` with instance norm).
 
@@ -72,6 +72,8 @@ class UNetGenerator(keras.Model):
         output_channels: channels of the output image.
     Reference: `UnetGenerator`, `UnetSkipConnectionBlock` in junyanz `networks.py`.
     """
+
+    inference_modes = INFERENCE_MODES
 
     def __init__(self, variant="unet_256", filters=64, norm="batch", use_dropout=True,
                  inference_mode="reference", output_channels=3, **kwargs):

@@ -20,7 +20,7 @@ from tf_translate.layers.initializers import torch_kernel_init
 from tf_translate.layers import xnnpack
 from tf_translate.losses import (classification_loss, gradient_penalty, l1_loss,
                                  wgan_critic_loss, wgan_generator_loss)
-from tf_translate.models.base import ReferenceRun, TranslationModel
+from tf_translate.models.base import Generator, ReferenceRun, TranslationModel
 from tf_translate.optimizers import current_learning_rate, make_adam
 from tf_translate.schedules import StarGANDecay
 
@@ -50,7 +50,7 @@ class StarGANResidualBlock(ResidualBody):
 
 
 @keras.saving.register_keras_serializable(package="tf_translate")
-class StarGANGenerator(keras.Model):
+class StarGANGenerator(Generator):
     """The StarGAN generator: translates an image to the domain a label vector names.
 
     Called as `generator([images, labels])`: images NHWC in [-1, 1], labels float
@@ -74,6 +74,11 @@ class StarGANGenerator(keras.Model):
         num_residual_blocks: bottleneck blocks (reference `--g_repeat_num`, 6).
     Reference: `Generator` in yunjey `model.py`.
     """
+
+    @property
+    def label_size(self):
+        """The label input's length (`Generator` capability): `num_domains`."""
+        return self.num_domains
 
     def __init__(self, filters=64, num_domains=5, num_residual_blocks=6, **kwargs):
         super().__init__(**kwargs)

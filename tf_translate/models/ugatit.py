@@ -20,13 +20,13 @@ from tf_translate.layers.blocks import (AdaLINResidualBlock, UGATITResidualBlock
                                         conv, dense, run_stack, sn_conv, upsample_block)
 from tf_translate.layers.cam import heatmap_image
 from tf_translate.losses import bce_with_logits, l1_loss, lsgan_fake_loss, lsgan_real_loss
-from tf_translate.models.base import ReferenceRun, TranslationModel, call_on_both
+from tf_translate.models.base import Generator, ReferenceRun, TranslationModel, call_on_both
 from tf_translate.optimizers import current_learning_rate, make_adam
 from tf_translate.schedules import half_then_linear_decay
 
 
 @keras.saving.register_keras_serializable(package="tf_translate")
-class UGATITGenerator(keras.Model):
+class UGATITGenerator(Generator):
     """The U-GAT-IT generator; returns (image, cam_logit, heatmap).
 
     Encoder: c7s1-64, two 3x3 stride-2 downs (reflection padding, IN, ReLU), residual
@@ -52,6 +52,8 @@ class UGATITGenerator(keras.Model):
         light: GAP before the MLP instead of flattening (`--light`).
     Reference: `ResnetGenerator` in UGATIT-pytorch `networks.py` (netG_A2B, netG_B2A).
     """
+
+    returns_heatmap = True  # (image, CAM logits, heatmap)
 
     def __init__(self, filters=64, num_residual_blocks=4, image_size=256, light=False, **kwargs):
         if image_size % 4:

@@ -27,7 +27,7 @@ from tf_translate.layers.conv import Conv2D
 from tf_translate.layers.multiscale import MultiScaleDiscriminator
 from tf_translate.layers.normalization import UNITLayerNormalization
 from tf_translate.losses import l1_loss, lsgan_fake_loss, lsgan_real_loss
-from tf_translate.models.base import ReferenceRun, TranslationModel, call_on_both, unique
+from tf_translate.models.base import Generator, ReferenceRun, TranslationModel, call_on_both, unique
 from tf_translate.optimizers import current_learning_rate, make_adam
 from tf_translate.schedules import StepDecay
 
@@ -315,7 +315,7 @@ class UNITGenerator(keras.Model):
 
 
 @keras.saving.register_keras_serializable(package="tf_translate")
-class UNITTranslator(keras.Model):
+class UNITTranslator(Generator):
     """One direction as one model: the source domain's encoder, the target's decoder.
 
     Maps [-1, 1] images to [-1, 1] images (float32) by decoding h without noise (the

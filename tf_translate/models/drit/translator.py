@@ -3,8 +3,12 @@ as one Keras model, for translate and export (`test.py`, `test_transfer.py`)."""
 
 import keras
 from keras import ops
+
+from tf_translate.models.base import Generator
+
+
 @keras.saving.register_keras_serializable(package="tf_translate")
-class DRITTranslator(keras.Model):
+class DRITTranslator(Generator):
     """One direction as one model: source content encoder, target generator, and the
     target domain's attribute encoder (for attribute transfer).
 

@@ -7,6 +7,7 @@ import keras
 import tensorflow as tf
 
 from tf_translate.export import GeneratorModule
+from tf_translate.models.base import Generator
 from tf_translate.models.tuigan.pyramid import resize_in_graph
 
 
@@ -28,7 +29,7 @@ def chain(generators, levels, noises, noise_amp, upsample, steps, partner=None):
 
 
 @keras.saving.register_keras_serializable(package="tf_translate")
-class TuiGANPyramid(keras.Model):
+class TuiGANPyramid(Generator):
     """A trained direction of TuiGAN as one network: [-1, 1] images in, translations out.
 
     The input is resized (bicubic, antialiased) to the trained finest size when it has
@@ -43,14 +44,14 @@ class TuiGANPyramid(keras.Model):
     T13); `apply_finest=False` computes that.
     """
 
+    resizes_itself = True  # `Generator` capability: any input size, no tiles or padding
+
     def __init__(self, generators, rule, noise_amp=0.1, apply_finest=True, **kwargs):
         super().__init__(**kwargs)
         self.scales = list(generators)
         self.rule = rule
         self.noise_amp = noise_amp
         self.apply_finest = apply_finest
-        self.fixed_input_size = None
-        self.input_multiple = 1
 
     def levels(self, finest):
         return [resize_in_graph(finest, *self.rule.level_matrices(i)) for i in range(len(self.rule.sizes))]
