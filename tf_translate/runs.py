@@ -18,6 +18,7 @@ import io
 import json
 import os
 import shutil
+import socket
 import sys
 import warnings
 
@@ -27,6 +28,7 @@ from tf_translate import __version__
 from tf_translate.models import MODELS, build_model, model_class
 
 RUN_FILE = "run.json"
+LOCK_FILE = "run.lock"  # the owner (pid, host) of a run directory while it trains
 CHECKPOINT = "checkpoint.weights.h5"
 BEST_WEIGHTS = "best.weights.h5"  # kept by the evaluation callback (`train --eval-every`)
 
@@ -77,6 +79,70 @@ def remove_quietly(path):
         os.remove(path)
     except OSError:
         pass
+
+
+class RunLock:
+    """One process owns a run directory while it trains: RUN/run.lock, created
+    exclusively, holds the owner's pid and host and is removed when training ends.
+
+    A lock whose process is gone (same host, pid not running) is taken over with a
+    warning; a live owner, or one on another host (which cannot be checked from here),
+    is a one-line error naming the lock file. Under multi-worker training only the chief
+    locks (the workers share the directory)."""
+
+    def __init__(self, run_dir):
+        self.path = os.path.join(run_dir, LOCK_FILE)
+        self.owner = {"pid": os.getpid(), "host": socket.gethostname()}
+
+    def __enter__(self):
+        os.makedirs(os.path.dirname(self.path) or ".", exist_ok=True)
+        for _ in range(2):
+            try:
+                descriptor = os.open(self.path, os.O_CREAT | os.O_EXCL | os.O_WRONLY, 0o644)
+            except FileExistsError:
+                self.take_over_if_stale()
+                continue
+            with os.fdopen(descriptor, "w") as file:
+                json.dump(self.owner, file)
+            return self
+        raise ValueError(f"{self.path!r}: another process took the run directory while this one started")
+
+    def take_over_if_stale(self):
+        """Removes a lock left by a process that is gone; refuses a live one."""
+        try:
+            with open(self.path, encoding="utf-8") as file:
+                owner = json.load(file)
+            pid, host = int(owner["pid"]), str(owner["host"])
+        except (OSError, ValueError, KeyError, TypeError):
+            owner, pid, host = None, None, None
+        if owner is not None and host != self.owner["host"]:
+            raise ValueError(f"{os.path.dirname(self.path)!r} is in use by process {pid} on {host} "
+                             f"({self.path}); delete that file only if that process has ended")
+        if pid is not None and pid != os.getpid() and process_alive(pid):
+            raise ValueError(f"{os.path.dirname(self.path)!r} is in use by process {pid} on this machine "
+                             f"({self.path}): wait for it to end or stop it (it saves on Ctrl-C or SIGTERM)")
+        warnings.warn(f"{self.path}: taking over the lock of process {pid}, which has ended", stacklevel=3)
+        remove_quietly(self.path)
+
+    def __exit__(self, *exc):
+        try:
+            with open(self.path, encoding="utf-8") as file:
+                mine = json.load(file) == self.owner
+        except (OSError, ValueError):
+            mine = False
+        if mine:
+            remove_quietly(self.path)
+
+
+def process_alive(pid):
+    """Whether a process with `pid` runs on this machine (signal 0 checks, sends nothing)."""
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:  # it exists, owned by another user
+        return True
+    return True
 
 
 def is_run(run_dir):

@@ -3,6 +3,8 @@
 import contextlib
 import math
 import os
+import signal
+import threading
 
 import keras
 import numpy as np
@@ -13,7 +15,7 @@ from tf_translate.distribute import is_chief, make_strategy, replicated_dataset,
 from tf_translate.export import size_multiple
 from tf_translate.memory import ReturnCompilerMemory
 from tf_translate.models import build_model, model_class
-from tf_translate.runs import (CHECKPOINT, RUN_FILE, load_checkpoint, read_run, save_checkpoint, write_atomically,
+from tf_translate.runs import (CHECKPOINT, RUN_FILE, RunLock, load_checkpoint, read_run, save_checkpoint, write_atomically,
                                write_run)
 
 def global_step(model):
@@ -153,8 +155,8 @@ def training_data(model_name, data, attr_file=None, attrs=None, direction=None):
 
 
 def train(model_name, data, run_dir, steps=None, epochs=None, batch_size=None, image_size=None,
-          load_size=None, precision="float32", xla=True, resume=False, checkpoint_every=1000,
-          sample_every=500, log_every=50, seed=None, verbose=1, model_overrides=None,
+          load_size=None, precision=None, xla=None, resume=False, checkpoint_every=None,
+          sample_every=None, log_every=None, seed=None, verbose=1, model_overrides=None,
           dataset_fn=None, eager=False, eval_every=0, eval_features="mobilenet_v2", eval_samples=100,
           strategy="none"):
     """Trains `model_name` on `data` in `run_dir`; the CLI's `train` and the demo call it.
@@ -164,7 +166,13 @@ def train(model_name, data, run_dir, steps=None, epochs=None, batch_size=None, i
     A run directory remembers the model, its config and the flags in run.json. With
     `resume=True` the model is rebuilt from run.json, the checkpoint (weights, optimizer
     moments and step, image pools) is loaded, and training continues at the saved step
-    until the run's total (or a new `steps`/`epochs`); a run of another model is refused.
+    until the run's total (or a new `steps`/`epochs`); a run of another model is refused,
+    and so are a `precision`, `seed` or model option other than the run's (they change
+    the model or its data). `xla` and the checkpoint, sample and log intervals are kept
+    in run.json too; given on resume, they replace the kept ones (with a note). Settings
+    left None take the run's, or for a new run float32, XLA, 1000, 500 and 50 steps.
+    One process at a time trains a run directory (`runs.RunLock`), and SIGTERM or
+    SIGHUP save the checkpoint as Ctrl-C does.
     `eager=True` runs the train step op by op in Python (for debugging: no tracing, slow
     steps); it is a choice of this call, not of the run. `eval_every=N` computes KID of
     the a2b translations of DATA/testA against DATA/testB (`eval_samples` each, features
@@ -182,8 +190,9 @@ def train(model_name, data, run_dir, steps=None, epochs=None, batch_size=None, i
     if model_class(model_name).data_kind == "image_pair":  # TuiGAN: two images, a pyramid trained scale by scale
         from tf_translate.models.tuigan import train_tuigan
         return train_tuigan(model_name, data, run_dir, steps=steps, epochs=epochs, batch_size=batch_size,
-                            image_size=image_size, load_size=load_size, precision=precision, xla=xla, resume=resume,
-                            checkpoint_every=checkpoint_every, sample_every=sample_every, log_every=log_every,
+                            image_size=image_size, load_size=load_size, precision=precision or "float32",
+                            xla=xla is not False, resume=resume, checkpoint_every=checkpoint_every or 1000,
+                            sample_every=sample_every or 500, log_every=log_every or 50,
                             seed=seed, verbose=verbose, model_overrides=model_overrides, eager=eager,
                             eval_every=eval_every, strategy=strategy)
     reference = model_class(model_name).reference_run
@@ -204,6 +213,13 @@ def train(model_name, data, run_dir, steps=None, epochs=None, batch_size=None, i
             if given is not None and given != kept:
                 raise ValueError(f"{flag} {given}: the run was started with {kept}, and a resumed run "
                                  "keeps its settings (start a new --run-dir to change it)")
+        refuse_changed_settings(run, precision=precision, seed=seed, model_overrides=model_overrides)
+        for name, given in (("xla", xla), ("checkpoint_every", checkpoint_every),
+                            ("sample_every", sample_every), ("log_every", log_every)):
+            kept = flags.setdefault(name, RUN_DEFAULTS[name])  # runs recorded before the intervals were
+            if given is not None and given != kept:
+                print(f"tf_translate: --{name.replace('_', '-')} {given} replaces the run's {kept}")
+                flags[name] = given
         if steps or epochs:  # a longer total given on resume extends the run
             flags.update(steps=steps, epochs=epochs)
         if data is not None:  # where the data is now (the run may have moved)
@@ -219,8 +235,11 @@ def train(model_name, data, run_dir, steps=None, epochs=None, batch_size=None, i
                              "images are resized to the load size, then cropped to the image size")
         if not (steps or epochs):
             steps, epochs = reference.steps, reference.epochs
-        flags = dict(steps=steps, epochs=epochs, batch_size=batch_size or reference.batch_size,
-                     load_size=load_size, precision=precision, xla=xla, seed=seed, data=absolute(data))
+        given = dict(precision=precision, xla=xla, checkpoint_every=checkpoint_every,
+                     sample_every=sample_every, log_every=log_every)
+        flags = dict(RUN_DEFAULTS, **{name: value for name, value in given.items() if value is not None},
+                     steps=steps, epochs=epochs, batch_size=batch_size or reference.batch_size,
+                     load_size=load_size, seed=seed, data=absolute(data))
         config = {"image_size": image_size, "seed": seed, **(model_overrides or {})}
 
     keras.mixed_precision.set_global_policy(flags["precision"])
@@ -262,11 +281,61 @@ def train(model_name, data, run_dir, steps=None, epochs=None, batch_size=None, i
     if resume:
         with scope():
             load_checkpoint(model, run_dir)
-    callbacks = [ReturnCompilerMemory(), RunCallback(run_dir, sample_batch, checkpoint_every, sample_every, log_every,
-                                                     is_chief(strategy))]
+    callbacks = [ReturnCompilerMemory(), RunCallback(run_dir, sample_batch, flags["checkpoint_every"],
+                                                     flags["sample_every"], flags["log_every"], is_chief(strategy))]
     if eval_every and is_chief(strategy):
         from tf_translate.evaluation import held_out_callback
         callbacks.append(held_out_callback(model, flags["data"], run_dir, eval_every, eval_features, eval_samples))
+    with RunLock(run_dir) if is_chief(strategy) else contextlib.nullcontext(), signals_as_interrupts():
+        if not resume and os.path.exists(os.path.join(run_dir, RUN_FILE)):  # written while this one started
+            raise ValueError(f"{run_dir!r} already holds a run: pass --resume to continue it "
+                             "or choose a new --run-dir")
+        fit_in_run(model, run_dir, model_name, config, flags, strategy, callbacks, verbose,
+                   replicated if own_loop else None, dataset, total_steps)
+    if report.skipped:
+        print(f"tf_translate: {len(report.skipped)} unreadable image(s) were skipped")
+    return model
+
+
+RUN_DEFAULTS = dict(precision="float32", xla=True, checkpoint_every=1000, sample_every=500, log_every=50)
+
+
+def refuse_changed_settings(run, precision, seed, model_overrides):
+    """One-line errors for settings given on resume that would change the run's model or
+    data: the kept setting cannot win silently for these."""
+    flags, config = run["flags"], run["config"]
+    for flag, given, kept in (("--precision", precision, flags.get("precision")), ("--seed", seed, flags.get("seed"))):
+        if given is not None and given != kept:
+            raise ValueError(f"{flag} {given}: the run was started with {kept}, and a resumed run "
+                             "keeps its settings (start a new --run-dir to change it)")
+    for name, value in (model_overrides or {}).items():
+        if name in config and config[name] != value:
+            raise ValueError(f"--option {name}={value}: the run's model was built with {name}={config[name]} "
+                             "(start a new --run-dir to change it)")
+
+
+@contextlib.contextmanager
+def signals_as_interrupts():
+    """SIGTERM (kill, timeout, docker stop, batch schedulers) and SIGHUP raise
+    KeyboardInterrupt while training, so they save the checkpoint as Ctrl-C does."""
+    if threading.current_thread() is not threading.main_thread():
+        yield
+        return
+
+    def interrupt(number, frame):
+        raise KeyboardInterrupt(f"stopped by {signal.Signals(number).name}")
+
+    previous = {number: signal.signal(number, interrupt) for number in (signal.SIGTERM, signal.SIGHUP)}
+    try:
+        yield
+    finally:
+        for number, handler in previous.items():
+            signal.signal(number, handler)
+
+
+def fit_in_run(model, run_dir, model_name, config, flags, strategy, callbacks, verbose, replicated, dataset,
+               total_steps):
+    """Records the run and trains it to `total_steps`; an interrupt saves the checkpoint."""
     if is_chief(strategy):
         write_run(run_dir, model_name, config, flags)
     done = global_step(model)
@@ -275,23 +344,21 @@ def train(model_name, data, run_dir, steps=None, epochs=None, batch_size=None, i
               "or --epochs with --resume to extend it")
     else:
         try:
-            if own_loop:
-                run_distributed(model, strategy, replicated, total_steps - done, callbacks, verbose, log_every)
+            if replicated is not None:
+                run_distributed(model, strategy, replicated, total_steps - done, callbacks, verbose, flags["log_every"])
             else:
                 model.fit(dataset, epochs=1, steps_per_epoch=total_steps - done, callbacks=callbacks,
                           verbose=verbose)
-        except KeyboardInterrupt:
+        except KeyboardInterrupt as interrupt:
             if callbacks[1].failure is None:
                 callbacks[1].save(global_step(model))
-            raise KeyboardInterrupt(f"interrupted at step {global_step(model)}; the checkpoint is saved and "
+            cause = f" ({interrupt})" if str(interrupt) else ""
+            raise KeyboardInterrupt(f"interrupted at step {global_step(model)}{cause}; the checkpoint is saved and "
                                     "--resume continues the run") from None
     failure = callbacks[1].failure
     if failure:
         raise ValueError(f"training stopped at step {failure[0]}: {failure[1]} is {failure[2]}; nothing was "
                          f"saved after it, {os.path.join(run_dir, CHECKPOINT)} is the last good state")
-    if report.skipped:
-        print(f"tf_translate: {len(report.skipped)} unreadable image(s) were skipped")
-    return model
 
 
 def default_dataset(data_kind):
