@@ -118,13 +118,8 @@ def image_folder_dataset(folder, image_size=256, load_size=None, training=True, 
         raise ValueError(f"image folder {folder!r} holds no readable images ({len(bad)} corrupt)")
     decode_size = (load_size or reference_load_size(image_size)) if training else image_size
 
-    def decode(path):
-        path = path.decode()
-        try:
-            return read_rgb(path, decode_size), True
-        except Exception as error:
-            report.add(path, str(error).splitlines()[0] if str(error) else type(error).__name__)
-            return np.zeros((decode_size, decode_size, 3), np.uint8), False
+    decode = skipping_unreadable(lambda path: read_rgb(path, decode_size), report,
+                                 np.zeros((decode_size, decode_size, 3), np.uint8))
 
     def load(path):
         image, ok = tf.numpy_function(decode, [path], (tf.uint8, tf.bool), stateful=False)
@@ -149,8 +144,23 @@ def image_folder_dataset(folder, image_size=256, load_size=None, training=True, 
     return dataset, len(paths)
 
 
-def decoded_ok(image, ok):
-    return ok
+def skipping_unreadable(read, report, empty):
+    """The one decode path of every pipeline: `read(path, *args)` as (value, True), or
+    (`empty`, False) with the file named and counted in `report` when it cannot be
+    decoded (a file truncated in its pixel data passes `check_images` and fails only
+    here). Paths arrive as bytes from `tf.numpy_function`; filter on the flag."""
+    def decode(path, *args):
+        path = path.decode()
+        try:
+            return read(path, *args), True
+        except Exception as error:  # Pillow raises many types for bad files
+            report.add(path, str(error).splitlines()[0] if str(error) else type(error).__name__)
+            return empty, False
+    return decode
+
+
+def decoded_ok(*values):
+    return values[-1]
 
 
 def drop_flag(image, ok):
@@ -298,13 +308,8 @@ def paired_dataset(spec, batch_size=1, image_size=256, load_size=None, split="tr
     training = split == "train"
     decode_size = (load_size or reference_load_size(image_size)) if training else image_size
 
-    def decode(path_a, path_b):
-        try:
-            a, b = read_pair(path_a.decode(), path_b.decode(), decode_size)
-            return np.concatenate([a, b], axis=-1), True
-        except Exception as error:
-            report.add(path_a.decode(), str(error).splitlines()[0] if str(error) else type(error).__name__)
-            return np.zeros((decode_size, decode_size, 6), np.uint8), False
+    decode = skipping_unreadable(lambda a, b: np.concatenate(read_pair(a, b.decode(), decode_size), axis=-1),
+                                 report, np.zeros((decode_size, decode_size, 6), np.uint8))
 
     def load(path_a, path_b):
         both, ok = tf.numpy_function(decode, [path_a, path_b], (tf.uint8, tf.bool), stateful=False)
