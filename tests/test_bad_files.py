@@ -1,12 +1,15 @@
 """Damaged files a user may hand any command: named, counted or refused in one line."""
 
 import io
+import json
 import os
 
 import numpy as np
+import pytest
 from PIL import Image
 
 from tf_translate.data_labels import labelled_data_spec, labelled_dataset
+from tf_translate.face_model import model_files
 
 
 def truncated_jpeg(path, seed=1):
@@ -37,3 +40,23 @@ def test_stargan_data_skips_a_file_truncated_in_its_pixels_by_name(tmp_path, cap
     assert reds <= {0, 20, 40, 60, 80, 100} and 0 < len(reds)
     greens = np.round((images[:, 16, 16, 1] + 1) * 127.5)
     assert (greens == 100).all()  # no zero-filled stand-in for the damaged file
+
+
+@pytest.mark.parametrize("shard", ["/etc/hostname", "../outside.bin", "models/../../outside.bin"])
+def test_a_face_model_package_cannot_read_files_outside_itself(tmp_path, shard):
+    """Before: `convert-face-model --package FOLDER` opened any absolute path its
+    model.json listed as a weight shard."""
+    (tmp_path / "outside.bin").write_bytes(b"secret")
+    models = tmp_path / "package" / "models"
+    models.mkdir(parents=True)
+    (models / "faceres.json").write_text(json.dumps({"weightsManifest": [{"paths": [shard], "weights": []}]}))
+    with pytest.raises(ValueError, match="lists weight shard .*outside the package: refused"):
+        model_files(str(tmp_path / "package"), "faceres")
+
+
+def test_a_face_model_package_reads_its_own_shards(tmp_path):
+    models = tmp_path / "models"
+    models.mkdir()
+    (models / "faceres.json").write_text(json.dumps({"weightsManifest": [{"paths": ["faceres.bin"], "weights": []}]}))
+    (models / "faceres.bin").write_bytes(b"\x01\x02")
+    assert model_files(str(tmp_path), "faceres")[1] == {"faceres.bin": b"\x01\x02"}
