@@ -14,6 +14,7 @@ translate, export and evaluate read only their generators back (`load_generators
 
 import errno
 import hashlib
+import inspect
 import io
 import json
 import os
@@ -23,6 +24,7 @@ import sys
 import warnings
 
 import keras
+import numpy as np
 
 from tf_translate import __version__
 from tf_translate.models import MODELS, build_model, model_class
@@ -166,7 +168,30 @@ def read_run(run_dir):
         raise ValueError(f"{path!r} is not a tf_translate run record (missing or wrong: {', '.join(problems)})")
     if run["model"] not in MODELS:
         raise ValueError(f"{path!r} names an unknown model {run['model']!r}; valid models: {', '.join(sorted(MODELS))}")
+    check_config(run["model"], run["config"], repr(path))
     return run
+
+
+MAX_SIZE = 16384  # px: larger sizes (and widths over MAX_FILTERS) are damage, not a run
+MAX_FILTERS = 4096
+
+
+def check_config(model_name, config, source):
+    """One-line errors, naming `source` (run.json, --option), for a model config that
+    would fail or allocate absurdly deep inside Keras: unknown keys, values of the wrong
+    kind for the constructor's default, sizes and widths that are not positive or not
+    sane (a `filters` of 100,000 or an `image_size` of 100,000 px)."""
+    parameters = inspect.signature(model_class(model_name).__init__).parameters
+    for key, value in config.items():
+        if key not in parameters or key in ("self", "kwargs"):
+            raise ValueError(f"{source}: {model_name} has no option {key!r}")
+        default = parameters[key].default
+        kinds = {bool: (bool,), int: (int,), float: (int, float), str: (str,)}.get(type(default))
+        if kinds and (not isinstance(value, kinds) or (isinstance(value, bool) and bool not in kinds)):
+            raise ValueError(f"{source}: {key} must be {type(default).__name__} (like {default!r}), got {value!r}")
+        limit = MAX_FILTERS if "filters" in key else MAX_SIZE if key in ("image_size", "min_size", "max_size") else None
+        if limit and isinstance(value, int) and not 0 < value <= limit:
+            raise ValueError(f"{source}: {key} must be between 1 and {limit}, got {value}")
 
 
 def write_run(run_dir, model_name, config, flags, imported=None):
@@ -360,7 +385,7 @@ def load_run(run_dir):
     """The compiled training model of a run with its checkpoint (optimizer state
     included), and the run record: to inspect or continue a run from Python."""
     run = read_run(run_dir)
-    model = build_model(run["model"], **run["config"])
+    model = build_recorded_model(run_dir, run["model"], run["config"])
     model.compile(total_steps=run["flags"].get("total_steps"),
                   steps_per_epoch=run["flags"].get("steps_per_epoch", 1))
     if not load_checkpoint(model, run_dir):
@@ -385,12 +410,33 @@ def load_generators(run_dir, name=CHECKPOINT):
     training_only = model_class(run["model"]).training_only_config
     config = {key: value for key, value in run["config"].items() if key not in training_only}
     try:
-        model = build_model(run["model"], **config)
+        model = build_recorded_model(run_dir, run["model"], config)
     finally:
         keras.mixed_precision.set_global_policy(previous)
     if not load_checkpoint(model, run_dir, optimizers=False, name=name):
         raise missing_checkpoint(run_dir, name)
+    check_finite(model, os.path.join(run_dir, name))
     return model, run
+
+
+def build_recorded_model(run_dir, model_name, config):
+    """`build_model` from a run record; a config it refuses is a one-line error naming
+    run.json (a record edited by hand, or written by another version)."""
+    try:
+        return build_model(model_name, **config)
+    except (TypeError, ValueError) as error:
+        raise ValueError(f"{os.path.join(run_dir, RUN_FILE)!r}: its config does not build a {model_name} "
+                         f"model ({str(error).splitlines()[0] if str(error) else type(error).__name__})") from None
+
+
+def check_finite(model, path):
+    """Refuses weights that are NaN or infinite (a diverged or damaged import): every
+    translation would be a black image."""
+    for direction, network in model.generators().items():
+        bad = [w.path for w in network.weights if not np.isfinite(keras.ops.convert_to_numpy(w)).all()]
+        if bad:
+            raise ValueError(f"{path!r} holds non-finite weights (NaN or inf) in the {direction} generator "
+                             f"({len(bad)} variable(s), first {bad[0]}): it cannot translate")
 
 
 def generator(model, run, direction=None):
