@@ -118,3 +118,15 @@ def test_nan_weights_are_refused_before_translating(trained_run, tmp_path, capsy
     save_checkpoint(model, str(run_dir))
     line = translate_error(run_dir, trained_run / "photo.png", tmp_path, capsys)
     assert "holds non-finite weights (NaN or inf) in the a2b generator" in line and "checkpoint.weights.h5" in line
+
+
+@pytest.mark.parametrize("present, missing", [("trainA", "trainB"), ("trainB", "trainA")])
+def test_pix2pix_data_with_one_half_names_the_missing_folder(tmp_path, present, missing):
+    """Before: read as one folder of aligned files ("holds no images")."""
+    from tf_translate.data import paired_dataset
+
+    (tmp_path / present).mkdir()
+    Image.new("RGB", (32, 32)).save(tmp_path / present / "x.png")
+    with pytest.raises(ValueError, match=f"{missing} is missing; {present}/ needs a partner folder") as error:
+        paired_dataset({"paired": str(tmp_path)}, image_size=32)
+    assert "\n" not in str(error.value)

@@ -225,8 +225,13 @@ def paired_files(data, split="train"):
         return named_pairs(*data), "named"
     if os.path.isdir(os.path.join(data, split)):
         return [(path, None) for path in list_images(os.path.join(data, split))], "aligned"
-    if all(os.path.isdir(os.path.join(data, split + side)) for side in "AB"):
+    halves = [side for side in "AB" if os.path.isdir(os.path.join(data, split + side))]
+    if halves == ["A", "B"]:
         return named_pairs(os.path.join(data, split + "A"), os.path.join(data, split + "B")), "named"
+    if halves:  # one half of the named layout: say which is missing, not "holds no images"
+        missing = os.path.join(data, split + ("B" if halves == ["A"] else "A"))
+        raise ValueError(f"--data {data!r}: {missing} is missing; {split}{halves[0]}/ needs a partner folder "
+                         "of equally named files")
     if split == "train" and os.path.isdir(data) and not any(
             os.path.isdir(os.path.join(data, name)) for name in ("test", "val", "testA")):
         return [(path, None) for path in list_images(data)], "aligned"
