@@ -128,20 +128,28 @@ def image_folder_dataset(folder, image_size=256, load_size=None, training=True, 
         return image, ok
 
     dataset = tf.data.Dataset.from_tensor_slices(paths)
-    dataset = dataset.map(load, num_parallel_calls=tf.data.AUTOTUNE, deterministic=not training)
+    dataset = dataset.map(load, num_parallel_calls=tf.data.AUTOTUNE, deterministic=not training or seed is not None)
     dataset = dataset.filter(decoded_ok).map(drop_flag)
     if len(paths) * decode_size * decode_size * 3 <= 1 << 30:
         dataset = dataset.cache()
     if training:
         dataset = dataset.shuffle(min(len(paths), 10_000), seed=seed, reshuffle_each_iteration=True)
-        random = tf.random.Generator.from_seed(seed) if seed is not None else tf.random.Generator.from_non_deterministic_state()
-
-        def augment(image):
-            image = tf.image.stateless_random_crop(image, (image_size, image_size, 3), random.make_seeds(1)[:, 0])
-            return tf.image.stateless_random_flip_left_right(image, random.make_seeds(1)[:, 0])
-        dataset = dataset.map(augment, num_parallel_calls=tf.data.AUTOTUNE)
+        dataset = random_crop_and_flip(dataset, (image_size, image_size, 3), seed)
     dataset = dataset.map(to_unit_range, num_parallel_calls=tf.data.AUTOTUNE)
     return dataset, len(paths)
+
+
+def random_crop_and_flip(dataset, shape, seed):
+    """A random crop to `shape` and a random horizontal flip of every element (the
+    reference's RandomCrop + RandomHorizontalFlip). Each element takes its draws from a
+    seeded stream zipped in order, so a seeded pipeline crops and flips alike in every
+    run: one generator shared by a parallel map is drawn in thread order."""
+    draws = tf.data.Dataset.random(seed=seed, rerandomize_each_iteration=True).batch(4)
+
+    def augment(image, seeds):
+        image = tf.image.stateless_random_crop(image, shape, seeds[:2])
+        return tf.image.stateless_random_flip_left_right(image, seeds[2:])
+    return tf.data.Dataset.zip(dataset, draws).map(augment, num_parallel_calls=tf.data.AUTOTUNE)
 
 
 def skipping_unreadable(read, report, empty):
@@ -323,18 +331,13 @@ def paired_dataset(spec, batch_size=1, image_size=256, load_size=None, split="tr
         return both, ok
 
     dataset = tf.data.Dataset.from_tensor_slices(tuple(map(list, zip(*pairs))))
-    dataset = dataset.map(load, num_parallel_calls=tf.data.AUTOTUNE, deterministic=not training)
+    dataset = dataset.map(load, num_parallel_calls=tf.data.AUTOTUNE, deterministic=not training or seed is not None)
     dataset = dataset.filter(decoded_ok).map(drop_flag)
     if len(pairs) * decode_size * decode_size * 6 <= 1 << 30:
         dataset = dataset.cache()
     if training:
         dataset = dataset.shuffle(min(len(pairs), 10_000), seed=seed, reshuffle_each_iteration=True)
-        random = tf.random.Generator.from_seed(seed) if seed is not None else tf.random.Generator.from_non_deterministic_state()
-
-        def augment(both):  # one crop and one flip for the two halves
-            both = tf.image.stateless_random_crop(both, (image_size, image_size, 6), random.make_seeds(1)[:, 0])
-            return tf.image.stateless_random_flip_left_right(both, random.make_seeds(1)[:, 0])
-        dataset = dataset.map(augment, num_parallel_calls=tf.data.AUTOTUNE)
+        dataset = random_crop_and_flip(dataset, (image_size, image_size, 6), seed)  # one for both halves
     source, target = (slice(0, 3), slice(3, 6)) if direction == "AtoB" else (slice(3, 6), slice(0, 3))
     dataset = dataset.map(lambda both: (to_unit_range(both[..., source]), to_unit_range(both[..., target])),
                           num_parallel_calls=tf.data.AUTOTUNE)

@@ -245,6 +245,8 @@ def train(model_name, data, run_dir, steps=None, epochs=None, batch_size=None, i
     keras.mixed_precision.set_global_policy(flags["precision"])
     strategy = make_strategy(strategy) if isinstance(strategy, str) else strategy
     scope = lambda: strategy.scope() if strategy else contextlib.nullcontext()  # noqa: E731
+    if flags["seed"] is not None:  # a seeded run starts from the same weights and data order every time
+        keras.utils.set_random_seed(flags["seed"])
     with scope():
         model = build_model(model_name, **config)
     config = model.get_config()
