@@ -93,14 +93,15 @@ def parse_args(argv):
         + "; tuigan: old spelling of --steps-per-scale")
     length.add_argument("--epochs", type=int, help="passes over the data" + (
         f" (default {chosen.epochs}, the reference's)" if chosen and chosen.epochs else ""))
-    train.add_argument("--precision", default="float32", choices=["float32", "mixed_float16", "mixed_bfloat16"])
+    train.add_argument("--precision", choices=["float32", "mixed_float16", "mixed_bfloat16"],
+                       help="default float32 (a resumed run keeps its own)")
     train.add_argument("--no-xla", action="store_true", help="do not compile the train step with XLA")
     train.add_argument("--eager", action="store_true",
                        help="run the train step op by op in Python, to debug it (slow; no tracing)")
     train.add_argument("--resume", action="store_true", help="continue the run in --run-dir")
-    train.add_argument("--checkpoint-every", type=int, default=1000, help="checkpoint every N steps")
-    train.add_argument("--sample-every", type=int, default=500, help="sample grid every N steps")
-    train.add_argument("--log-every", type=int, default=50, help="TensorBoard scalars every N steps")
+    train.add_argument("--checkpoint-every", type=int, help="checkpoint every N steps (default 1000; kept in run.json)")
+    train.add_argument("--sample-every", type=int, help="sample grid every N steps (default 500; kept in run.json)")
+    train.add_argument("--log-every", type=int, help="TensorBoard scalars every N steps (default 50; kept in run.json)")
     train.add_argument("--seed", type=int, help="the run's seed: weights, data order, noise (recorded in run.json)")
     train.add_argument("--strategy", default="none", choices=["auto", "none", "mirrored", "multi-worker"],
                        help="tf.distribute: mirrored = all local GPUs; multi-worker = one process per machine, "
@@ -336,7 +337,7 @@ def run(args):
         steps, image_size, options = train_options(args)
         train(args.model, data, args.run_dir, steps=steps, epochs=args.epochs,
               batch_size=args.batch_size, image_size=image_size, load_size=args.load_size,
-              precision=args.precision, xla=not args.no_xla, resume=args.resume,
+              precision=args.precision, xla=False if args.no_xla else None, resume=args.resume,
               checkpoint_every=args.checkpoint_every, sample_every=args.sample_every, log_every=args.log_every,
               seed=args.seed, model_overrides={**(overrides or {}), **options}, dataset_fn=dataset_fn,
               eager=args.eager, eval_every=args.eval_every, eval_features=args.eval_features,

@@ -118,13 +118,8 @@ def image_folder_dataset(folder, image_size=256, load_size=None, training=True, 
         raise ValueError(f"image folder {folder!r} holds no readable images ({len(bad)} corrupt)")
     decode_size = (load_size or reference_load_size(image_size)) if training else image_size
 
-    def decode(path):
-        path = path.decode()
-        try:
-            return read_rgb(path, decode_size), True
-        except Exception as error:
-            report.add(path, str(error).splitlines()[0] if str(error) else type(error).__name__)
-            return np.zeros((decode_size, decode_size, 3), np.uint8), False
+    decode = skipping_unreadable(lambda path: read_rgb(path, decode_size), report,
+                                 np.zeros((decode_size, decode_size, 3), np.uint8))
 
     def load(path):
         image, ok = tf.numpy_function(decode, [path], (tf.uint8, tf.bool), stateful=False)
@@ -133,24 +128,47 @@ def image_folder_dataset(folder, image_size=256, load_size=None, training=True, 
         return image, ok
 
     dataset = tf.data.Dataset.from_tensor_slices(paths)
-    dataset = dataset.map(load, num_parallel_calls=tf.data.AUTOTUNE, deterministic=not training)
+    dataset = dataset.map(load, num_parallel_calls=tf.data.AUTOTUNE, deterministic=not training or seed is not None)
     dataset = dataset.filter(decoded_ok).map(drop_flag)
     if len(paths) * decode_size * decode_size * 3 <= 1 << 30:
         dataset = dataset.cache()
     if training:
         dataset = dataset.shuffle(min(len(paths), 10_000), seed=seed, reshuffle_each_iteration=True)
-        random = tf.random.Generator.from_seed(seed) if seed is not None else tf.random.Generator.from_non_deterministic_state()
-
-        def augment(image):
-            image = tf.image.stateless_random_crop(image, (image_size, image_size, 3), random.make_seeds(1)[:, 0])
-            return tf.image.stateless_random_flip_left_right(image, random.make_seeds(1)[:, 0])
-        dataset = dataset.map(augment, num_parallel_calls=tf.data.AUTOTUNE)
+        dataset = random_crop_and_flip(dataset, (image_size, image_size, 3), seed)
     dataset = dataset.map(to_unit_range, num_parallel_calls=tf.data.AUTOTUNE)
     return dataset, len(paths)
 
 
-def decoded_ok(image, ok):
-    return ok
+def random_crop_and_flip(dataset, shape, seed):
+    """A random crop to `shape` and a random horizontal flip of every element (the
+    reference's RandomCrop + RandomHorizontalFlip). Each element takes its draws from a
+    seeded stream zipped in order, so a seeded pipeline crops and flips alike in every
+    run: one generator shared by a parallel map is drawn in thread order."""
+    draws = tf.data.Dataset.random(seed=seed, rerandomize_each_iteration=True).batch(4)
+
+    def augment(image, seeds):
+        image = tf.image.stateless_random_crop(image, shape, seeds[:2])
+        return tf.image.stateless_random_flip_left_right(image, seeds[2:])
+    return tf.data.Dataset.zip(dataset, draws).map(augment, num_parallel_calls=tf.data.AUTOTUNE)
+
+
+def skipping_unreadable(read, report, empty):
+    """The one decode path of every pipeline: `read(path, *args)` as (value, True), or
+    (`empty`, False) with the file named and counted in `report` when it cannot be
+    decoded (a file truncated in its pixel data passes `check_images` and fails only
+    here). Paths arrive as bytes from `tf.numpy_function`; filter on the flag."""
+    def decode(path, *args):
+        path = path.decode()
+        try:
+            return read(path, *args), True
+        except Exception as error:  # Pillow raises many types for bad files
+            report.add(path, str(error).splitlines()[0] if str(error) else type(error).__name__)
+            return empty, False
+    return decode
+
+
+def decoded_ok(*values):
+    return values[-1]
 
 
 def drop_flag(image, ok):
@@ -215,8 +233,13 @@ def paired_files(data, split="train"):
         return named_pairs(*data), "named"
     if os.path.isdir(os.path.join(data, split)):
         return [(path, None) for path in list_images(os.path.join(data, split))], "aligned"
-    if all(os.path.isdir(os.path.join(data, split + side)) for side in "AB"):
+    halves = [side for side in "AB" if os.path.isdir(os.path.join(data, split + side))]
+    if halves == ["A", "B"]:
         return named_pairs(os.path.join(data, split + "A"), os.path.join(data, split + "B")), "named"
+    if halves:  # one half of the named layout: say which is missing, not "holds no images"
+        missing = os.path.join(data, split + ("B" if halves == ["A"] else "A"))
+        raise ValueError(f"--data {data!r}: {missing} is missing; {split}{halves[0]}/ needs a partner folder "
+                         "of equally named files")
     if split == "train" and os.path.isdir(data) and not any(
             os.path.isdir(os.path.join(data, name)) for name in ("test", "val", "testA")):
         return [(path, None) for path in list_images(data)], "aligned"
@@ -298,13 +321,8 @@ def paired_dataset(spec, batch_size=1, image_size=256, load_size=None, split="tr
     training = split == "train"
     decode_size = (load_size or reference_load_size(image_size)) if training else image_size
 
-    def decode(path_a, path_b):
-        try:
-            a, b = read_pair(path_a.decode(), path_b.decode(), decode_size)
-            return np.concatenate([a, b], axis=-1), True
-        except Exception as error:
-            report.add(path_a.decode(), str(error).splitlines()[0] if str(error) else type(error).__name__)
-            return np.zeros((decode_size, decode_size, 6), np.uint8), False
+    decode = skipping_unreadable(lambda a, b: np.concatenate(read_pair(a, b.decode(), decode_size), axis=-1),
+                                 report, np.zeros((decode_size, decode_size, 6), np.uint8))
 
     def load(path_a, path_b):
         both, ok = tf.numpy_function(decode, [path_a, path_b], (tf.uint8, tf.bool), stateful=False)
@@ -313,18 +331,13 @@ def paired_dataset(spec, batch_size=1, image_size=256, load_size=None, split="tr
         return both, ok
 
     dataset = tf.data.Dataset.from_tensor_slices(tuple(map(list, zip(*pairs))))
-    dataset = dataset.map(load, num_parallel_calls=tf.data.AUTOTUNE, deterministic=not training)
+    dataset = dataset.map(load, num_parallel_calls=tf.data.AUTOTUNE, deterministic=not training or seed is not None)
     dataset = dataset.filter(decoded_ok).map(drop_flag)
     if len(pairs) * decode_size * decode_size * 6 <= 1 << 30:
         dataset = dataset.cache()
     if training:
         dataset = dataset.shuffle(min(len(pairs), 10_000), seed=seed, reshuffle_each_iteration=True)
-        random = tf.random.Generator.from_seed(seed) if seed is not None else tf.random.Generator.from_non_deterministic_state()
-
-        def augment(both):  # one crop and one flip for the two halves
-            both = tf.image.stateless_random_crop(both, (image_size, image_size, 6), random.make_seeds(1)[:, 0])
-            return tf.image.stateless_random_flip_left_right(both, random.make_seeds(1)[:, 0])
-        dataset = dataset.map(augment, num_parallel_calls=tf.data.AUTOTUNE)
+        dataset = random_crop_and_flip(dataset, (image_size, image_size, 6), seed)  # one for both halves
     source, target = (slice(0, 3), slice(3, 6)) if direction == "AtoB" else (slice(3, 6), slice(0, 3))
     dataset = dataset.map(lambda both: (to_unit_range(both[..., source]), to_unit_range(both[..., target])),
                           num_parallel_calls=tf.data.AUTOTUNE)

@@ -17,7 +17,7 @@ import numpy as np
 import tensorflow as tf
 from PIL import Image
 
-from tf_translate.data import SkipReport, check_images, list_images, to_rgb
+from tf_translate.data import SkipReport, check_images, decoded_ok, list_images, skipping_unreadable, to_rgb
 
 CELEBA_ATTRS = ("Black_Hair", "Blond_Hair", "Brown_Hair", "Male", "Young")
 CELEBA_ATTR_FILE = "list_attr_celeba.txt"
@@ -142,8 +142,9 @@ def _center_crop(img, size):
     return img.crop((left, top, left + size, top + size))
 
 
-def labelled_image_dataset(paths, labels, image_size, crop_size, batch_size, training, seed):
+def labelled_image_dataset(paths, labels, image_size, crop_size, batch_size, training, seed, report=None):
     """(paths, labels) -> batched (images, labels); shuffles and flips when training.
+    Images that cannot be decoded are skipped with their labels, named in `report`.
 
     Training batches drop the remainder: a smaller last batch would make the
     XLA-compiled train step compile again (the reference's DataLoader keeps it).
@@ -156,15 +157,17 @@ def labelled_image_dataset(paths, labels, image_size, crop_size, batch_size, tra
     else:
         ds = ds.map(lambda p, l: ((p, l), tf.constant(False)))
 
+    decode = skipping_unreadable(lambda path, flip: read_cropped(path, image_size, crop_size, bool(flip)),
+                                 report or SkipReport(), np.zeros((image_size, image_size, 3), np.float32))
+
     def load(path_and_label, flip):
         path, label = path_and_label
-        image = tf.numpy_function(
-            lambda p, f: read_cropped(p.decode(), image_size, crop_size, bool(f)),
-            [path, flip], tf.float32)
+        image, ok = tf.numpy_function(decode, [path, flip], (tf.float32, tf.bool))
         image.set_shape([image_size, image_size, 3])
-        return image, label
+        ok.set_shape(())
+        return image, label, ok
 
-    ds = ds.map(load, num_parallel_calls=tf.data.AUTOTUNE)
+    ds = ds.map(load, num_parallel_calls=tf.data.AUTOTUNE).filter(decoded_ok).map(lambda image, label, ok: (image, label))
     return ds.batch(batch_size, drop_remainder=training).prefetch(tf.data.AUTOTUNE)
 
 
@@ -389,7 +392,7 @@ def labelled_dataset(spec, batch_size=16, image_size=128, load_size=None, seed=N
                              f"than one batch of {batch_size}")
         datasets.append(labelled_image_dataset(
             [paths[i] for i in index], labels[index], image_size, part["crop_size"], batch_size,
-            True, None if seed is None else seed + k))
+            True, None if seed is None else seed + k, report))
         steps.append(len(index) // batch_size)
     if len(datasets) == 1:
         return datasets[0].repeat(), steps[0], report

@@ -36,7 +36,10 @@ def run_demo(run_dir="demo_run", steps=1200, image_size=48, batch_size=4, seed=0
     """
     data = write_demo_dataset(os.path.join(run_dir, "data"), size=image_size, seed=seed)
     test_a = np.stack([read_rgb(p) for p in list_images(os.path.join(data, "testA"))])
+    import keras
+
     from tf_translate.models import build_model
+    keras.utils.set_random_seed(seed)  # the same initial weights as the run `train` starts below
     untrained = build_model("cyclegan", image_size=image_size, seed=seed, **DEMO_MODEL)
     before = translation_error(untrained.generator_ab, test_a)
     start = time.time()

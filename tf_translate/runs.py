@@ -13,14 +13,17 @@ translate, export and evaluate read only their generators back (`load_generators
 """
 
 import hashlib
+import inspect
 import io
 import json
 import os
 import shutil
+import socket
 import sys
 import warnings
 
 import keras
+import numpy as np
 
 # DiskFullError and the atomic writes live in `files`; imported here as well for callers of `runs`.
 from tf_translate.files import (DiskFullError, is_disk_full, remove_quietly, write_atomically,  # noqa: F401
@@ -29,8 +32,73 @@ from tf_translate.models import MODELS, build_model, model_class
 from tf_translate.version import __version__
 
 RUN_FILE = "run.json"
+LOCK_FILE = "run.lock"  # the owner (pid, host) of a run directory while it trains
 CHECKPOINT = "checkpoint.weights.h5"
 BEST_WEIGHTS = "best.weights.h5"  # kept by the evaluation callback (`train --eval-every`)
+
+
+class RunLock:
+    """One process owns a run directory while it trains: RUN/run.lock, created
+    exclusively, holds the owner's pid and host and is removed when training ends.
+
+    A lock whose process is gone (same host, pid not running) is taken over with a
+    warning; a live owner, or one on another host (which cannot be checked from here),
+    is a one-line error naming the lock file. Under multi-worker training only the chief
+    locks (the workers share the directory)."""
+
+    def __init__(self, run_dir):
+        self.path = os.path.join(run_dir, LOCK_FILE)
+        self.owner = {"pid": os.getpid(), "host": socket.gethostname()}
+
+    def __enter__(self):
+        os.makedirs(os.path.dirname(self.path) or ".", exist_ok=True)
+        for _ in range(2):
+            try:
+                descriptor = os.open(self.path, os.O_CREAT | os.O_EXCL | os.O_WRONLY, 0o644)
+            except FileExistsError:
+                self.take_over_if_stale()
+                continue
+            with os.fdopen(descriptor, "w") as file:
+                json.dump(self.owner, file)
+            return self
+        raise ValueError(f"{self.path!r}: another process took the run directory while this one started")
+
+    def take_over_if_stale(self):
+        """Removes a lock left by a process that is gone; refuses a live one."""
+        try:
+            with open(self.path, encoding="utf-8") as file:
+                owner = json.load(file)
+            pid, host = int(owner["pid"]), str(owner["host"])
+        except (OSError, ValueError, KeyError, TypeError):
+            owner, pid, host = None, None, None
+        if owner is not None and host != self.owner["host"]:
+            raise ValueError(f"{os.path.dirname(self.path)!r} is in use by process {pid} on {host} "
+                             f"({self.path}); delete that file only if that process has ended")
+        if pid is not None and pid != os.getpid() and process_alive(pid):
+            raise ValueError(f"{os.path.dirname(self.path)!r} is in use by process {pid} on this machine "
+                             f"({self.path}): wait for it to end or stop it (it saves on Ctrl-C or SIGTERM)")
+        warnings.warn(f"{self.path}: taking over the lock of process {pid}, which has ended", stacklevel=3)
+        remove_quietly(self.path)
+
+    def __exit__(self, *exc):
+        try:
+            with open(self.path, encoding="utf-8") as file:
+                mine = json.load(file) == self.owner
+        except (OSError, ValueError):
+            mine = False
+        if mine:
+            remove_quietly(self.path)
+
+
+def process_alive(pid):
+    """Whether a process with `pid` runs on this machine (signal 0 checks, sends nothing)."""
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:  # it exists, owned by another user
+        return True
+    return True
 
 
 def is_run(run_dir):
@@ -54,7 +122,30 @@ def read_run(run_dir):
         raise ValueError(f"{path!r} is not a tf_translate run record (missing or wrong: {', '.join(problems)})")
     if run["model"] not in MODELS:
         raise ValueError(f"{path!r} names an unknown model {run['model']!r}; valid models: {', '.join(sorted(MODELS))}")
+    check_config(run["model"], run["config"], repr(path))
     return run
+
+
+MAX_SIZE = 16384  # px: larger sizes (and widths over MAX_FILTERS) are damage, not a run
+MAX_FILTERS = 4096
+
+
+def check_config(model_name, config, source):
+    """One-line errors, naming `source` (run.json, --option), for a model config that
+    would fail or allocate absurdly deep inside Keras: unknown keys, values of the wrong
+    kind for the constructor's default, sizes and widths that are not positive or not
+    sane (a `filters` of 100,000 or an `image_size` of 100,000 px)."""
+    parameters = inspect.signature(model_class(model_name).__init__).parameters
+    for key, value in config.items():
+        if key not in parameters or key in ("self", "kwargs"):
+            raise ValueError(f"{source}: {model_name} has no option {key!r}")
+        default = parameters[key].default
+        kinds = {bool: (bool,), int: (int,), float: (int, float), str: (str,)}.get(type(default))
+        if kinds and (not isinstance(value, kinds) or (isinstance(value, bool) and bool not in kinds)):
+            raise ValueError(f"{source}: {key} must be {type(default).__name__} (like {default!r}), got {value!r}")
+        limit = MAX_FILTERS if "filters" in key else MAX_SIZE if key in ("image_size", "min_size", "max_size") else None
+        if limit and isinstance(value, int) and not 0 < value <= limit:
+            raise ValueError(f"{source}: {key} must be between 1 and {limit}, got {value}")
 
 
 def write_run(run_dir, model_name, config, flags, imported=None):
@@ -248,7 +339,7 @@ def load_run(run_dir):
     """The compiled training model of a run with its checkpoint (optimizer state
     included), and the run record: to inspect or continue a run from Python."""
     run = read_run(run_dir)
-    model = build_model(run["model"], **run["config"])
+    model = build_recorded_model(run_dir, run["model"], run["config"])
     model.compile(total_steps=run["flags"].get("total_steps"),
                   steps_per_epoch=run["flags"].get("steps_per_epoch", 1))
     if not load_checkpoint(model, run_dir):
@@ -273,12 +364,33 @@ def load_generators(run_dir, name=CHECKPOINT):
     training_only = model_class(run["model"]).training_only_config
     config = {key: value for key, value in run["config"].items() if key not in training_only}
     try:
-        model = build_model(run["model"], **config)
+        model = build_recorded_model(run_dir, run["model"], config)
     finally:
         keras.mixed_precision.set_global_policy(previous)
     if not load_checkpoint(model, run_dir, optimizers=False, name=name):
         raise missing_checkpoint(run_dir, name)
+    check_finite(model, os.path.join(run_dir, name))
     return model, run
+
+
+def build_recorded_model(run_dir, model_name, config):
+    """`build_model` from a run record; a config it refuses is a one-line error naming
+    run.json (a record edited by hand, or written by another version)."""
+    try:
+        return build_model(model_name, **config)
+    except (TypeError, ValueError) as error:
+        raise ValueError(f"{os.path.join(run_dir, RUN_FILE)!r}: its config does not build a {model_name} "
+                         f"model ({str(error).splitlines()[0] if str(error) else type(error).__name__})") from None
+
+
+def check_finite(model, path):
+    """Refuses weights that are NaN or infinite (a diverged or damaged import): every
+    translation would be a black image."""
+    for direction, network in model.generators().items():
+        bad = [w.path for w in network.weights if not np.isfinite(keras.ops.convert_to_numpy(w)).all()]
+        if bad:
+            raise ValueError(f"{path!r} holds non-finite weights (NaN or inf) in the {direction} generator "
+                             f"({len(bad)} variable(s), first {bad[0]}): it cannot translate")
 
 
 def generator(model, run, direction=None):

@@ -3,7 +3,9 @@
 import contextlib
 import math
 import os
+import signal
 import sys
+import threading
 import time
 
 import keras
@@ -16,7 +18,7 @@ from tf_translate.export import size_multiple
 from tf_translate.files import write_atomically
 from tf_translate.memory import ReturnCompilerMemory
 from tf_translate.models import build_model, model_class
-from tf_translate.runs import CHECKPOINT, RUN_FILE, load_checkpoint, read_run, save_checkpoint, write_run
+from tf_translate.runs import CHECKPOINT, RUN_FILE, RunLock, load_checkpoint, read_run, save_checkpoint, write_run
 
 
 def global_step(model):
@@ -152,8 +154,8 @@ def training_data(model_name, data, attr_file=None, attrs=None, direction=None):
 
 
 def train(model_name, data, run_dir, steps=None, epochs=None, batch_size=None, image_size=None,
-          load_size=None, precision="float32", xla=True, resume=False, checkpoint_every=1000,
-          sample_every=500, log_every=50, seed=None, verbose=1, model_overrides=None,
+          load_size=None, precision=None, xla=None, resume=False, checkpoint_every=None,
+          sample_every=None, log_every=None, seed=None, verbose=1, model_overrides=None,
           dataset_fn=None, eager=False, eval_every=0, eval_features="mobilenet_v2", eval_samples=100,
           strategy="none"):
     """Trains `model_name` on `data` in `run_dir`; the CLI's `train` and the demo call it.
@@ -163,7 +165,14 @@ def train(model_name, data, run_dir, steps=None, epochs=None, batch_size=None, i
     A run directory remembers the model, its config and the flags in run.json. With
     `resume=True` the model is rebuilt from run.json, the checkpoint (weights, optimizer
     moments and step, image pools) is loaded, and training continues at the saved step
-    until the run's total (or a new `steps`/`epochs`); a run of another model is refused.
+    until the run's total (or a new `steps`/`epochs`); a run of another model is refused,
+    and so are a `precision`, `seed` or model option other than the run's (they change
+    the model or its data). `xla` and the checkpoint, sample and log intervals are kept
+    in run.json too; given on resume, they replace the kept ones (with a note). Settings
+    left None take the run's, or for a new run float32, XLA, 1000, 500 and 50 steps.
+    One process at a time trains a run directory (`runs.RunLock`), and SIGTERM or
+    SIGHUP save the checkpoint as Ctrl-C does. A seeded run starts from the same weights
+    and reads its data in the same order every time.
     `eager=True` runs the train step op by op in Python (for debugging: no tracing, slow
     steps); it is a choice of this call, not of the run. `eval_every=N` computes KID of
     the a2b translations of DATA/testA against DATA/testB (`eval_samples` each, features
@@ -192,7 +201,7 @@ def train(model_name, data, run_dir, steps=None, epochs=None, batch_size=None, i
     check_positive(steps=steps, epochs=epochs, batch_size=batch_size, image_size=image_size, load_size=load_size)
     check_used(model_name, cls, epochs=epochs, batch_size=batch_size, load_size=load_size,
                eval_every=eval_every or None, strategy=None if strategy in (None, "none") else strategy,
-               precision=precision)
+               precision=precision or RUN_DEFAULTS["precision"])
     if resume:
         run = read_run(run_dir)
         if run["model"] != model_name:
@@ -211,6 +220,13 @@ def train(model_name, data, run_dir, steps=None, epochs=None, batch_size=None, i
             if given is not None and given != kept:
                 raise ValueError(f"{flag} {given}: the run was started with {kept}, and a resumed run "
                                  "keeps its settings (start a new --run-dir to change it)")
+        refuse_changed_settings(run, precision=precision, seed=seed, model_overrides=model_overrides)
+        for name, given in (("xla", xla), ("checkpoint_every", checkpoint_every),
+                            ("sample_every", sample_every), ("log_every", log_every)):
+            kept = flags.setdefault(name, RUN_DEFAULTS[name])  # runs recorded before the intervals were
+            if given is not None and given != kept:
+                print(f"tf_translate: --{name.replace('_', '-')} {given} replaces the run's {kept}")
+                flags[name] = given
         if (steps or epochs) and "steps" not in options:  # a longer total given on resume extends the run
             flags.update(steps=steps, epochs=epochs)
         if data is not None:  # where the data is now (the run may have moved)
@@ -230,8 +246,11 @@ def train(model_name, data, run_dir, steps=None, epochs=None, batch_size=None, i
                              "images are resized to the load size, then cropped to the image size")
         if not (steps or epochs) and "steps" not in options:
             steps, epochs = reference.steps, reference.epochs
-        flags = dict(steps=steps, epochs=epochs, batch_size=batch_size or reference.batch_size,
-                     load_size=load_size, precision=precision, xla=xla, seed=seed, data=absolute(data))
+        given = dict(precision=precision, xla=xla, checkpoint_every=checkpoint_every,
+                     sample_every=sample_every, log_every=log_every)
+        flags = dict(RUN_DEFAULTS, **{name: value for name, value in given.items() if value is not None},
+                     steps=steps, epochs=epochs, batch_size=batch_size or reference.batch_size,
+                     load_size=load_size, seed=seed, data=absolute(data))
         for name in cls.unused_flags:
             flags.pop(name, None)
     # What ran is recorded: a model that does not train with XLA records xla False.
@@ -241,6 +260,8 @@ def train(model_name, data, run_dir, steps=None, epochs=None, batch_size=None, i
     keras.mixed_precision.set_global_policy(flags["precision"])
     strategy = make_strategy(strategy) if isinstance(strategy, str) else strategy
     scope = lambda: strategy.scope() if strategy else contextlib.nullcontext()  # noqa: E731
+    if flags["seed"] is not None:  # a seeded run starts from the same weights every time
+        keras.utils.set_random_seed(flags["seed"])
     with scope():
         model = build_model(model_name, **config)
     config = model.get_config()
@@ -279,45 +300,50 @@ def train(model_name, data, run_dir, steps=None, epochs=None, batch_size=None, i
     if resume:
         with scope():
             load_checkpoint(model, run_dir)
-    callbacks = [ReturnCompilerMemory(), RunCallback(run_dir, sample_batch, checkpoint_every, sample_every, log_every,
-                                                     is_chief(strategy))]
+    callbacks = [ReturnCompilerMemory(), RunCallback(run_dir, sample_batch, flags["checkpoint_every"],
+                                                     flags["sample_every"], flags["log_every"], is_chief(strategy))]
     if eval_every and is_chief(strategy):
         from tf_translate.evaluation import held_out_callback
         callbacks.append(held_out_callback(model, flags["data"], run_dir, eval_every, eval_features, eval_samples))
-    if is_chief(strategy):
-        write_run(run_dir, model_name, config, flags)
-    done = global_step(model)
-    model.phase_seconds = {}  # phase index -> wall seconds of its fit in this call (compile included)
-    if done >= total_steps:
-        print(f"tf_translate: the run is complete ({done} of {total_steps} steps)" + (
-            "" if "steps" in options else "; pass a larger --steps or --epochs with --resume to extend it"))
-    try:
-        start = 0
-        for index, (title, length) in enumerate(phases):
-            # Phases run in order, so the steps done in this one follow from the run's step.
-            remaining = length - min(max(done - start, 0), length)
-            start += length
-            if remaining <= 0:
-                continue
-            model.start_phase(index)
-            if title:
-                print(f"tf_translate: {model_name} {title}, {remaining} of {length} steps to go", flush=True)
-            started = time.perf_counter()
-            if own_loop:
-                run_distributed(model, strategy, replicated, remaining, callbacks, verbose, log_every)
-            else:
-                model.fit(dataset, epochs=1, steps_per_epoch=remaining, callbacks=callbacks, verbose=verbose)
-            if callbacks[1].failure:
-                break
-            model.phase_seconds[index] = time.perf_counter() - started
-            if title:
-                print(f"tf_translate: {model_name} {title} took {model.phase_seconds[index]:.1f} s", file=sys.stderr,
-                      flush=True)
-    except KeyboardInterrupt:
-        if callbacks[1].failure is None:
-            callbacks[1].save(global_step(model))
-        raise KeyboardInterrupt(f"interrupted at step {global_step(model)}; the checkpoint is saved and "
-                                "--resume continues the run") from None
+    with RunLock(run_dir) if is_chief(strategy) else contextlib.nullcontext(), signals_as_interrupts():
+        if not resume and os.path.exists(os.path.join(run_dir, RUN_FILE)):  # written while this one started
+            raise ValueError(f"{run_dir!r} already holds a run: pass --resume to continue it "
+                             "or choose a new --run-dir")
+        if is_chief(strategy):
+            write_run(run_dir, model_name, config, flags)
+        done = global_step(model)
+        model.phase_seconds = {}  # phase index -> wall seconds of its fit in this call (compile included)
+        if done >= total_steps:
+            print(f"tf_translate: the run is complete ({done} of {total_steps} steps)" + (
+                "" if "steps" in options else "; pass a larger --steps or --epochs with --resume to extend it"))
+        try:
+            start = 0
+            for index, (title, length) in enumerate(phases):
+                # Phases run in order, so the steps done in this one follow from the run's step.
+                remaining = length - min(max(done - start, 0), length)
+                start += length
+                if remaining <= 0:
+                    continue
+                model.start_phase(index)
+                if title:
+                    print(f"tf_translate: {model_name} {title}, {remaining} of {length} steps to go", flush=True)
+                started = time.perf_counter()
+                if own_loop:
+                    run_distributed(model, strategy, replicated, remaining, callbacks, verbose, flags["log_every"])
+                else:
+                    model.fit(dataset, epochs=1, steps_per_epoch=remaining, callbacks=callbacks, verbose=verbose)
+                if callbacks[1].failure:
+                    break
+                model.phase_seconds[index] = time.perf_counter() - started
+                if title:
+                    print(f"tf_translate: {model_name} {title} took {model.phase_seconds[index]:.1f} s", file=sys.stderr,
+                          flush=True)
+        except KeyboardInterrupt as interrupt:
+            if callbacks[1].failure is None:
+                callbacks[1].save(global_step(model))
+            cause = f" ({interrupt})" if str(interrupt) else ""
+            raise KeyboardInterrupt(f"interrupted at step {global_step(model)}{cause}; the checkpoint is saved and "
+                                    "--resume continues the run") from None
     failure = callbacks[1].failure
     if failure:
         raise ValueError(f"training stopped at step {failure[0]}: {failure[1]} is {failure[2]}; nothing was "
@@ -325,6 +351,43 @@ def train(model_name, data, run_dir, steps=None, epochs=None, batch_size=None, i
     if report.skipped:
         print(f"tf_translate: {len(report.skipped)} unreadable image(s) were skipped")
     return model
+
+
+RUN_DEFAULTS = dict(precision="float32", xla=True, checkpoint_every=1000, sample_every=500, log_every=50)
+
+
+def refuse_changed_settings(run, precision, seed, model_overrides):
+    """One-line errors for settings given on resume that would change the run's model or
+    data: the kept setting cannot win silently for these."""
+    flags, config = run["flags"], run["config"]
+    for flag, given, kept in (("--precision", precision, flags.get("precision", "float32")),
+                              ("--seed", seed, flags.get("seed"))):
+        if given is not None and given != kept:
+            raise ValueError(f"{flag} {given}: the run was started with {kept}, and a resumed run "
+                             "keeps its settings (start a new --run-dir to change it)")
+    for name, value in (model_overrides or {}).items():
+        if name in config and config[name] != value:
+            raise ValueError(f"--option {name}={value}: the run's model was built with {name}={config[name]} "
+                             "(start a new --run-dir to change it)")
+
+
+@contextlib.contextmanager
+def signals_as_interrupts():
+    """SIGTERM (kill, timeout, docker stop, batch schedulers) and SIGHUP raise
+    KeyboardInterrupt while training, so they save the checkpoint as Ctrl-C does."""
+    if threading.current_thread() is not threading.main_thread():
+        yield
+        return
+
+    def interrupt(number, frame):
+        raise KeyboardInterrupt(f"stopped by {signal.Signals(number).name}")
+
+    previous = {number: signal.signal(number, interrupt) for number in (signal.SIGTERM, signal.SIGHUP)}
+    try:
+        yield
+    finally:
+        for number, handler in previous.items():
+            signal.signal(number, handler)
 
 
 def default_dataset(data_kind):
