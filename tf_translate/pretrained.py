@@ -26,7 +26,7 @@ import urllib.error
 import urllib.request
 import zipfile
 
-from tf_translate.runs import write_atomically
+from tf_translate.files import write_atomically
 
 JUNYANZ = "junyanz/pytorch-CycleGAN-and-pix2pix"
 CYCLEGAN_URL = "http://efrosgans.eecs.berkeley.edu/cyclegan/pretrained_models/{}.pth"
