@@ -110,23 +110,30 @@ def test_a_checkpoint_of_another_model_is_refused_and_leaves_no_output(server, t
     assert not output.exists()
 
 
-def test_pretrained_installs_a_run_and_a_saved_model_equal_to_the_imported_generator(server, tmp_path):
+def test_pretrained_installs_a_run_and_a_saved_model_equal_to_the_imported_generator(server, tmp_path, monkeypatch,
+                                                                                         capsys):
+    """`tf-translate pretrained NAME --output DIR` end to end, the catalogue pointed at the local server."""
     pytest.importorskip("torch")
     import tensorflow as tf
 
+    from tf_translate.cli import main
     from tf_translate.runs import generator, load_generators
     from tf_translate.torch_import import cyclegan_generator_from_state_dict, load_state_dict
 
+    monkeypatch.setattr(pretrained, "catalogue", lambda: {"vintage": entry(server)})
+    monkeypatch.setenv("TF_TRANSLATE_CACHE", str(tmp_path))
     output = str(tmp_path / "vintage")
-    written = install("vintage", output, folder=str(tmp_path / "cache"), entries={"vintage": entry(server)})
+    assert main(["pretrained", "vintage", "--output", output]) == 0
+    written = dict(line.split(": ", 1) for line in capsys.readouterr().out.strip().splitlines())
+    assert written == {"run": output, "saved_model": os.path.join(output, "saved_model", "1")}
     images = np.random.default_rng(0).uniform(-1, 1, (1, 64, 64, 3)).astype(np.float32)
-    expected = cyclegan_generator_from_state_dict(load_state_dict(str(tmp_path / "cache" / "vintage.pth")))(images)
+    expected = cyclegan_generator_from_state_dict(load_state_dict(str(tmp_path / "pretrained" / "vintage.pth")))(images)
     model, record = load_generators(written["run"])
     assert np.abs(generator(model, record)[1](images) - expected).max() < 1e-6
     served = tf.saved_model.load(written["saved_model"]).signatures["translate_float"]
     assert np.abs(served(images=tf.constant(images))["images"].numpy() - expected).max() < 1e-4
-    with pytest.raises(ValueError, match="exists: choose a new folder"):  # never over a user's folder
-        install("vintage", output, folder=str(tmp_path / "cache"), entries={"vintage": entry(server)})
+    assert main(["pretrained", "vintage", "--output", output]) == 2  # never over a user's folder
+    assert "exists: choose a new folder" in capsys.readouterr().err
 
 
 def test_the_catalogue_names_the_reference_scripts():

@@ -214,6 +214,14 @@ def parse_args(argv):
     imports.add_argument("--output", required=True,
                          help="a new run directory, or a generator file ending in .weights.h5 or .keras")
 
+    pretrained = commands.add_parser("pretrained", help="download a reference implementation's released "
+                                     "checkpoint, import it and export a SavedModel (`--list` names them)")
+    pretrained.add_argument("name", nargs="?", help="a name from --list, e.g. horse2zebra")
+    pretrained.add_argument("--list", action="store_true", help="list the released checkpoints with source and licence")
+    pretrained.add_argument("--output", help="a new folder: the run (translate --run-dir) and its SavedModel "
+                            "(default pretrained/NAME)")
+    pretrained.add_argument("--tflite", action="store_true", help="also write NAME.tflite (float32) in the folder")
+
     faces = commands.add_parser("prepare-faces", help="detect, align and crop faces for photo2cartoon / selfie2anime "
                                 "training (MTCNN; the reference's crop)")
     faces.add_argument("--input", required=True, help="an image or a folder of photos")
@@ -368,6 +376,13 @@ def run(args):
     elif args.command == "convert-face-model":
         from tf_translate.face_model import convert_face_model
         print(f"face model written to {convert_face_model(args.package, args.output)}")
+    elif args.command == "pretrained":
+        from tf_translate import pretrained
+        if args.list or not args.name:
+            print(pretrained.listing())
+            return
+        written = pretrained.install(args.name, args.output or os.path.join("pretrained", args.name), args.tflite)
+        print("\n".join(f"{what}: {path}" for what, path in written.items()))
     elif args.command == "import-torch":
         from tf_translate.torch_import import import_torch
         path = import_torch(args.model, args.checkpoint, args.output, args.checkpoint_b)
