@@ -414,9 +414,10 @@ def parity():
     table = noise_table(model)
     start = values(model)
     reference = reference_run(model, table)
+    gated = gated_reference(model, table)
     logs = our_run(model, table, jit_compile=True)
     return {"model": model, "table": table, "start": start, "reference": reference, "logs": logs,
-            "misses": misses(model, start, reference)}
+            "misses": misses(model, start, reference), "gated": gated}
 
 
 def test_losses_match_the_reference_step(parity):
@@ -439,10 +440,14 @@ def test_updates_match_the_reference_step(parity):
     first steps move them by about lr whatever the gradient's size): over seeds 0-4 the
     float32 reference's own generator miss is 0.015-2.3 % and ours 0.002-7.4 % (eager),
     each larger on some seeds; the discriminators' 0.0006 % on all. Seed 4 leaves the
-    fixed 0.5 % term of the rule to decide, as tight as the rule allows."""
-    from test_step_parity import within_float32_floor
-
-    assert all(within_float32_floor(parity["misses"]).values()), parity["misses"]
+    fixed 0.5 % term of the rule to decide, as tight as the rule allows. Seed 4 too has
+    ReLU inputs within float32 round-off of 0 that, switched, move the generators'
+    update 8.2 %, 6.3 % and 4.0 % (1.2e-6, 1.5e-6, 9.3e-7): another CPU's kernels may land
+    on their other side, which the check accepts (see `KNIFE_EDGE`)."""
+    model = parity["model"]
+    passed, run, _ = within_the_floor_up_to_one_knife_edge_gate(model, parity["start"], parity["reference"],
+                                                                parity["gated"])
+    assert passed, run
 
 
 def test_biases_and_layer_norm_parameters_follow_the_reference(parity):
