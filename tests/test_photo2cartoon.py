@@ -95,8 +95,9 @@ def test_losses_of_a_step_with_the_face_identity_loss(p2c):
     face_before = [w.numpy().copy() for w in face.weights]
     g_before, d_before = trainable(model.generator_networks()), trainable(model.discriminator_networks())
     # As the step translates (`call_on_both`): source and target in one batch-4 call. Two
-    # batch-2 calls give other float32 rounding, which the cycle loss (two generators deep)
-    # carried to 5.1e-4 relative on an Intel Xeon with oneDNN (1.3e-5 on an AMD EPYC).
+    # batch-2 calls round otherwise: 5.4e-6 / 1.3e-5 relative in the cycle loss with
+    # oneDNN on / off on an AMD EPYC, and presumably the 5.1e-4 an Intel Xeon's oneDNN
+    # showed (issue 33; not reproduced here). Batch-4 as the step: 0 with both.
     fake_b = model.generator_ab(np.concatenate([a, b]), training=True)[0].numpy()[:2]
     fake_a = model.generator_ba(np.concatenate([b, a]), training=True)[0].numpy()[:2]
 
