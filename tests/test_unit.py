@@ -528,7 +528,8 @@ def test_shared_layers_step_matches_the_reference_with_shared_modules():
     both generators, given to Adam once), three eager steps. Measured (seed 0, AMD EPYC,
     oneDNN on and off, eager, graph and XLA alike): generators 0.0023 % (the float32
     reference 0.0023 %), discriminators 0.0006 % (0.0006 %); over seeds 0-4 ours
-    0.002-0.18 % with oneDNN and 0.002-8.2 % without, the float32 reference 0.002-8.2 %:
+    0.002-0.18 % with oneDNN (graph) and 0.0023 % / 8.15 % without (seeds 0 / 3), the
+    float32 reference 0.002-8.2 %:
     seed 3's 8.2 % is one ReLU gate (see `KNIFE_EDGE`). An Intel Xeon's oneDNN kernels
     missed 6.06 % here: the other side of one gate, 9.8e-7 from 0
     (`test_one_relu_gate_at_float32_round_off_is_the_six_percent_miss`)."""
