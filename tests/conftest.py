@@ -3,7 +3,14 @@
 pytest-xdist (`--dist loadfile`, pytest.ini) hands files to the two workers in collection
 order; started last, a file of several minutes leaves one worker idle at the end. The order
 below is by measured wall time (longest first); files not listed follow in their usual
-order. Ordering changes no test's outcome: every file is independent."""
+order. Ordering changes no test's outcome: every file is independent.
+
+The report header names the CPU, its AVX-512/AMX flags and the oneDNN setting: float32
+results differ in the last bits between oneDNN's and Eigen's kernels, so a failure report
+has to say which ran (issue 33)."""
+
+import os
+import platform
 
 SLOWEST_FIRST = ["test_distribute.py", "test_pix2pix.py", "test_unit.py", "test_torch_import.py", "test_drit.py",
                  "test_stargan.py", "test_tuigan.py", "test_nicegan_parity.py", "test_ugatit_parity.py",
@@ -14,3 +21,49 @@ SLOWEST_FIRST = ["test_distribute.py", "test_pix2pix.py", "test_unit.py", "test_
 def pytest_collection_modifyitems(session, config, items):
     rank = {name: i for i, name in enumerate(SLOWEST_FIRST)}
     items.sort(key=lambda item: rank.get(item.path.name, len(rank)))
+
+
+# TensorFlow (tensorflow/core/util/util.cc, IsMKLEnabled) turns oneDNN on by default on Linux
+# x86 when the CPU has any of these; TF_ENABLE_ONEDNN_OPTS overrides it.
+ONEDNN_DEFAULT_FLAGS = ("avx512_vnni", "avx512_bf16", "avx_vnni", "amx_tile", "amx_int8", "amx_bf16")
+
+
+def cpu_description(cpuinfo="/proc/cpuinfo"):
+    """(model name, set of flags) of the first CPU in /proc/cpuinfo; ("unknown", set())
+    where there is none (macOS, Windows)."""
+    model, flags = platform.processor() or "unknown", set()
+    try:
+        with open(cpuinfo) as f:
+            for line in f:
+                key, _, value = line.partition(":")
+                if key.strip() == "model name" and model in ("unknown", "x86_64", ""):
+                    model = value.strip()
+                elif key.strip() == "flags":
+                    flags = set(value.split())
+                    break
+    except OSError:
+        pass
+    return model, flags
+
+
+def onednn_setting(flags, environ=os.environ):
+    value = environ.get("TF_ENABLE_ONEDNN_OPTS")
+    default = "on" if platform.system() == "Linux" and flags & set(ONEDNN_DEFAULT_FLAGS) else "off"
+    if value is None:
+        return f"TF_ENABLE_ONEDNN_OPTS unset (TensorFlow's default for this CPU: {default})"
+    return f"TF_ENABLE_ONEDNN_OPTS={value}"
+
+
+def pytest_report_header(config):
+    model, flags = cpu_description()
+    shown = ("avx2", "fma", "avx512f", "avx512_vnni", "avx512_bf16", "avx512_fp16", "amx_tile", "amx_bf16")
+    present = " ".join(f"{flag}={'yes' if flag in flags else 'no'}" for flag in shown)
+    return [f"cpu: {model}; {present}", f"onednn: {onednn_setting(flags)}"]
+
+
+def pytest_terminal_summary(terminalreporter, exitstatus, config):
+    """The header again at the end: pytest.ini's -q hides the header, and a failure is read
+    at the end of the log."""
+    if config.get_verbosity() < 0:
+        for line in pytest_report_header(config):
+            terminalreporter.write_line(line)

@@ -35,7 +35,11 @@ def test_stargan_fashion_mnist_tiny_run(tmp_path):
     assert result["steps"] == 6 and result["translations"] == 40 * 9
     # The judge learnt from correctly labelled images: far above chance (10 %).
     assert result["classifier_accuracy_on_real_test_images"] > 0.6
-    assert 0.0 <= result["translated_to_target"] <= 1.0
+    # Six steps teach the generator nothing about the label yet. A generator blind to the
+    # label scores at most 1/9 (one image per input, and its 9 targets are 9 classes);
+    # one that changes nothing scores the untranslated share. Measured (AMD EPYC): 10.3 %,
+    # the untranslated inputs 1.7 %.
+    assert result["untranslated_inputs_classified_as_target"] + 0.03 < result["translated_to_target"] < 1 / 9 + 0.05
     assert result["untranslated_inputs_classified_as_target"] < 0.1  # inputs are not their targets
     with open(os.path.join(run_dir, "run.json")) as file:
         assert json.load(file)["config"]["domain_names"] == example.CLASSES
@@ -102,8 +106,16 @@ def test_pix2pix_edges_tiny_run(tmp_path):
     assert result["baselines"]["the mean training colour"]["l1"] == pytest.approx(by_hand, rel=1e-9)
     with open(os.path.join(run_dir, "run.json")) as file:
         assert json.load(file)["model"] == "pix2pix"
+    # Three steps move the untrained generator's scores little, and the scores are of the
+    # trained weights; a near-grey output lies between the two baselines. Measured (AMD
+    # EPYC): L1 untrained 0.288 / 0.289, trained 0.295 / 0.288 (reference / eval mode), SSIM
+    # 0.261 / 0.346 and 0.276 / 0.348; baselines: the mean colour 0.225, the edge map 0.654.
+    colour, edges = (result["baselines"][name]["l1"] for name in ("the mean training colour", "the edge map itself"))
     for mode in ("reference", "eval"):
-        assert 0 < result["trained"][mode]["l1"] < 2 and -1 <= result["trained"][mode]["ssim"] <= 1
+        before, after = result["untrained"][mode], result["trained"][mode]
+        assert colour < after["l1"] < edges
+        assert abs(after["l1"] - before["l1"]) < 0.1 * before["l1"] and after["l1"] != before["l1"]
+        assert abs(after["ssim"] - before["ssim"]) < 0.05
     assert len(targets) == 4
 
 

@@ -85,7 +85,13 @@ def test_float32_uint8_io_matches_the_savedmodel_pixels(generator, pixels, tmp_p
     ("fp16", "float", 5e-3, 1e-3, 0.65),   # measured max 1.2e-3, mean 2.1e-4; file 0.60x
     ("int8", "float", 0.1, 0.02, 0.45),    # dynamic range: measured max 0.043, mean 0.008; 0.39x
     ("int8-full", "float", 0.6, 0.12, 0.5),  # measured max 0.34, mean 0.058; 0.45x
-    ("int8-full", "uint8", 120, 40, 0.5),  # grey levels: measured max 80, mean 24
+    # Grey levels: the float-io bounds above (0.6 and 0.12 of [-1, 1] are 76 and 15
+    # levels). A constant mid-grey output scores max 113, mean 30.3 here and each
+    # image's mean colour 97 / 21.0, so both fail; the uint8 file misses by max 82, mean
+    # 29.4 (AMD EPYC; the same with XNNPACK off): as far from Keras as a constant grey
+    # image while the same quantization with float io is 6.8 levels off on average.
+    pytest.param("int8-full", "uint8", 76, 15, 0.5, marks=pytest.mark.xfail(
+        strict=True, reason="int8-full with uint8 io misses Keras by 29 grey levels on average (float io: 6.8)")),
 ])
 def test_quantized_error_within_measured_bounds(generator, pixels, tmp_path, quantize, io,
                                                 max_bound, mean_bound, size_ratio):
@@ -153,9 +159,9 @@ def test_cli_exports_int8_full_calibrated_on_the_training_folder(pixels, tmp_pat
     from tf_translate.runs import save_checkpoint, write_run
 
     images, calibration = pixels
-    for domain in ("trainA", "trainB"):
+    for domain, photos in (("trainA", calibration), ("trainB", [image[::-1, ::-1] // 2 for image in calibration])):
         (tmp_path / "data" / domain).mkdir(parents=True)
-        for index, image in enumerate(calibration):
+        for index, image in enumerate(photos):
             Image.fromarray(image).save(tmp_path / "data" / domain / f"{index}.png")
     keras.utils.set_random_seed(1)
     model = build_model("cyclegan", image_size=SIZE, filters=8, num_residual_blocks=1,
@@ -172,8 +178,15 @@ def test_cli_exports_int8_full_calibrated_on_the_training_folder(pixels, tmp_pat
                  "--quantize", "int8-full"]) == 0
     assert "int8-full, uint8 in/out, 32x32" in capsys.readouterr().out
     out = translate_each(output, images).astype(np.int32)
-    diff = np.abs(out - keras_uint8(model.generator_ab, images))
-    assert diff.mean() <= 40  # the int8-full uint8 bound above
+    # Calibrated on trainA: the very file export_tflite makes from that folder, and not the
+    # one from trainB (other pixels, other ranges). Its distance to Keras is the uint8
+    # int8-full defect marked above (mean 25.0 grey levels here; a constant mid-grey
+    # image 23.9), so a bound on it would test nothing.
+    for domain, same in (("trainA", True), ("trainB", False)):
+        direct = tmp_path / f"{domain}.tflite"
+        export_tflite(model.generator_ab, direct, SIZE, quantize="int8-full",
+                      representative_images=str(tmp_path / "data" / domain), io="uint8")
+        assert np.array_equal(translate_each(direct, images).astype(np.int32), out) == same, domain
     assert json.loads((run_dir / "run.json").read_text())["model"] == "cyclegan"
 
 

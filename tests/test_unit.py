@@ -299,6 +299,91 @@ def reference_run(model, table, **overrides):
     return out
 
 
+# A ReLU input this close to 0 is within float32 round-off of the conv + norm outputs
+# (of order 1) that feed UNIT's ReLUs: which side it lands on depends on the summation
+# order of the conv kernel (oneDNN's or Eigen's, AVX-512 or AVX2), not on the step's
+# formulation. Measured gates that flip: 2.6e-7 (seed 3, between torch's float32 and
+# float64 and between TF with and without oneDNN on an AMD EPYC), 9.8e-7 (seed 0).
+KNIFE_EDGE = 2e-6
+
+
+def gated_reference(model, table, flip=None):
+    """The float64 reference from the model's current weights, with a recorder on every
+    ReLU: returns (the TorchUNIT before its steps, run(flip) -> (weights after STEPS,
+    [(gate, |input|)] of the inputs within KNIFE_EDGE of 0)). A gate is (module name,
+    call index, element); run(gate) runs the reference with that one ReLU's derivative
+    switched to the other side (its output moves by |input|, < 2e-6)."""
+    import copy
+
+    import torch
+    from torch import nn
+
+    from torch_unit import TorchUNIT
+
+    pristine = TorchUNIT.like(model, torch.float64)
+
+    def run(flip=None):
+        reference = copy.deepcopy(pristine)
+        calls, near = {}, []
+
+        def hook(name, module, inputs, output):
+            index = calls[name] = calls.get(name, -1) + 1
+            x = inputs[0].detach()
+            for element in torch.nonzero(x.abs() < KNIFE_EDGE).tolist():
+                near.append(((name, index, tuple(element)), abs(float(x[tuple(element)]))))
+            if flip is not None and flip[:2] == (name, index):
+                mask = torch.zeros_like(x)
+                mask[flip[2]] = 1.0
+                return output + mask * inputs[0] * (1.0 if float(x[flip[2]]) < 0 else -1.0)
+            return None
+
+        for network in ("gen_a", "gen_b"):
+            for name, module in getattr(reference, network).named_modules():
+                if isinstance(module, nn.ReLU):
+                    module.register_forward_hook(
+                        lambda m, i, o, name=f"{network}.{name}": hook(name, m, i, o))
+        threads = torch.get_num_threads()
+        torch.set_num_threads(1)
+        try:
+            for step, (a, b) in enumerate(parity_batches()):
+                reference.step(a, b, {name: noise[step] for name, noise in table.items()})
+        finally:
+            torch.set_num_threads(threads)
+        return reference.weights_as_keras(model), near
+
+    return run
+
+
+def within_the_floor_up_to_one_knife_edge_gate(model, start, reference, gated, gates=None):
+    """The project's rule against the float64 reference; where it fails, against the
+    float64 reference with one ReLU gate switched whose input lies within KNIFE_EDGE of 0
+    (each such gate of the generators in turn, the largest-effect first found).
+
+    A float32 step that is the reference's up to round-off can land on the other side of
+    such a gate, and three Adam steps (the first moves each element by about lr whatever
+    its gradient's size) turn that one gate into several % of the update: 6.07 % at seed
+    0 from one input of 9.8e-7 (the 6.06 % an Intel Xeon's oneDNN kernels showed), 8.16 %
+    at seed 3 from one of -2.6e-7 (torch's own float32 run, and TF without oneDNN on an
+    AMD EPYC). A real difference stays refused: the step without weight decay (generators
+    1.5 %, discriminators 69 % at seed 0, shared layers) after every gate (97 s). `gates`: the gates to try (default: every one within KNIFE_EDGE, nearest
+    0 first). Returns (passed, misses of the plain rule, the gate that explains them)."""
+    from test_step_parity import within_float32_floor
+
+    run = misses(model, start, reference)
+    if all(within_float32_floor(run).values()):
+        return True, run, None
+    if gates is None:
+        _, near = gated()
+        gates = [gate for gate, _ in sorted(near, key=lambda item: item[1])]
+    for gate in gates:
+        weights, _ = gated(gate)
+        flipped = misses(model, start, {"torch.float64": {"weights": weights},
+                                        "torch.float32": reference["torch.float32"]})
+        if all(within_float32_floor(flipped).values()):
+            return True, run, (gate, flipped)
+    return False, run, None
+
+
 def groups(model):
     variables = model.optimizer_variables()
     return {"generators": variables["g_optimizer"], "discriminators": variables["d_optimizer"]}
@@ -330,9 +415,10 @@ def parity():
     table = noise_table(model)
     start = values(model)
     reference = reference_run(model, table)
+    gated = gated_reference(model, table)
     logs = our_run(model, table, jit_compile=True)
     return {"model": model, "table": table, "start": start, "reference": reference, "logs": logs,
-            "misses": misses(model, start, reference)}
+            "misses": misses(model, start, reference), "gated": gated}
 
 
 def test_losses_match_the_reference_step(parity):
@@ -355,10 +441,14 @@ def test_updates_match_the_reference_step(parity):
     first steps move them by about lr whatever the gradient's size): over seeds 0-4 the
     float32 reference's own generator miss is 0.015-2.3 % and ours 0.002-7.4 % (eager),
     each larger on some seeds; the discriminators' 0.0006 % on all. Seed 4 leaves the
-    fixed 0.5 % term of the rule to decide, as tight as the rule allows."""
-    from test_step_parity import within_float32_floor
-
-    assert all(within_float32_floor(parity["misses"]).values()), parity["misses"]
+    fixed 0.5 % term of the rule to decide, as tight as the rule allows. Seed 4 too has
+    ReLU inputs within float32 round-off of 0 that, switched, move the generators'
+    update 8.2 %, 6.3 % and 4.0 % (1.2e-6, 1.5e-6, 9.3e-7): another CPU's kernels may land
+    on their other side, which the check accepts (see `KNIFE_EDGE`)."""
+    model = parity["model"]
+    passed, run, _ = within_the_floor_up_to_one_knife_edge_gate(model, parity["start"], parity["reference"],
+                                                                parity["gated"])
+    assert passed, run
 
 
 def test_biases_and_layer_norm_parameters_follow_the_reference(parity):
@@ -436,10 +526,39 @@ def cross_noise_generator_step(model, tables, real_a, real_b):
 
 def test_shared_layers_step_matches_the_reference_with_shared_modules():
     """shared_layers=1 against the re-statement with version_02's sharing (one module in
-    both generators, given to Adam once), three eager steps. Measured (seed 0):
-    generators 0.0023 % (the float32 reference 0.0023 %), discriminators 0.0006 %
-    (0.0006 %); over seeds 0-4 ours 0.002-0.10 %, the float32 reference 0.002-8.2 % (see
-    `test_updates_match_the_reference_step` on round-off)."""
+    both generators, given to Adam once), three eager steps. Measured (seed 0, AMD EPYC,
+    oneDNN on and off, eager, graph and XLA alike): generators 0.0023 % (the float32
+    reference 0.0023 %), discriminators 0.0006 % (0.0006 %); over seeds 0-4 ours
+    0.002-0.18 % with oneDNN (graph) and 0.0023 % / 8.15 % without (seeds 0 / 3), the
+    float32 reference 0.002-8.2 %:
+    seed 3's 8.2 % is one ReLU gate (see `KNIFE_EDGE`). An Intel Xeon's oneDNN kernels
+    missed 6.06 % here: the other side of one gate, 9.8e-7 from 0
+    (`test_one_relu_gate_at_float32_round_off_is_the_six_percent_miss`)."""
+    pytest.importorskip("torch")
+
+    keras.utils.set_random_seed(0)
+    model = build_model("unit", **PARITY, shared_layers=1)
+    table = noise_table(model)
+    start = values(model)
+    reference = reference_run(model, table)
+    gated = gated_reference(model, table)
+    our_run(model, table, jit_compile=False)
+    passed, run, gate = within_the_floor_up_to_one_knife_edge_gate(model, start, reference, gated)
+    assert passed, run
+
+
+SEED_0_KNIFE_EDGE_GATE = ("gen_b.dec.model.4.activation", 2, (0, 0, 7, 32))  # x_ab's last ReLU, step 1
+
+
+def test_one_relu_gate_at_float32_round_off_is_the_six_percent_miss():
+    """Issue 33's 6.06 % (the shared-layers step on an Intel Xeon with oneDNN, eager and
+    graph) is one ReLU gate: in the float64 reference at seed 0 the input of one element
+    of gen_b's last decoder ReLU (x_ab in the first generator step) is 9.8e-7, within
+    float32 round-off of 0. Switched, it alone moves the generators' update 6.07 %:
+    a float32 step that lands on its other side fails the plain rule although nothing in
+    it differs from the reference but summation order. The check the parity tests use
+    accepts that step, by naming the gate; a step 6 % off for any other reason stays
+    refused (the other gates do not explain it)."""
     pytest.importorskip("torch")
     from test_step_parity import within_float32_floor
 
@@ -448,9 +567,20 @@ def test_shared_layers_step_matches_the_reference_with_shared_modules():
     table = noise_table(model)
     start = values(model)
     reference = reference_run(model, table)
-    our_run(model, table, jit_compile=False)
+    gated = gated_reference(model, table)
+    weights, near = gated(SEED_0_KNIFE_EDGE_GATE)
+    edge = dict(near)[SEED_0_KNIFE_EDGE_GATE]
+    assert 5e-7 < edge < 1.5e-6, edge  # measured 9.8e-7
+    for variable in paired_variables(model):  # "ours": the other side of the gate
+        variable.assign(weights[id(variable)].astype(np.float32))
     run = misses(model, start, reference)
-    assert all(within_float32_floor(run).values()), run
+    assert not all(within_float32_floor(run).values()), run
+    assert 0.05 < run["ours"]["generators"] < 0.07, run  # measured 6.07 %
+    others = [gate for gate, x in sorted(near, key=lambda item: item[1]) if gate != SEED_0_KNIFE_EDGE_GATE][:3]
+    assert not within_the_floor_up_to_one_knife_edge_gate(model, start, reference, gated, others)[0]
+    passed, _, found = within_the_floor_up_to_one_knife_edge_gate(
+        model, start, reference, gated, others + [SEED_0_KNIFE_EDGE_GATE])
+    assert passed and found[0] == SEED_0_KNIFE_EDGE_GATE, found
 
 
 # ---------------------------------------------------------------------------------------
