@@ -40,7 +40,7 @@ def test_old_flag_spellings_still_work_and_say_they_are_old(tmp_path, capsys):
         capsys.readouterr().err)
     assert main(train + ["--min-size", "3"]) == 2
     err = capsys.readouterr().err.strip()
-    assert err.count("\n") == 0 and "--min-size sets the option min_size, which cyclegan does not take" in err
+    assert err.count("\n") == 0 and "--min-size is for --model tuigan (it sets the constructor option min_size" in err
 
 
 def test_demo_trains_translates_and_exports(tmp_path, capsys):

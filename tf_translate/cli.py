@@ -296,15 +296,16 @@ def one_meaning(args):
 def train_options(args):
     """`train`'s model flags -> (steps, image_size, constructor overrides), the flags of
     a model trained scale by scale (`data_kind` "image_pair": tuigan) included."""
-    from tf_translate.models import model_class
+    from tf_translate.models import MODELS, model_class
 
     overrides = dict(model_options(args.model, args.option or []))
     for flag, option in OPTION_FLAGS.items():
         value = getattr(args, flag)
         if value is not None:
             if option not in option_names(args.model):
-                raise ValueError(f"--{flag.replace('_', '-')} sets the option {option}, which {args.model} "
-                                 f"does not take (its options: {', '.join(option_names(args.model))})")
+                takers = " / ".join(name for name in sorted(MODELS) if option in option_names(name))
+                raise ValueError(f"--{flag.replace('_', '-')} is for --model {takers} (it sets the constructor "
+                                 f"option {option}, which {args.model} does not take)")
             overrides[option] = os.path.abspath(value) if flag == "face_model" else value
     steps, image_size = args.steps, args.image_size
     if model_class(args.model).data_kind == "image_pair":
