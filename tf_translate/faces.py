@@ -93,8 +93,12 @@ class FaceDetector:
     def __init__(self, min_confidence=0.9):
         try:
             from mtcnn import MTCNN
-        except ImportError:
-            raise ImportError("face detection needs the mtcnn package: pip install 'tf_translate[face]'") from None
+        except ImportError as error:  # one line (the CLI's), naming what is really missing
+            missing = getattr(error, "name", None)
+            if missing in (None, "mtcnn"):
+                raise ValueError("face detection needs the mtcnn package: pip install 'tf_translate[face]'") from None
+            raise ValueError(f"the mtcnn package is installed but cannot import {missing!r} ({error}): "
+                             f"pip install {missing.split('.')[0]}") from None
         self.min_confidence = min_confidence
         self.mtcnn = MTCNN(device="CPU:0")
 

@@ -41,6 +41,50 @@ def check_no_overwrite(outputs, paths, output):
         raise ValueError(f"--output {output!r} would overwrite the input {clash[0]!r}: choose another folder")
 
 
+RUN_OWNED = ("run.json", "run.lock", "checkpoint.weights.h5", "checkpoint.previous.weights.h5",
+             "checkpoint.weights.h5.sha256", "best.weights.h5", "evaluation.json")
+
+
+def check_output(path, kind, overwrite=False, flag="--output"):
+    """One-line errors before anything is written to `path` (`kind` "file" or "folder"):
+    a path of the other kind, a file a run directory owns (never replaced, even with
+    `overwrite`: a run's checkpoint is its only state), or any existing path unless
+    `overwrite`."""
+    if not os.path.lexists(path):
+        return
+    if kind == "file" and os.path.isdir(path):
+        raise ValueError(f"{flag} {path!r} is a folder; give a file path")
+    if kind == "folder" and not os.path.isdir(path):
+        raise ValueError(f"{flag} {path!r} is a file; give a folder path")
+    folder = os.path.dirname(os.path.abspath(path))
+    if kind == "file" and os.path.basename(path) in RUN_OWNED and os.path.exists(os.path.join(folder, "run.json")):
+        raise ValueError(f"{flag} {path!r} belongs to the run in {folder!r}: choose another path")
+    if not overwrite:
+        raise ValueError(f"{flag} {path!r} exists: pass --overwrite to replace it, or choose another path")
+
+
+def check_outputs_free(outputs, output, overwrite=False):
+    """A one-line error when translations would replace files already in the output
+    folder (other than with `overwrite`), naming the first and counting the rest."""
+    taken = [out for out in outputs if os.path.lexists(out)]
+    if taken and not overwrite:
+        more = f" (and {len(taken) - 1} more)" if len(taken) > 1 else ""
+        raise ValueError(f"--output {output!r} already holds {os.path.basename(taken[0])}{more}: pass --overwrite "
+                         "to replace them, or choose another folder")
+
+
+def replace_folder(temporary, path):
+    """Moves a finished folder `temporary` to `path`, replacing an existing `path`."""
+    if os.path.isdir(path):
+        import shutil
+        old = temporary + ".old"
+        os.replace(path, old)
+        os.replace(temporary, path)
+        shutil.rmtree(old, ignore_errors=True)
+    else:
+        os.replace(temporary, path)
+
+
 class DiskFullError(OSError):
     """No space left on device while writing; the message (one line) names the file and
     says what was kept."""

@@ -195,6 +195,8 @@ def train(model_name, data, run_dir, steps=None, epochs=None, batch_size=None, i
     """
     from tf_translate.data import reference_load_size  # keeps `import training` light
 
+    if os.path.isfile(run_dir):
+        raise ValueError(f"--run-dir {run_dir!r} is a file; give a folder for the run")
     cls = model_class(model_name)
     reference = cls.reference_run
     options = cls.flag_options  # the settings a model takes as constructor options (TuiGAN's --steps)

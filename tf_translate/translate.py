@@ -15,7 +15,7 @@ Imports no TensorFlow at the top: the CLI reads the tile constants for its help.
 import os
 import sys
 
-from tf_translate.files import check_no_overwrite, input_paths, one_line, output_names
+from tf_translate.files import check_no_overwrite, check_outputs_free, input_paths, one_line, output_names
 
 # Reflection padding of the 7x7 stem needs more than 3 px a side; smaller images are
 # skipped with a message rather than stopping the folder.
@@ -25,6 +25,9 @@ MIN_TRANSLATE_SIZE = 8
 TILE_PIXELS = 2048 * 2048
 AUTO_TILE = 1024
 TILE_OVERLAP = 64
+# DRIT --codes: more translations of one image than anyone can look at is a typo; each
+# is a file (streamed to disk as it is made).
+MAX_CODES = 1000
 
 
 def names(values):
@@ -108,14 +111,18 @@ class AttributeTranslate:
 
         from tf_translate.data import read_rgb
 
-        if options.codes < 1:
-            raise ValueError(f"--codes must be a positive integer, got {options.codes}")
+        if not 1 <= options.codes <= MAX_CODES:
+            raise ValueError(f"--codes must be between 1 and {MAX_CODES}, got {options.codes}")
         self.serve = serve_attributes
         self.size = int(size)
         self.rng = np.random.default_rng(options.code_seed)
         self.mean = self.std = None
         if options.reference:
-            stats = encode_attributes(images=tf.constant(read_rgb(options.reference)[None]))
+            reference = read_rgb(options.reference)
+            if min(reference.shape[:2]) < MIN_TRANSLATE_SIZE:
+                raise ValueError(f"--reference {options.reference!r}: {reference.shape[1]}x{reference.shape[0]} px "
+                                 f"is too small (at least {MIN_TRANSLATE_SIZE} px a side)")
+            stats = encode_attributes(images=tf.constant(reference[None]))
             self.mean, self.std = stats["mean"].numpy()[0], stats["std"].numpy()[0]
         self.code = None
 
@@ -161,6 +168,8 @@ def check_tiles(args, rule):
     generator cannot take), or AUTO_TILE. `rule`: the generator's (size multiple, fixed
     input size), None for one that resizes itself (no tiles); a generator tied to one
     input size (full U-GAT-IT) is tiled at that size."""
+    if args.tile is not None and args.tile < 1:
+        raise ValueError(f"--tile must be a positive number of px, got {args.tile}")
     if rule is None:
         if args.tile:
             raise ValueError("--tile: this model resizes every image to its trained size, so it takes no tiles")
@@ -209,6 +218,7 @@ def translate_images(args):
     else:
         outputs = [[out] for out in outputs]
     check_no_overwrite([out for outs in outputs for out in outs], paths, args.output)
+    check_outputs_free([out for outs in outputs for out in outs], args.output, args.overwrite)
     translate, rule = run_translator(args)
     tile = check_tiles(args, rule)
     # DRIT draws a code per image and TuiGAN resizes each image itself: one image a call.
@@ -230,14 +240,13 @@ def translate_images(args):
         return tile is not None and (args.tile is not None or image.shape[0] * image.shape[1] > TILE_PIXELS)
 
     def translate_one(image, count):
-        """The `count` translations of one image (DRIT: one per attribute code)."""
-        results = []
+        """The `count` translations of one image (DRIT: one per attribute code), made one
+        at a time as they are written (`submit` consumes them lazily)."""
         for _ in range(count):
             if multimodal:  # drit: a new attribute code per translation
                 translate.next_code()
-            results.append(translate_tiled(translate, image, tile, args.tile_overlap, rule[0]) if tiled(image)
-                           else translate(image[None])[0])
-        return results
+            yield (translate_tiled(translate, image, tile, args.tile_overlap, rule[0]) if tiled(image)
+                   else translate(image[None])[0])
 
     writes = []  # (path, [futures]) in the order submitted
     written = 0
@@ -258,7 +267,13 @@ def translate_images(args):
 
     def submit(pool, path, results):
         save = lambda out, result: write_atomically(out, lambda file: Image.fromarray(result).save(file, format="PNG"))
-        writes.append((path, [pool.submit(save, out, result) for out, result in zip(outputs_of[path], results)]))
+        futures = []
+        for out, result in zip(outputs_of[path], results):  # each written while the next is made
+            futures.append(pool.submit(save, out, result))
+            pending = [future for future in futures if not future.done()]
+            if len(pending) > 4 * batch_size:  # a bounded number of images wait in memory
+                pending[0].result()
+        writes.append((path, futures))
         settle(wait_for=4 * batch_size)
 
     def run_batch(pool, batch):

@@ -36,6 +36,9 @@ import functools
 import os
 from collections.abc import Callable
 
+import keras
+import numpy as np
+
 from tf_translate.torch_import.common import (INSTANCE_NORM_BUFFERS, MAX_LISTED, MissingEntryError, assign, check_keys,
                                               conv_layers, drop_instance_norm_buffers, listing, load_state_dict,
                                               sequential_pairs, strip_data_parallel, torch_to_keras, weighted_layers)
@@ -102,7 +105,7 @@ def import_generator(model_name, checkpoint, name="generator_ab", direction="a2b
     return importer.from_state_dict(load_state_dict(checkpoint, entry), name=name)
 
 
-def import_torch(model_name, checkpoint, output, checkpoint_b=None):
+def import_torch(model_name, checkpoint, output, checkpoint_b=None, overwrite=False):
     """Converts a reference checkpoint into a run directory or a Keras file.
 
     Args:
@@ -115,18 +118,29 @@ def import_torch(model_name, checkpoint, output, checkpoint_b=None):
         checkpoint_b: for CycleGAN run directories, the B→A generator
             (`latest_net_G_B.pth`). Without it the run's B→A generator keeps its initial
             weights and run.json records that it was not imported.
+        overwrite: replace an existing generator file (never a run directory's own files).
     Returns:
         the path written.
     """
+    from tf_translate.files import check_output
+
+    to_file = output.endswith(".weights.h5") or output.endswith(".keras")
+    check_output(output, "file", overwrite) if to_file else (
+        os.path.isfile(output) and check_output(output, "folder"))
     generator = import_generator(model_name, checkpoint)
-    if output.endswith(".weights.h5") or output.endswith(".keras"):
+    check_finite_weights(generator, checkpoint)
+    if to_file:
         if checkpoint_b:
             raise ValueError("--checkpoint-b needs a run directory as --output (a file holds one generator)")
         os.makedirs(os.path.dirname(os.path.abspath(output)), exist_ok=True)
-        if output.endswith(".keras"):
-            generator.save(output)
-        else:
-            generator.save_weights(output)
+        suffix = ".keras" if output.endswith(".keras") else ".weights.h5"
+        temporary = output[:-len(suffix)] + f".tmp-{os.getpid()}" + suffix  # Keras reads the kind from the suffix
+        try:
+            generator.save(temporary) if suffix == ".keras" else generator.save_weights(temporary)
+            os.replace(temporary, output)
+        finally:
+            if os.path.exists(temporary):
+                os.remove(temporary)
         return output
     from tf_translate.models import MODELS
 
@@ -145,6 +159,15 @@ def import_torch(model_name, checkpoint, output, checkpoint_b=None):
     return write_imported_run(model_name, output, generator, checkpoint,
                               import_generator(model_name, checkpoint_b, "generator_ba") if checkpoint_b else None,
                               checkpoint_b)
+
+
+def check_finite_weights(generator, checkpoint):
+    """Refuses a checkpoint whose weights are NaN or infinite (a diverged run): it would
+    translate every image to black."""
+    bad = [w.path for w in generator.weights if not np.isfinite(keras.ops.convert_to_numpy(w)).all()]
+    if bad:
+        raise ValueError(f"{checkpoint!r} holds non-finite weights (NaN or inf) in {len(bad)} variable(s), "
+                         f"first {bad[0]}: nothing was written")
 
 
 def write_imported_run(model_name, run_dir, generator_ab, checkpoint, generator_ba=None, checkpoint_b=None):
