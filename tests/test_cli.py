@@ -79,7 +79,7 @@ def test_demo_trains_translates_and_exports(tmp_path, capsys):
         served = read_rgb(os.path.join(served_dir, name)).astype(int)
         assert np.abs(served - read_rgb(os.path.join(from_run, name)).astype(int)).max() <= 1
     assert main(["translate", "--model-dir", str(tmp_path / "served"), "--input", test_a,
-                 "--output", served_dir]) == 2  # the model folder, not its version folder
+                 "--output", served_dir, "--overwrite"]) == 2  # the model folder, not its version folder
     assert "not a SavedModel folder" in capsys.readouterr().err
 
 

@@ -170,6 +170,69 @@ def read_evaluations(path):
     return history
 
 
+class EvaluationCallback(keras.callbacks.Callback):
+    """Every `every` steps: KID of the generator's translations of a held-out set against
+    held-out real target images, into TensorBoard (`eval/kid`), keeping the weights with
+    the lowest KID in RUN/best.weights.h5 (how photo2cartoon picked its released model,
+    by FID). The real images' features are computed once."""
+
+    def __init__(self, run_dir, direction, source_images, target_images, extractor, every,
+                 feature_size=224, kid_subsets=50, kid_subset_size=100):
+        super().__init__()
+        self.run_dir, self.direction, self.every = run_dir, direction, every
+        self.source_images = list(source_images)
+        self.extractor, self.feature_size = extractor, feature_size
+        self.kid_subsets, self.kid_subset_size = kid_subsets, kid_subset_size
+        self.real_features = features_of(extractor, list(target_images), feature_size)
+        self.best = float("inf")
+        self.module = None  # the serving module, made on the first evaluation (traced once)
+        self.writer = tf.summary.create_file_writer(os.path.join(run_dir, "logs"))
+
+    def on_train_batch_end(self, batch, logs=None):
+        step = self.model.completed_steps()
+        if self.every and step % self.every == 0:
+            self.evaluate_now(step)
+
+    def evaluate_now(self, step):
+        from tf_translate.export import GeneratorModule
+
+        if self.module is None:
+            self.module = GeneratorModule(self.model.generators()[self.direction])
+        fake = translate_all(lambda image: self.module.serving_default(image)["images"].numpy(),
+                             self.source_images)
+        mean, std = metrics.kernel_distance(features_of(self.extractor, fake, self.feature_size),
+                                            self.real_features, subsets=self.kid_subsets,
+                                            subset_size=self.kid_subset_size)
+        with self.writer.as_default(step=step):
+            tf.summary.scalar("eval/kid", float(mean))
+            tf.summary.scalar("eval/kid_std", float(std))
+        self.writer.flush()
+        if mean < self.best:
+            self.best = float(mean)
+            save_checkpoint(self.model, self.run_dir, BEST_WEIGHTS)
+        return float(mean)
+
+
+def held_out_callback(model, data, run_dir, every, features="mobilenet_v2", samples=100, inception_weights=None):
+    """An `EvaluationCallback` on DIR/testA -> DIR/testB (up to `samples` images each)."""
+    from tf_translate.data import check_images, domain_folders, list_images, read_rgb
+
+    if model.data_kind != "unpaired" or "a2b" not in model.generators():
+        raise ValueError(f"--eval-every evaluates a2b translation; {type(model).__name__} has none")
+    if isinstance(data, (list, tuple)):
+        raise ValueError("--eval-every needs --data DIR with testA and testB as the held-out set")
+    images = [[read_rgb(path) for path in check_images(list_images(folder))[0][:samples]]
+              for folder in domain_folders(data, split="test")]
+    if min(len(images[0]), len(images[1])) < 2:
+        raise ValueError(f"--eval-every needs at least 2 images in each of {data}/testA and {data}/testB")
+    return EvaluationCallback(run_dir, "a2b", images[0], images[1], feature_extractor(features, inception_weights),
+                              every, feature_size(features), kid_subset_size=max(2, min(len(images[0]), len(images[1])) // 2))
+
+
+# ---------------------------------------------------------------------------------------
+# The `evaluate` command
+
+
 def check_evaluate_flags(args):
     """One-line errors for counts and sizes that cannot be, before anything is loaded
     (`--samples -1` would score n - 1 images and record it)."""
