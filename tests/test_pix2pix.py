@@ -273,6 +273,11 @@ def test_step_losses_match_the_reference(step_parity):
             np.testing.assert_allclose(ours[name], reference[name], rtol=1e-4, err_msg=name)
 
 
+# Measured ours (the float32 reference): generator 0.0030 % (0.0043 %, 0.70x), discriminator
+# 0.00084 % (0.00070 %, 1.2x); the 0.01 % slack covers our float32 noise on other CPUs.
+SLACK = 1e-4
+
+
 def test_step_updates_match_the_reference(step_parity):
     """Kernels: our miss of the float64 reference's update within the reference's own
     float32 miss x 1.5 + 0.5 % (the project's rule); running statistics to 1e-5."""
@@ -287,10 +292,39 @@ def test_step_updates_match_the_reference(step_parity):
                                          as_map(step_parity["start"]))
         run["float32"][group] = update_miss(members, as_map(step_parity["reference32"]),
                                             as_map(step_parity["reference"]), as_map(step_parity["start"]))
-    assert all(within_float32_floor(run).values()), run
+    assert all(within_float32_floor(run, SLACK).values()), run
     for variable, ours, reference in zip(variables, step_parity["ours"], step_parity["reference"]):
         if "moving" in variable.path:
             np.testing.assert_allclose(ours, reference, atol=1e-5, err_msg=variable.path)
+
+
+def kernel_misses(model, ours):
+    """{"ours", "float32": {group: kernel update miss}} of `ours` (values in `step_variables` order)."""
+    replay = Trajectory("pix2pix")
+    as_map = lambda arrays: {id(v): a for v, a in zip(step_variables(model), arrays)}
+    groups = {"generator": model.generator.trainable_variables,
+              "discriminator": model.discriminator.trainable_variables}
+    start, expected = as_map(replay.start), as_map(replay.final)
+    return {"ours": {g: update_miss(vs, as_map(ours), expected, start) for g, vs in groups.items()},
+            "float32": {g: update_miss(vs, as_map(replay.final32), expected, start) for g, vs in groups.items()}}
+
+
+def test_keras_adam_arithmetic_fails_the_pix2pix_parity_check():
+    """The check can fail: Keras' epsilon placement and value miss 2.1 % of the generator's
+    and 4.6 % of the discriminator's update (the float32 reference: 0.0043 %, 0.0007 %).
+    Eager: the same arithmetic without an XLA compile."""
+    from tf_translate.optimizers import make_adam
+
+    replay = Trajectory("pix2pix")
+    model = step_model()
+    replay.assign_start(model)
+    adam = lambda: make_adam(2e-4, 0.5, epsilon=1e-7, pytorch_epsilon=False)
+    model.compile(jit_compile=False, g_optimizer=adam(), d_optimizer=adam())
+    model.run_eagerly = True
+    for a, b in batches():
+        model.train_on_batch(a, b)
+    run = kernel_misses(model, replay.values(model))
+    assert not any(within_float32_floor(run, SLACK).values()), run
 
 
 def test_one_discriminator_call_on_real_and_fake_would_fail_the_loss_check(reference_modules):

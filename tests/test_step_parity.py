@@ -116,21 +116,31 @@ def test_cyclegan_losses_match_the_reference_step(cyclegan_parity):
             np.testing.assert_allclose(ours[name], reference[name], rtol=2e-4, err_msg=name)
 
 
-def within_float32_floor(run):
-    return {group: run["ours"][group] < 1.5 * run["float32"][group] + 0.005 for group in run["ours"]}
+def within_float32_floor(run, slack=0.005):
+    """The project's rule per network group: our miss of the float64 reference's update
+    below 1.5x the float32 reference's own miss + `slack` (a share of the update). Each
+    model's test states its slack from what it measures (README, "Faithfulness"); 0.5 % is
+    the allowance of the tests that do not state one yet (UNIT, DRIT++, TuiGAN)."""
+    return {group: run["ours"][group] < 1.5 * run["float32"][group] + slack for group in run["ours"]}
+
+
+# Measured ours (the float32 reference): generators 0.057 % (0.00041 %, 138x), discriminators
+# 0.00040 % (0.00065 %). The generators follow the float32 floor through 14 of the 15 steps
+# (<= 1.1x in XLA, graph and eager) and jump at the 15th in XLA and graph mode only (eager
+# stays at 1.07x after 15; oneDNN on or off alike), a jump no loss shows (all within 1e-6 at
+# that step); not explained yet, so the slack is what it measures, x1.75, not the floor.
+CYCLEGAN_SLACK = 0.001
 
 
 def test_cyclegan_updates_match_the_reference_step(cyclegan_parity):
-    """Measured: generators miss 0.06 % (the reference's float32 run 0.0004 %),
-    discriminators 0.0004 % (0.0007 %)."""
-    assert all(within_float32_floor(cyclegan_parity).values()), cyclegan_parity
+    assert all(within_float32_floor(cyclegan_parity, CYCLEGAN_SLACK).values()), cyclegan_parity
 
 
 def test_keras_adam_arithmetic_fails_the_parity_check():
     """The check can fail: Keras' epsilon placement and value (this project's Adam before
     it was fixed) miss 37 % of the generators' and 15 % of the discriminators' update."""
     run = cyclegan_run(pytorch_epsilon=False)
-    assert not any(within_float32_floor(run).values()), run
+    assert not any(within_float32_floor(run, CYCLEGAN_SLACK).values()), run
 
 
 STARGAN_SIZE, STARGAN_DOMAINS, STARGAN_ITERATIONS = 32, 3, 3
@@ -211,11 +221,19 @@ def test_stargan_losses_match_the_reference_step(stargan_parity):
         np.testing.assert_allclose(ours, reference, rtol=1e-3, atol=1e-5)
 
 
+# Measured ours (the float32 reference): generator 1.7 % (2.3 %, 0.74x), critic 0.00081 %
+# (0.00081 %, 1.0x). The generator's float32 floor is high: 3 iterations of WGAN-GP from
+# torch's default init amplify round-off; the 0.01 % slack only covers our float32 noise
+# on other CPUs.
+STARGAN_SLACK = 1e-4
+
+
 def test_stargan_critic_and_generator_updates_match_the_reference_step(stargan_parity):
-    assert all(within_float32_floor(stargan_parity).values()), stargan_parity
+    assert all(within_float32_floor(stargan_parity, STARGAN_SLACK).values()), stargan_parity
 
 
 def test_keras_adam_arithmetic_fails_the_stargan_parity_check():
-    """The critic's tiny second moments make Keras' epsilon placement miss its update."""
+    """The critic's tiny second moments make Keras' epsilon placement miss its update:
+    1.6 % of it (the generator's 1.5 % stays under its high float32 floor)."""
     run = stargan_run(pytorch_epsilon=False)
-    assert not within_float32_floor(run)["critic"], run
+    assert not within_float32_floor(run, STARGAN_SLACK)["critic"], run

@@ -144,10 +144,13 @@ def test_losses_match_the_reference_step(parity):
             np.testing.assert_allclose(ours[name], expected[name], rtol=2e-4, err_msg=f"{name}, step {step}")
 
 
+# Measured ours (the float32 reference): generators 0.0048 % (0.016 %, 0.30x), discriminators
+# 0.00073 % (0.00072 %, 1.0x); the 0.01 % slack covers our float32 noise on other CPUs.
+SLACK = 1e-4
+
+
 def test_updates_match_the_reference_step(parity):
-    """Measured: generators miss 0.006 % of the update (the float32 reference 0.016 %),
-    discriminators 0.0007 % (0.0007 %)."""
-    assert all(within_float32_floor(parity["misses"]).values()), parity["misses"]
+    assert all(within_float32_floor(parity["misses"], SLACK).values()), parity["misses"]
 
 
 def one_dimensional_misses(parity):
@@ -238,4 +241,4 @@ def test_the_parity_check_can_fail(parity, variant):
     for a, b in batches():
         model.train_on_batch(a, b)
     run = misses(model, parity["start"], parity["reference"])
-    assert not any(within_float32_floor(run).values()), run
+    assert not any(within_float32_floor(run, SLACK).values()), run
