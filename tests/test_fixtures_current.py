@@ -8,7 +8,8 @@ exactly; the float64 reference's final weights within 1e-6 of its update and its
 within 1e-6 relative (float64 reductions differ slightly across CPUs); the float32
 reference's final weights within twice its committed miss of the float64 update + 1e-6
 (float32 round-off differs across CPUs, and two float32 runs differ by about √2 times
-that miss); recorded draws exactly. Re-recorded on the recording CPU, everything is equal.
+that miss); recorded draws exactly; the plain reference values (Adam, LambdaLR) within 1e-12
+relative. Re-recorded on the recording CPU, everything is equal.
 """
 
 import os
@@ -36,8 +37,24 @@ def float32_miss(data):
     return np.sqrt(miss / sum(float(np.sum((f - s) ** 2)) for f, s in zip(final, start)))
 
 
+VALUE_NAMES = [name for names in trajectories.VALUE_RECORDERS.values() for name in names]
+
+
 def test_every_replayed_trajectory_is_committed():
     assert sorted(NAMES) == sorted(name for names in trajectories.RECORDERS.values() for name in names)
+    assert all(os.path.exists(trajectories.path(name)) for name in VALUE_NAMES)
+
+
+@pytest.mark.parametrize("name", VALUE_NAMES)
+def test_committed_reference_values_equal_a_fresh_recording(name):
+    """torch.optim.Adam in float64 and LambdaLR: elementwise, so within 1e-12 relative."""
+    pytest.importorskip("torch")
+    import record_trajectories
+
+    committed, recorded = trajectories.read(name), record_trajectories.record(name)
+    assert sorted(committed) == sorted(recorded)
+    for key in committed:
+        np.testing.assert_allclose(recorded[key], committed[key], rtol=1e-12, atol=0, err_msg=key)
 
 
 @pytest.mark.parametrize("name", NAMES)

@@ -26,6 +26,18 @@ RECORDERS = {
     "test_nicegan_parity": {"nicegan": "record_nicegan"},
 }
 
+# Plain reference values (torch.optim.Adam's weights, LambdaLR's rates): test module ->
+# {file name: recorder}, each recorder returning {key: array}; read with `reference_values`.
+VALUE_RECORDERS = {
+    "test_optimizer": {"adam": "record_adam"},
+    "test_schedules": {"lambda_lr": "record_lambda_lr"},
+}
+
+
+def reference_values(name):
+    """{key: array} of the committed reference values `name` (see VALUE_RECORDERS)."""
+    return read(name)
+
 
 def positions(model, variables):
     """Each variable's position in `model.weights` (deterministic for a model's code and config)."""
