@@ -1,6 +1,7 @@
 """pix2pix: parameter counts, the U-Net against a PyTorch re-statement of junyanz's
 (import, forward in both test modes, dropout placement), the training step against the
-reference's `optimize_parameters`, batch norm's semantics, paired data, the CLI path."""
+reference's `optimize_parameters` (a recorded trajectory, replayed without torch), batch
+norm's semantics, paired data, the CLI path."""
 
 import os
 
@@ -28,6 +29,7 @@ def reference_modules():
     torch = pytest.importorskip("torch")
     import torch_pix2pix as module
     torch_pix2pix = module
+
 
 TINY = dict(variant="unet_32", filters=8, discriminator_filters=8, image_size=32)
 
