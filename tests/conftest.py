@@ -67,3 +67,66 @@ def pytest_terminal_summary(terminalreporter, exitstatus, config):
     if config.get_verbosity() < 0:
         for line in pytest_report_header(config):
             terminalreporter.write_line(line)
+
+
+# ---------------------------------------------------------------------------------------
+# No silent skips: with TF_TRANSLATE_NO_SKIPS=1 (.ci/run sets it) a test that skips fails,
+# unless tests/allowed_skips.txt names it with its reason. A missing extra (torch, a data
+# set, a model file) would otherwise leave the suite green with its proofs untested. The
+# reports are made in each pytest-xdist worker, which inherits the variable.
+
+import fnmatch  # noqa: E402
+
+import pytest  # noqa: E402
+
+NO_SKIPS = "TF_TRANSLATE_NO_SKIPS"
+ALLOWED_SKIPS = os.path.join(os.path.dirname(os.path.abspath(__file__)), "allowed_skips.txt")
+
+
+def allowed_skips(path=ALLOWED_SKIPS):
+    """{node id pattern (fnmatch, from the repository root): reason} of tests/allowed_skips.txt:
+    one `pattern  # reason` a line; a line without a reason is an error."""
+    allowed = {}
+    with open(path) as f:
+        for number, line in enumerate(f, 1):
+            line = line.strip()
+            if not line or line.startswith("#"):
+                continue
+            pattern, _, reason = line.partition("#")
+            if not reason.strip():
+                raise ValueError(f"{path}:{number}: an allowed skip needs its reason after '#'")
+            allowed[pattern.strip()] = reason.strip()
+    return allowed
+
+
+def skip_refused(nodeid):
+    """True when skips must fail and `nodeid` is not on the allow-list."""
+    if os.environ.get(NO_SKIPS) != "1":
+        return False
+    return not any(fnmatch.fnmatchcase(nodeid, pattern) for pattern in allowed_skips())
+
+
+def skip_reason(report):
+    longrepr = report.longrepr
+    return longrepr[2] if isinstance(longrepr, tuple) and len(longrepr) == 3 else str(longrepr)
+
+
+@pytest.hookimpl(hookwrapper=True)
+def pytest_runtest_makereport(item, call):
+    outcome = yield
+    report = outcome.get_result()
+    if report.skipped and not hasattr(report, "wasxfail") and skip_refused(report.nodeid):
+        report.outcome = "failed"
+        report.longrepr = (f"skipped, and {NO_SKIPS}=1 refuses skips outside tests/allowed_skips.txt: "
+                           f"{skip_reason(report)}")
+
+
+@pytest.hookimpl(hookwrapper=True)
+def pytest_make_collect_report(collector):
+    """A whole module skipped at import (module-level importorskip) fails the same way."""
+    outcome = yield
+    report = outcome.get_result()
+    if report.skipped and skip_refused(report.nodeid):
+        report.outcome = "failed"
+        report.longrepr = (f"module skipped, and {NO_SKIPS}=1 refuses skips outside tests/allowed_skips.txt: "
+                           f"{skip_reason(report)}")

@@ -14,19 +14,19 @@ The step is the XLA-compiled one that training runs. The CAM block's residual we
 starts at 0 in the reference, which leaves the CAM's 1x1 conv and the re-weighting by
 the FC weight without gradient in the first step; both sides start at λ = 0.5 here
 instead, so every path of the encoder is exercised from the first update.
+
+The reference side is recorded once (`record_nicegan`, tests/fixtures/trajectories/nicegan.npz)
+and replayed here without torch; test_fixtures_current.py re-records it with torch.
 """
 
-import contextlib
+import functools
 
 import numpy as np
 import pytest
 
 from helpers import random_images
-
-torch = pytest.importorskip("torch")
-
-from test_step_parity import update_miss, within_float32_floor  # noqa: E402
-from torch_nicegan import TorchNICEGAN, discriminator_spectral_norms, keras_pairs  # noqa: E402
+from test_step_parity import update_miss, within_float32_floor
+from trajectories import Trajectory, trajectory
 
 SIZE = 48  # the smallest the 6-layer discriminator takes
 TINY_NICEGAN = dict(image_size=SIZE, filters=8, num_residual_blocks=1, discriminator_layers=6)
@@ -41,44 +41,63 @@ def batches():
 
 
 def paired_variables(model):
-    """Every weight and spectral-norm vector of the model, in the reference pairing's order."""
+    """Every weight and spectral-norm vector of the model, in the reference pairing's order
+    (`torch_nicegan.keras_pairs`; the replay reads the recorded positions instead)."""
+    from torch_nicegan import keras_pairs
     return [variable for name in NETWORKS for variable, _, _ in keras_pairs(model, name)]
 
 
+def spectral_norm_positions(model):
+    """(u, v, kernel) positions in `model.weights` of every discriminator spectral norm."""
+    from torch_nicegan import discriminator_spectral_norms
+    index = {id(v): i for i, v in enumerate(model.weights)}
+    return np.array([[index[id(layer.u)], index[id(layer.v)], index[id(layer.layer.kernel)]]
+                     for d in (model.discriminator_a, model.discriminator_b)
+                     for layer in discriminator_spectral_norms(d).values()], np.int32)
+
+
+def record_nicegan():
+    """The reference's STEPS iterations (float64 and float32) from our seeded start."""
+    import keras
+
+    from torch_nicegan import TorchNICEGAN
+
+    keras.utils.set_random_seed(0)
+    model = tiny_model()
+    for discriminator in (model.discriminator_a, model.discriminator_b):
+        discriminator.encoder.cam.lamda.assign(LAMDA)
+    variables = paired_variables(model)
+    start = [v.numpy().astype(np.float64) for v in variables]
+    finals, losses = {}, {}
+    for dtype in ("float64", "float32"):
+        reference = TorchNICEGAN.like(model, dtype)
+        reference.load_keras(model)
+        losses[dtype] = [reference.step(a, b) for a, b in batches()]
+        final = reference.weights_as_keras(model)
+        finals[dtype] = [final[id(v)] for v in variables]
+    return trajectory(model, variables, start, finals["float64"], finals["float32"],
+                      {"losses64": losses["float64"], "losses32": losses["float32"]},
+                      spectral_norms=spectral_norm_positions(model))
+
+
+@functools.cache
+def replay():
+    """The recorded reference trajectory (read on first use: recording runs without it)."""
+    return Trajectory("nicegan")
+
+
 def values(model):
-    return [v.numpy().astype(np.float64) for v in paired_variables(model)]
-
-
-@contextlib.contextmanager
-def one_torch_thread():
-    """Tiny networks: two torch threads on a shared 2-core machine spin for seconds a step."""
-    threads = torch.get_num_threads()
-    torch.set_num_threads(1)
-    try:
-        yield
-    finally:
-        torch.set_num_threads(threads)
-
-
-def reference_run(model):
-    """STEPS reference iterations (float64 and float32) from `model`'s current weights.
-
-    Returns {"float64", "float32": final values in `paired_variables` order and Keras
-    layout, "losses64", "losses32": [reference losses per step]}.
-    """
-    out = {}
-    with one_torch_thread():
-        for dtype in ("float64", "float32"):
-            reference = TorchNICEGAN.like(model, dtype)
-            reference.load_keras(model)
-            out[f"losses{dtype[-2:]}"] = [reference.step(a, b) for a, b in batches()]
-            final = reference.weights_as_keras(model)
-            out[dtype] = [final[id(v)] for v in paired_variables(model)]
-    return out
+    return replay().values(model)
 
 
 def by_id(model, arrays):
-    return {id(v): a for v, a in zip(paired_variables(model), arrays)}
+    return replay().by_id(model, arrays)
+
+
+def spectral_norm_layers(model):
+    """[(u, v, kernel)] variables of the discriminators' spectral norms (recorded positions)."""
+    weights = model.weights
+    return [tuple(weights[i] for i in row) for row in replay().arrays["spectral_norms"]]
 
 
 def groups(model):
@@ -102,14 +121,10 @@ def tiny_model(**overrides):
 
 @pytest.fixture(scope="module")
 def parity():
-    import keras
-
-    keras.utils.set_random_seed(0)
     model = tiny_model()
-    for discriminator in (model.discriminator_a, model.discriminator_b):
-        discriminator.encoder.cam.lamda.assign(LAMDA)
-    start = values(model)
-    reference = reference_run(model)
+    replay().assign_start(model)
+    start = replay().start
+    reference = {"float64": replay().final, "float32": replay().final32, **replay().losses}
     model.compile(jit_compile=True)
     logs = [model.train_on_batch(a, b, return_dict=True) for a, b in batches()]
     return {"model": model, "start": start, "reference": reference, "logs": logs,
@@ -132,10 +147,14 @@ def test_losses_match_the_reference_step(parity):
     assert max(ours) < tolerance, (max(ours), tolerance)
 
 
+# Measured ours (the float32 reference): generators 0.0050 % (0.0050 %, 1.0x), discriminators
+# 0.0058 % (0.0021 %, 2.7x: the global branch's stride-1 conv, whose near-zero gradients take
+# noise-signed Adam steps, see the spectral-norm test); slack 0.01 %, 2.3x what ours needs.
+SLACK = 1e-4
+
+
 def test_updates_match_the_reference_step(parity):
-    """Measured: generators miss 0.0051 % of the update (the float32 reference 0.0050 %),
-    discriminators 0.0057 % (0.0021 %)."""
-    assert all(within_float32_floor(parity["misses"]).values()), parity["misses"]
+    assert all(within_float32_floor(parity["misses"], SLACK).values()), parity["misses"]
 
 
 def test_biases_and_norm_parameters_follow_the_reference_too(parity):
@@ -166,17 +185,16 @@ def test_spectral_norm_vectors_follow_the_reference(parity):
     model, reference = parity["model"], parity["reference"]
     expected, float32 = by_id(model, reference["float64"]), by_id(model, reference["float32"])
     worst = worst32 = extra_iteration = 0.0
-    for d in (model.discriminator_a, model.discriminator_b):
-        for layer in discriminator_spectral_norms(d).values():
-            for vector in (layer.u, layer.v):
-                want = expected[id(vector)]
-                worst = max(worst, np.abs(vector.numpy() - want).max())
-                worst32 = max(worst32, np.abs(float32[id(vector)] - want).max())
-            kernel = expected[id(layer.layer.kernel)]
-            matrix = kernel.reshape(-1, kernel.shape[-1]).T  # torch's weight.flatten(1), rest in Keras order
-            u = expected[id(layer.u)]
-            v = matrix.T @ u / np.linalg.norm(matrix.T @ u)
-            extra_iteration = max(extra_iteration, np.abs(matrix @ v / np.linalg.norm(matrix @ v) - u).max())
+    for u_variable, v_variable, kernel_variable in spectral_norm_layers(model):
+        for vector in (u_variable, v_variable):
+            want = expected[id(vector)]
+            worst = max(worst, np.abs(vector.numpy() - want).max())
+            worst32 = max(worst32, np.abs(float32[id(vector)] - want).max())
+        kernel = expected[id(kernel_variable)]
+        matrix = kernel.reshape(-1, kernel.shape[-1]).T  # torch's weight.flatten(1), rest in Keras order
+        u = expected[id(u_variable)]
+        v = matrix.T @ u / np.linalg.norm(matrix.T @ u)
+        extra_iteration = max(extra_iteration, np.abs(matrix @ v / np.linalg.norm(matrix @ v) - u).max())
     tolerance = 1.5 * worst32 + 1e-5
     assert worst < tolerance, (worst, worst32)
     assert extra_iteration > 100 * tolerance, extra_iteration
@@ -194,8 +212,7 @@ def test_the_parity_check_can_fail(parity, variant):
     from tf_translate.optimizers import make_adam
 
     model = tiny_model(**({"weight_decay": 0.0} if variant == "no_weight_decay" else {}))
-    for variable, value in zip(paired_variables(model), parity["start"]):
-        variable.assign(value.astype(np.float32))
+    replay().assign_start(model)
     optimizers = {}
     if variant == "keras_adam":  # Keras' epsilon placement and value
         adam = lambda: make_adam(1e-4, 0.5, epsilon=1e-7, pytorch_epsilon=False)
@@ -209,4 +226,4 @@ def test_the_parity_check_can_fail(parity, variant):
     for a, b in batches():
         model.train_on_batch(a, b)
     run = misses(model, parity["start"], parity["reference"])
-    assert not any(within_float32_floor(run).values()), run
+    assert not any(within_float32_floor(run, SLACK).values()), run

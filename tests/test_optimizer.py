@@ -31,7 +31,7 @@ def run_keras(make_optimizer, initial, grads):
 
 def run_torch(initial, grads, lr, betas, eps, amsgrad=False):
     """torch.optim.Adam in float64 on the same gradients: the reference update."""
-    torch = pytest.importorskip("torch")
+    import torch
     params = [torch.nn.Parameter(torch.tensor(value, dtype=torch.float64)) for value in initial]
     optimizer = torch.optim.Adam(params, lr=lr, betas=betas, eps=eps, amsgrad=amsgrad)
     for step_grads in grads:
@@ -39,6 +39,27 @@ def run_torch(initial, grads, lr, betas, eps, amsgrad=False):
             p.grad = torch.tensor(g, dtype=torch.float64)
         optimizer.step()
     return [p.detach().numpy() for p in params]
+
+
+# (problem seed, grad_scale, amsgrad) of the cases compared with torch.optim.Adam (lr 1e-2,
+# betas (0.5, 0.999), eps 1e-8), recorded by `record_adam` into tests/fixtures/trajectories/adam.npz
+TORCH_CASES = {"plain_1": (0, 1.0, False), "plain_1e-06": (0, 1e-6, False), "amsgrad": (1, 1e-6, True)}
+
+
+def record_adam():
+    out = {}
+    for case, (seed, grad_scale, amsgrad) in TORCH_CASES.items():
+        initial, grads = problem(seed=seed, grad_scale=grad_scale)
+        for i, value in enumerate(run_torch(initial, grads, 1e-2, (0.5, 0.999), 1e-8, amsgrad=amsgrad)):
+            out[f"array/{case}/{i}"] = value
+    return out
+
+
+def torch_adam(case):
+    """torch.optim.Adam's weights after the steps of `case` (recorded, float64)."""
+    from trajectories import reference_values
+    values = reference_values("adam")
+    return [values[f"array/{case}/{i}"] for i in range(len(SHAPES))]
 
 
 def step_error(got, expected, initial):
@@ -54,7 +75,7 @@ def test_adam_updates_as_torch_adam(grad_scale):
     and on tiny ones (sqrt(v) ~ epsilon, as in a WGAN critic's first steps). Keras'
     arithmetic (epsilon before the bias correction) misses the tiny case by far."""
     initial, grads = problem(grad_scale=grad_scale)
-    expected = run_torch(initial, grads, 1e-2, (0.5, 0.999), 1e-8)
+    expected = torch_adam(f"plain_{grad_scale:g}")
     ours, _ = run_keras(lambda: Adam(1e-2, beta_1=0.5, beta_2=0.999, epsilon=1e-8), initial, grads)
     assert step_error(ours, expected, initial) < 1e-4
     keras_way, _ = run_keras(lambda: keras.optimizers.Adam(1e-2, beta_1=0.5, beta_2=0.999, epsilon=1e-8), initial, grads)
@@ -67,7 +88,7 @@ def test_adam_with_amsgrad_updates_as_torch():
     PyTorch's arithmetic too, AMSGrad's max of v included."""
     initial, grads = problem(seed=1, grad_scale=1e-6)
     ours, _ = run_keras(lambda: Adam(1e-2, beta_1=0.5, epsilon=1e-8, amsgrad=True), initial, grads)
-    assert step_error(ours, run_torch(initial, grads, 1e-2, (0.5, 0.999), 1e-8, amsgrad=True), initial) < 1e-4
+    assert step_error(ours, torch_adam("amsgrad"), initial) < 1e-4
 
 
 def test_keras_arithmetic_on_request_matches_keras_adam_with_a_fraction_of_the_graph():

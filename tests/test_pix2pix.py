@@ -1,6 +1,7 @@
 """pix2pix: parameter counts, the U-Net against a PyTorch re-statement of junyanz's
 (import, forward in both test modes, dropout placement), the training step against the
-reference's `optimize_parameters`, batch norm's semantics, paired data, the CLI path."""
+reference's `optimize_parameters` (a recorded trajectory, replayed without torch), batch
+norm's semantics, paired data, the CLI path."""
 
 import os
 
@@ -9,15 +10,26 @@ import pytest
 from PIL import Image
 
 from helpers import random_images
+from test_step_parity import update_miss, within_float32_floor
 from tf_translate.layers.normalization import BatchNormalization
 from tf_translate.layers.patchgan import PatchGANDiscriminator
 from tf_translate.models.pix2pix import Pix2Pix, UNetGenerator
+from tf_translate.torch_import import pix2pix_generator_from_state_dict, torch_to_keras
+from trajectories import Trajectory, trajectory
 
-torch = pytest.importorskip("torch")
+# torch (and the re-statement tests/torch_pix2pix.py) only in the tests that compute with it:
+# the training step replays a recorded trajectory (record_pix2pix), the rest needs no torch.
+torch = torch_pix2pix = None
 
-import torch_pix2pix  # noqa: E402
-from test_step_parity import update_miss, within_float32_floor  # noqa: E402
-from tf_translate.torch_import import pix2pix_generator_from_state_dict, torch_to_keras  # noqa: E402
+
+@pytest.fixture
+def reference_modules():
+    """Imports torch and tests/torch_pix2pix.py for the tests that run them (module globals)."""
+    global torch, torch_pix2pix
+    torch = pytest.importorskip("torch")
+    import torch_pix2pix as module
+    torch_pix2pix = module
+
 
 TINY = dict(variant="unet_32", filters=8, discriminator_filters=8, image_size=32)
 
@@ -38,13 +50,17 @@ def test_discriminator_parameter_count_equals_the_reference():
     discriminator = PatchGANDiscriminator(norm="batch")
     discriminator.build((None, None, None, 6))
     assert parameters(discriminator) == 2_768_705
-    # and the re-statement used below agrees (so it is the reference's layer list)
+
+
+def test_the_re_statement_has_the_reference_parameter_counts(reference_modules):
+    """So tests/torch_pix2pix.py is the reference's layer list."""
     assert sum(p.numel() for p in torch_pix2pix.patchgan().parameters()) == 2_768_705
     assert sum(p.numel() for p in torch_pix2pix.Unet(8).parameters()) == 54_413_955
 
 
-def state_numpy(network):
-    return {k: v.detach().to(torch.float32).numpy() if v.is_floating_point() else v.numpy()
+def state_numpy(network, dtype="float32"):
+    """Copies (not views of the live tensors) of a torch network's state, floats as `dtype`."""
+    return {k: (v.detach().to(getattr(torch, dtype)) if v.is_floating_point() else v).numpy().copy()
             for k, v in network.state_dict().items()}
 
 
@@ -63,7 +79,7 @@ def torch_forward(network, images, train):
 
 
 @pytest.mark.parametrize("norm", ["batch", "instance"])
-def test_imported_unet_computes_the_reference_forward_in_eval_mode(norm):
+def test_imported_unet_computes_the_reference_forward_in_eval_mode(norm, reference_modules):
     """The skip activation, the un-normalised innermost and outermost downs, the cropped
     transposed convs and the running statistics all enter this output."""
     reference = torch_pix2pix.randomize(torch_pix2pix.Unet(6, ngf=8, norm=norm, use_dropout=True)).double()
@@ -72,7 +88,7 @@ def test_imported_unet_computes_the_reference_forward_in_eval_mode(norm):
     np.testing.assert_allclose(ours, torch_forward(reference, images, train=False), atol=2e-5)
 
 
-def test_reference_mode_is_the_reference_test_py_per_image():
+def test_reference_mode_is_the_reference_test_py_per_image(reference_modules):
     """Without dropout, "reference" mode is the reference in train mode at batch 1
     (each image's own BN statistics), and a batch equals its images one at a time."""
     reference = torch_pix2pix.randomize(torch_pix2pix.Unet(6, ngf=8, use_dropout=False)).double()
@@ -86,7 +102,7 @@ def test_reference_mode_is_the_reference_test_py_per_image():
     assert np.abs(eval_mode - together).mean() > 1e-2  # the two modes are different models
 
 
-def test_dropout_sits_where_the_reference_puts_it():
+def test_dropout_sits_where_the_reference_puts_it(reference_modules):
     """unet_256: on the up levels whose outputs are 4, 8 and 16 px at 256 (decoder
     layers 2-4), as the reference's Dropout modules; not on the 1 -> 2 up."""
     reference = torch_pix2pix.Unet(8, ngf=1)
@@ -155,9 +171,9 @@ def discriminator_layers(discriminator):
     return convs, norms
 
 
-def discriminator_state(torch_d):
-    """{Keras variable position: array} of a torch PatchGAN in Keras layout."""
-    state = state_numpy(torch_d)
+def discriminator_state(torch_d, dtype="float32"):
+    """[arrays] of a torch PatchGAN in Keras layout, in `discriminator_variables` order."""
+    state = state_numpy(torch_d, dtype)
     arrays = []
     for index, kind in [(i, "conv") for i in D_CONVS] + [(i, "norm") for i in D_NORMS]:
         if kind == "conv":
@@ -188,7 +204,21 @@ def batches():
     return [(random_images(2, 32, 2 * s), random_images(2, 32, 2 * s + 1)) for s in range(STEPS)]
 
 
+def keras_values(netG, netD):
+    """netG's and netD's weights in Keras layout and our variables' order, float64. The
+    importer builds float32 variables, so float64 goes through it in two float32 parts
+    (it only moves and transposes values)."""
+    state = state_numpy(netG, "float64")
+    high = {k: v.astype(np.float32) if v.dtype == np.float64 else v for k, v in state.items()}
+    low = {k: (v - high[k]).astype(np.float32) if v.dtype == np.float64 else v for k, v in state.items()}
+    parts = [pix2pix_generator_from_state_dict(part) for part in (high, low)]
+    generator = [h.numpy().astype(np.float64) + (lo.numpy() if h.dtype.startswith("float") else 0)
+                 for h, lo in zip(*(generator_variables(g) for g in parts))]
+    return generator + [np.asarray(x, np.float64) for x in discriminator_state(netD, "float64")]
+
+
 def torch_run(dtype, seed=0):
+    """STEPS reference iterations: (start, final values as `keras_values`, losses)."""
     torch.manual_seed(seed)
     netG = torch_pix2pix.randomize(torch_pix2pix.Unet(5, ngf=8, use_dropout=False), seed)
     netD = torch_pix2pix.randomize(torch_pix2pix.patchgan(ndf=8), seed + 1)
@@ -199,41 +229,55 @@ def torch_run(dtype, seed=0):
             elif name.endswith("running_mean"):
                 tensor.zero_()
         net.to(getattr(torch, dtype)).train()
-    start = (pix2pix_generator_from_state_dict(state_numpy(netG)), discriminator_state(netD))
+    start = keras_values(netG, netD)
     opt_G = torch.optim.Adam(netG.parameters(), lr=2e-4, betas=(0.5, 0.999))
     opt_D = torch.optim.Adam(netD.parameters(), lr=2e-4, betas=(0.5, 0.999))
     losses = []
     for a, b in batches():
         to = lambda x: torch.from_numpy(x.transpose(0, 3, 1, 2)).to(getattr(torch, dtype))
         losses.append(torch_pix2pix.step(netG, netD, opt_G, opt_D, to(a), to(b)))
-    final = (pix2pix_generator_from_state_dict(state_numpy(netG)), discriminator_state(netD))
-    return start, final, losses
+    return start, keras_values(netG, netD), losses
+
+
+def step_model():
+    return Pix2Pix(**TINY, use_dropout=False)
+
+
+def step_variables(model):
+    return generator_variables(model.generator) + discriminator_variables(model.discriminator)
+
+
+def record_pix2pix():
+    """The reference's `optimize_parameters` STEPS times, float64 and float32."""
+    global torch, torch_pix2pix
+    import torch
+    import torch_pix2pix
+    start, final, losses = torch_run("float64")
+    _, final32, _ = torch_run("float32")
+    model = step_model()
+    return trajectory(model, step_variables(model), start, final, final32, losses)
 
 
 @pytest.fixture(scope="module")
 def step_parity():
-    start, reference, reference_losses = torch_run("float64")
-    _, reference32, _ = torch_run("float32")
-    model = Pix2Pix(**TINY, use_dropout=False)
-    model.generator.set_weights(start[0].get_weights())
-    for variable, value in zip(discriminator_variables(model.discriminator), start[1]):
-        variable.assign(value)
+    replay = Trajectory("pix2pix")
+    model = step_model()
+    replay.assign_start(model)
     model.compile(jit_compile=True)
     losses = [model.train_on_batch(a, b, return_dict=True) for a, b in batches()]
-
-    def flat(pair):
-        g, d = pair
-        return [v.numpy().astype(np.float64) for v in generator_variables(g)] + [np.asarray(x, np.float64) for x in d]
-    ours = [v.numpy().astype(np.float64) for v in generator_variables(model.generator)
-            + discriminator_variables(model.discriminator)]
-    return {"ours": ours, "start": flat(start), "reference": flat(reference), "reference32": flat(reference32),
-            "losses": list(zip(losses, reference_losses)), "model": model}
+    return {"ours": replay.values(model), "start": replay.start, "reference": replay.final,
+            "reference32": replay.final32, "losses": list(zip(losses, replay.losses)), "model": model}
 
 
 def test_step_losses_match_the_reference(step_parity):
     for ours, reference in step_parity["losses"]:
         for name in ("g_loss", "d_loss", "d_fake_loss", "d_real_loss", "adversarial_loss", "l1_loss"):
             np.testing.assert_allclose(ours[name], reference[name], rtol=1e-4, err_msg=name)
+
+
+# Measured ours (the float32 reference): generator 0.0030 % (0.0043 %, 0.70x), discriminator
+# 0.00084 % (0.00070 %, 1.2x); the 0.01 % slack covers our float32 noise on other CPUs.
+SLACK = 1e-4
 
 
 def test_step_updates_match_the_reference(step_parity):
@@ -250,13 +294,42 @@ def test_step_updates_match_the_reference(step_parity):
                                          as_map(step_parity["start"]))
         run["float32"][group] = update_miss(members, as_map(step_parity["reference32"]),
                                             as_map(step_parity["reference"]), as_map(step_parity["start"]))
-    assert all(within_float32_floor(run).values()), run
+    assert all(within_float32_floor(run, SLACK).values()), run
     for variable, ours, reference in zip(variables, step_parity["ours"], step_parity["reference"]):
         if "moving" in variable.path:
             np.testing.assert_allclose(ours, reference, atol=1e-5, err_msg=variable.path)
 
 
-def test_one_discriminator_call_on_real_and_fake_would_fail_the_loss_check():
+def kernel_misses(model, ours):
+    """{"ours", "float32": {group: kernel update miss}} of `ours` (values in `step_variables` order)."""
+    replay = Trajectory("pix2pix")
+    as_map = lambda arrays: {id(v): a for v, a in zip(step_variables(model), arrays)}
+    groups = {"generator": model.generator.trainable_variables,
+              "discriminator": model.discriminator.trainable_variables}
+    start, expected = as_map(replay.start), as_map(replay.final)
+    return {"ours": {g: update_miss(vs, as_map(ours), expected, start) for g, vs in groups.items()},
+            "float32": {g: update_miss(vs, as_map(replay.final32), expected, start) for g, vs in groups.items()}}
+
+
+def test_keras_adam_arithmetic_fails_the_pix2pix_parity_check():
+    """The check can fail: Keras' epsilon placement and value miss 2.1 % of the generator's
+    and 4.6 % of the discriminator's update (the float32 reference: 0.0043 %, 0.0007 %).
+    Eager: the same arithmetic without an XLA compile."""
+    from tf_translate.optimizers import make_adam
+
+    replay = Trajectory("pix2pix")
+    model = step_model()
+    replay.assign_start(model)
+    adam = lambda: make_adam(2e-4, 0.5, epsilon=1e-7, pytorch_epsilon=False)
+    model.compile(jit_compile=False, g_optimizer=adam(), d_optimizer=adam())
+    model.run_eagerly = True
+    for a, b in batches():
+        model.train_on_batch(a, b)
+    run = kernel_misses(model, replay.values(model))
+    assert not any(within_float32_floor(run, SLACK).values()), run
+
+
+def test_one_discriminator_call_on_real_and_fake_would_fail_the_loss_check(reference_modules):
     """Why real and fake go through D separately: with batch norm, one call on both
     mixes their statistics and changes the loss beyond the tolerance used above."""
     netD = torch_pix2pix.randomize(torch_pix2pix.patchgan(ndf=8), 1).double().train()
@@ -403,7 +476,7 @@ def test_cli_trains_resumes_translates_and_exports(tmp_path, capsys):
     assert reported == pytest.approx(np.mean(by_hand), abs=2e-4)
 
 
-def test_import_torch_writes_a_run_that_translates_as_the_reference(tmp_path):
+def test_import_torch_writes_a_run_that_translates_as_the_reference(tmp_path, reference_modules):
     reference = torch_pix2pix.randomize(torch_pix2pix.Unet(5, ngf=8)).double()
     checkpoint = str(tmp_path / "latest_net_G.pth")
     torch.save({k: v.float() for k, v in reference.state_dict().items()}, checkpoint)

@@ -25,7 +25,7 @@ def torch_lambda_lr_per_epoch(n_epochs, n_epochs_decay, step_at_epoch_start):
     (end of epoch) steps it."""
     import warnings
 
-    torch = pytest.importorskip("torch")
+    import torch
     weight = torch.nn.Parameter(torch.zeros(1))
     optimizer = torch.optim.Adam([weight], lr=2e-4)
     rule = lambda epoch: 1.0 - max(0, epoch + 1 - n_epochs) / float(n_epochs_decay + 1)
@@ -43,10 +43,17 @@ def torch_lambda_lr_per_epoch(n_epochs, n_epochs_decay, step_at_epoch_start):
     return rates
 
 
+def record_lambda_lr():
+    """LambdaLR's rates (4 + 5 epochs), scheduler stepped at epoch end and start."""
+    return {f"array/{at_start}": np.array(torch_lambda_lr_per_epoch(4, 5, at_start)) for at_start in (False, True)}
+
+
 def test_both_scheduler_positions_match_torch_lambda_lr():
+    """Against LambdaLR's rates, recorded by `record_lambda_lr` (tests/fixtures/trajectories)."""
+    from trajectories import reference_values
     steps_per_epoch = 3
     for at_start in (False, True):
-        expected = torch_lambda_lr_per_epoch(4, 5, at_start)
+        expected = reference_values("lambda_lr")[f"array/{at_start}"]
         schedule = LinearDecay(2e-4, 4, 5, steps_per_epoch, decay_at_epoch_start=at_start)
         got = [float(schedule(epoch * steps_per_epoch + offset))
                for epoch in range(9) for offset in range(steps_per_epoch)]

@@ -69,13 +69,13 @@ def test_pyramid_sizes_follow_the_official_rule(height, width, expected):
 
 def test_resize_matches_the_reference_imresize():
     """The matrices against the reference's own gather-and-weight routine (re-stated in
-    torch_tuigan with its `np.uint` cast), down (antialiased) and up, several lengths."""
-    torch_tuigan = pytest.importorskip("torch_tuigan")
+    reference_imresize with its `np.uint` cast; no torch), down (antialiased) and up, several lengths."""
+    import reference_imresize
     rng = np.random.default_rng(0)
     for h, w, scale in ((40, 48, 0.8333), (34, 40, 0.9411764705882353), (32, 38, 1 / 0.9411764705882353),
                         (100, 121, 1 / 0.8325532074018731)):
         pixels = rng.integers(0, 256, (h, w, 3)).astype(np.uint8)
-        expected = torch_tuigan.imresize_pixels(pixels, scale)
+        expected = reference_imresize.imresize_pixels(pixels, scale)
         mh = resize_matrix(h, int(np.ceil(h * scale)), scale)
         mw = resize_matrix(w, int(np.ceil(w * scale)), scale)
         ours = np.einsum("oh,hwc,pw->opc", mh, pixels.astype(np.float64), mw)

@@ -19,19 +19,19 @@ every weight by about lr whatever its gradient, so elements whose gradient is ne
 float32 noise, e.g. behind dead ReLUs of the γ, β MLP, take noise-signed steps that later
 gradients amplify). Seed 4 gives 0.016 %, so the fixed 0.5 % term of the rule decides
 and the check is as tight as the rule allows.
+
+The reference side is recorded once (`record_ugatit`, tests/fixtures/trajectories/ugatit.npz)
+and replayed here without torch; test_fixtures_current.py re-records it with torch.
 """
 
-import contextlib
+import functools
 
 import numpy as np
 import pytest
 
 from helpers import random_images
-
-torch = pytest.importorskip("torch")
-
-from test_step_parity import update_miss, within_float32_floor  # noqa: E402
-from torch_ugatit import TorchUGATIT, discriminator_spectral_norms, keras_pairs  # noqa: E402
+from test_step_parity import update_miss, within_float32_floor
+from trajectories import Trajectory, trajectory
 
 TINY_UGATIT = dict(image_size=32, filters=8, num_residual_blocks=1, discriminator_filters=8,
                    global_layers=5, local_layers=4)
@@ -46,42 +46,46 @@ def batches():
 
 
 def paired_variables(model):
-    """Every weight and spectral-norm vector of the model, in the reference pairing's order."""
+    """Every weight and spectral-norm vector of the model, in the reference pairing's order
+    (`torch_ugatit.keras_pairs`; the replay reads the recorded positions instead)."""
+    from torch_ugatit import keras_pairs
     return [variable for name in NETWORKS for variable, _, _ in keras_pairs(model, name)]
 
 
-def values(model):
-    return [v.numpy().astype(np.float64) for v in paired_variables(model)]
+def spectral_norm_positions(model):
+    """(u, v, kernel) positions in `model.weights` of every discriminator spectral norm."""
+    from torch_ugatit import discriminator_spectral_norms
+    index = {id(v): i for i, v in enumerate(model.weights)}
+    return np.array([[index[id(layer.u)], index[id(layer.v)], index[id(layer.layer.kernel)]]
+                     for d in model.discriminator_networks()
+                     for layer in discriminator_spectral_norms(d).values()], np.int32)
 
 
-@contextlib.contextmanager
-def one_torch_thread():
-    """Tiny networks: two torch threads on a shared 2-core machine spin for seconds a step."""
-    threads = torch.get_num_threads()
-    torch.set_num_threads(1)
-    try:
-        yield
-    finally:
-        torch.set_num_threads(threads)
+def tiny_model(**overrides):
+    from tf_translate import build_model
+    return build_model("ugatit_light", **TINY_UGATIT, **overrides)
 
 
-def reference_run(model):
-    """STEPS reference iterations (float64 and float32) from `model`'s current weights.
+def record_ugatit():
+    """The reference's STEPS iterations (float64 and float32) from our seeded start."""
+    import keras
 
-    Returns {"float64", "float32": final values in `paired_variables` order and Keras
-    layout, "losses": [reference losses per step]}.
-    """
-    out = {"losses": []}
-    with one_torch_thread():
-        for dtype in ("float64", "float32"):
-            reference = TorchUGATIT.like(model, dtype)
-            reference.load_keras(model)
-            losses = [reference.step(a, b) for a, b in batches()]
-            final = reference.weights_as_keras(model)
-            out[dtype] = [final[id(v)] for v in paired_variables(model)]
-            if dtype == "float64":
-                out["losses"] = losses
-    return out
+    from torch_ugatit import TorchUGATIT
+
+    keras.utils.set_random_seed(4)  # the start weights and u, v (see the module docstring)
+    model = tiny_model()
+    variables = paired_variables(model)
+    start = [v.numpy().astype(np.float64) for v in variables]
+    finals, losses = {}, None
+    for dtype in ("float64", "float32"):
+        reference = TorchUGATIT.like(model, dtype)
+        reference.load_keras(model)
+        steps = [reference.step(a, b) for a, b in batches()]
+        final = reference.weights_as_keras(model)
+        finals[dtype] = [final[id(v)] for v in variables]
+        losses = steps if dtype == "float64" else losses
+    return trajectory(model, variables, start, finals["float64"], finals["float32"], losses,
+                      spectral_norms=spectral_norm_positions(model))
 
 
 def our_run(model, **compile_args):
@@ -89,8 +93,18 @@ def our_run(model, **compile_args):
     return [model.train_on_batch(a, b, return_dict=True) for a, b in batches()]
 
 
+@functools.cache
+def replay():
+    """The recorded reference trajectory (read on first use: recording runs without it)."""
+    return Trajectory("ugatit")
+
+
 def by_id(model, arrays):
-    return {id(v): a for v, a in zip(paired_variables(model), arrays)}
+    return replay().by_id(model, arrays)
+
+
+def values(model):
+    return replay().values(model)
 
 
 def groups(model):
@@ -106,16 +120,18 @@ def misses(model, start, reference):
             "float32": {g: update_miss(vs, float32, expected, start) for g, vs in groups(model).items()}}
 
 
+def spectral_norm_layers(model):
+    """[(u, v, kernel)] variables of the discriminators' spectral norms (recorded positions)."""
+    weights = model.weights
+    return [tuple(weights[i] for i in row) for row in replay().arrays["spectral_norms"]]
+
+
 @pytest.fixture(scope="module")
 def parity():
-    import keras
-
-    from tf_translate import build_model
-
-    keras.utils.set_random_seed(4)  # the start weights and u, v (see the module docstring)
-    model = build_model("ugatit_light", **TINY_UGATIT)
-    start = values(model)
-    reference = reference_run(model)
+    model = tiny_model()
+    replay().assign_start(model)
+    start = replay().start
+    reference = {"float64": replay().final, "float32": replay().final32, "losses": replay().losses}
     logs = our_run(model, jit_compile=True)
     return {"model": model, "start": start, "reference": reference, "logs": logs,
             "misses": misses(model, start, reference)}
@@ -128,10 +144,13 @@ def test_losses_match_the_reference_step(parity):
             np.testing.assert_allclose(ours[name], expected[name], rtol=2e-4, err_msg=f"{name}, step {step}")
 
 
+# Measured ours (the float32 reference): generators 0.0048 % (0.016 %, 0.30x), discriminators
+# 0.00073 % (0.00072 %, 1.0x); the 0.01 % slack covers our float32 noise on other CPUs.
+SLACK = 1e-4
+
+
 def test_updates_match_the_reference_step(parity):
-    """Measured: generators miss 0.006 % of the update (the float32 reference 0.016 %),
-    discriminators 0.0007 % (0.0007 %)."""
-    assert all(within_float32_floor(parity["misses"]).values()), parity["misses"]
+    assert all(within_float32_floor(parity["misses"], SLACK).values()), parity["misses"]
 
 
 def one_dimensional_misses(parity):
@@ -179,17 +198,16 @@ def test_spectral_norm_vectors_follow_the_reference(parity):
     model, reference = parity["model"], parity["reference"]
     expected, float32 = by_id(model, reference["float64"]), by_id(model, reference["float32"])
     worst = worst32 = extra_iteration = 0.0
-    for d in model.discriminator_networks():
-        for layer in discriminator_spectral_norms(d).values():
-            for vector in (layer.u, layer.v):
-                want = expected[id(vector)]
-                worst = max(worst, np.abs(vector.numpy() - want).max())
-                worst32 = max(worst32, np.abs(float32[id(vector)] - want).max())
-            kernel = expected[id(layer.layer.kernel)]
-            matrix = kernel.reshape(-1, kernel.shape[-1]).T  # torch's weight.flatten(1), rest in Keras order
-            u = expected[id(layer.u)]
-            v = matrix.T @ u / np.linalg.norm(matrix.T @ u)
-            extra_iteration = max(extra_iteration, np.abs(matrix @ v / np.linalg.norm(matrix @ v) - u).max())
+    for u_variable, v_variable, kernel_variable in spectral_norm_layers(model):
+        for vector in (u_variable, v_variable):
+            want = expected[id(vector)]
+            worst = max(worst, np.abs(vector.numpy() - want).max())
+            worst32 = max(worst32, np.abs(float32[id(vector)] - want).max())
+        kernel = expected[id(kernel_variable)]
+        matrix = kernel.reshape(-1, kernel.shape[-1]).T  # torch's weight.flatten(1), rest in Keras order
+        u = expected[id(u_variable)]
+        v = matrix.T @ u / np.linalg.norm(matrix.T @ u)
+        extra_iteration = max(extra_iteration, np.abs(matrix @ v / np.linalg.norm(matrix @ v) - u).max())
     tolerance = 1.5 * worst32 + 1e-7
     assert worst < tolerance, (worst, worst32)
     assert extra_iteration > 100 * tolerance, extra_iteration
@@ -203,24 +221,24 @@ def test_the_parity_check_can_fail(parity, variant):
     Adam epsilon (1e-7, added before the bias correction) 14 % / 3.3 %; no weight decay
     42 % / 11 %; two power iterations per spectral-norm call 16 % / 22 % (the float32
     reference: 0.016 % / 0.0007 %)."""
-    from tf_translate import build_model
     from tf_translate.optimizers import make_adam
 
     decay = {"weight_decay": 0.0} if variant == "no_weight_decay" else {}
-    model = build_model("ugatit_light", **TINY_UGATIT, **decay)
-    for variable, value in zip(paired_variables(model), parity["start"]):
-        variable.assign(value.astype(np.float32))
+    model = tiny_model(**decay)
+    replay().assign_start(model)
     optimizers = {}
     if variant == "keras_adam":  # Keras' epsilon placement and value
         adam = lambda: make_adam(1e-4, 0.5, epsilon=1e-7, pytorch_epsilon=False)
         optimizers = {"g_optimizer": adam(), "d_optimizer": adam()}
     if variant == "two_power_iterations":
+        from tf_translate.layers.spectral_norm import SpectralNorm
         for d in model.discriminator_networks():
-            for layer in discriminator_spectral_norms(d).values():
-                layer.power_iterations = 2
+            for layer in d._flatten_layers():
+                if isinstance(layer, SpectralNorm):
+                    layer.power_iterations = 2
     model.compile(jit_compile=False, **optimizers)
     model.run_eagerly = True
     for a, b in batches():
         model.train_on_batch(a, b)
     run = misses(model, parity["start"], parity["reference"])
-    assert not any(within_float32_floor(run).values()), run
+    assert not any(within_float32_floor(run, SLACK).values()), run
