@@ -106,6 +106,7 @@ def write_atomically(path, write):
     it, then renames it to `path`: `path` is never half-written. On any failure the
     temporary file is removed and `path` is left as it was; a full disk becomes a
     one-line `DiskFullError` naming `path`."""
+    path = os.fspath(path)
     temporary = path + ".tmp"
     try:
         with open(temporary, "wb") as file:
