@@ -32,10 +32,10 @@ class BlurDownsampling2D(keras.layers.Layer):
     def build(self, input_shape):
         kernel = np.outer(BLUR_TAPS, BLUR_TAPS)
         kernel = kernel / kernel.sum()
-        self.kernel = np.tile(kernel[:, :, None, None], (1, 1, int(input_shape[-1]), 1)).astype(np.float32)
+        self.taps = np.tile(kernel[:, :, None, None], (1, 1, int(input_shape[-1]), 1)).astype(np.float32)
 
     def call(self, x):
-        kernel = ops.cast(self.kernel, x.dtype)
+        kernel = ops.cast(self.taps, x.dtype)
         return ops.depthwise_conv(mirror_pad(x, 1, "reflect"), kernel, strides=2, padding="valid")
 
     def compute_output_shape(self, input_shape):
