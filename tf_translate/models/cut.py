@@ -156,9 +156,11 @@ class PatchSampleMLP(keras.Model):
         super().__init__(**kwargs)
         self.channels = [int(c) for c in channels]
         self.units = units
+        # float32 under any policy: at the reference's init its outputs are ~1e-4, where
+        # float16 is subnormal and the L2 norm's gradient (1/‖x‖) overflows.
         self.mlps = [keras.Sequential([
-            layers.Dense(units, activation="relu", kernel_initializer=xavier_kernel_init()),
-            layers.Dense(units, kernel_initializer=xavier_kernel_init()),
+            layers.Dense(units, activation="relu", kernel_initializer=xavier_kernel_init(), dtype="float32"),
+            layers.Dense(units, kernel_initializer=xavier_kernel_init(), dtype="float32"),
         ], name=f"mlp_{i}") for i in range(len(self.channels))]
 
     def build(self, input_shape=None):
@@ -170,7 +172,7 @@ class PatchSampleMLP(keras.Model):
         out = []
         for mlp, feature, ids in zip(self.mlps, features, patch_ids):
             shape = tf.shape(feature)
-            flat = tf.reshape(feature, [shape[0], shape[1] * shape[2], feature.shape[-1]])
+            flat = tf.reshape(tf.cast(feature, tf.float32), [shape[0], shape[1] * shape[2], feature.shape[-1]])
             out.append(l2_normalize(mlp(tf.gather(flat, ids, axis=1))))
         return out
 
