@@ -110,3 +110,25 @@ def classification_loss(logits, labels, mask=None, multi_label=True):
     # zero-weighted terms stay 0 instead of 0 * inf = nan.
     log_probs = tf.nn.log_softmax(logits - 1e9 * (1.0 - mask), axis=-1)
     return -tf.reduce_sum(mask * labels * log_probs) / batch
+
+
+def patch_nce_loss(q, k, temperature=0.07):
+    """PatchNCE: mean over images and patches of the cross-entropy of picking k_i for q_i.
+
+    q, k: [B, P, C] L2-normalised patch embeddings, patch i of q and of k at the same
+    position. k is held constant (the reference detaches it). For each row i,
+    logits = [⟨q_i, k_i⟩, ⟨q_i, k_j⟩ for j in 0..P-1 of the same image, with j = i set
+    to −10] / temperature, and loss_i = logsumexp(logits) − logits[0]. Negatives come
+    from the row's own image only (`--nce_includes_all_negatives_from_minibatch False`):
+    under a distribution strategy, from its replica's images.
+
+    Reference: `PatchNCELoss` in taesungp/contrastive-unpaired-translation `patchnce.py`
+    (the diagonal is −10, not −inf: exp(−10/0.07) is 0 in float32 either way).
+    """
+    q, k = _f32(q), tf.stop_gradient(_f32(k))
+    positive = tf.reduce_sum(q * k, axis=-1, keepdims=True)  # [B, P, 1]
+    negative = tf.linalg.matmul(q, k, transpose_b=True)  # [B, P, P]
+    patches = tf.shape(negative)[-1]
+    negative = tf.where(tf.eye(patches, dtype=tf.bool), -10.0, negative)
+    logits = tf.concat([positive, negative], axis=-1) / temperature
+    return tf.reduce_mean(tf.reduce_logsumexp(logits, axis=-1) - logits[..., 0])

@@ -54,6 +54,19 @@ def junyanz_decay(learning_rate, total_steps, steps_per_epoch, decay_at_epoch_st
     return LinearDecay(learning_rate, epochs // 2, epochs - epochs // 2, steps_per_epoch, decay_at_epoch_start)
 
 
+def epoch_share_decay(learning_rate, total_steps, steps_per_epoch, constant_epochs, decay_epochs):
+    """CUT's `--n_epochs C --n_epochs_decay D` scaled to a run of `total_steps`: the
+    run's epochs split in the reference's proportion C : D (200 + 200 for CUT, 150 + 50
+    for FastCUT; a run of the reference length gets exactly C + D), then `LinearDecay`
+    stepped at the end of each epoch, as CUT's `train.py` does (the first decayed epoch
+    runs at lr·D/(D+1), the last at lr/(D+1)). None or 0 steps keeps the rate constant."""
+    if not total_steps:
+        return learning_rate
+    epochs = max(2, -(-total_steps // steps_per_epoch))
+    constant = min(epochs - 1, max(1, round(epochs * constant_epochs / (constant_epochs + decay_epochs))))
+    return LinearDecay(learning_rate, constant, epochs - constant, steps_per_epoch, decay_at_epoch_start=False)
+
+
 def half_then_linear_decay(learning_rate, total_steps):
     """U-GAT-IT's and NICE-GAN's schedule: constant for `total_steps // 2` iterations,
     then lowered by learning_rate / (total_steps // 2) before each later iteration.

@@ -10,13 +10,15 @@ import keras
 from keras import layers, ops
 
 from tf_translate.layers.conv import Conv2D, NearestUpsampleConv2D
-from tf_translate.layers.initializers import junyanz_kernel_init, torch_bias_init, torch_kernel_init
+from tf_translate.layers.initializers import (junyanz_kernel_init, torch_bias_init, torch_kernel_init,
+                                             xavier_kernel_init)
 from tf_translate.layers.normalization import LIN, AdaLIN, InstanceNormalization
 from tf_translate.layers.padding import ReflectionPadding2D
 from tf_translate.layers.spectral_norm import SpectralNorm
 
+KERNEL_INITS = {"junyanz": junyanz_kernel_init, "xavier": xavier_kernel_init}
 PADDING_MODES = {"reflect": ReflectionPadding2D, "zeros": layers.ZeroPadding2D}
-INITS = ("torch", "junyanz")
+INITS = ("torch", "junyanz", "xavier")
 
 
 def conv(filters, kernel_size, strides=1, padding=0, padding_mode=None, *, use_bias, init, fan_in=None,
@@ -38,7 +40,8 @@ def conv(filters, kernel_size, strides=1, padding=0, padding_mode=None, *, use_b
         use_bias: the conv has a bias.
         init: "torch", PyTorch's default init of kernel and bias (the references that
             never re-initialise; a bias needs `fan_in` = in_channels * k * k), or
-            "junyanz", `init_weights("normal", 0.02)` (N(0, 0.02) kernel, zero bias).
+            "junyanz", `init_weights("normal", 0.02)` (N(0, 0.02) kernel, zero bias), or
+            "xavier", `init_weights("xavier", 0.02)` (CUT: xavier-normal gain 0.02, zero bias).
         spectral_norm: wrap the conv in `SpectralNorm` (torch semantics).
     """
     if init not in INITS:
@@ -51,7 +54,7 @@ def conv(filters, kernel_size, strides=1, padding=0, padding_mode=None, *, use_b
         initializers = dict(kernel_initializer=torch_kernel_init(),
                             bias_initializer=torch_bias_init(fan_in) if use_bias else "zeros")
     else:
-        initializers = dict(kernel_initializer=junyanz_kernel_init())
+        initializers = dict(kernel_initializer=KERNEL_INITS[init]())
     conv_layer = Conv2D(filters, kernel_size, strides=strides, padding="valid", use_bias=use_bias,
                         **initializers)
     if spectral_norm:

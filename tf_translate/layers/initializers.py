@@ -1,4 +1,5 @@
-"""The references' weight initialisations: PyTorch's default, and junyanz's N(0, 0.02).
+"""The references' weight initialisations: PyTorch's default, junyanz's N(0, 0.02), and
+`init_weights("xavier", 0.02)` (CUT).
 
 StarGAN, U-GAT-IT (PyTorch), photo2cartoon and NICE-GAN never re-initialise, so they keep
 torch's defaults for `nn.Conv2d` and `nn.Linear`: weight `kaiming_uniform_(a=sqrt(5))`,
@@ -36,3 +37,12 @@ def junyanz_kernel_init():
     same values on every call, which would start equal-shaped layers identical.
     """
     return keras.initializers.RandomNormal(mean=0.0, stddev=0.02)
+
+
+def xavier_kernel_init(gain=0.02):
+    """`init.xavier_normal_(w, gain)`: N(0, gain·sqrt(2 / (fan_in + fan_out))), untruncated
+    (Keras' `GlorotNormal` is truncated and has gain 1). CUT's `--init_type xavier
+    --init_gain 0.02` on every conv and linear layer (biases 0). Keras' fans of a conv
+    kernel (kh·kw·in, kh·kw·out) and of a Dense kernel are torch's; a transposed conv's
+    two fans are swapped, which leaves their sum unchanged. A new instance per layer."""
+    return keras.initializers.VarianceScaling(scale=gain ** 2, mode="fan_avg", distribution="untruncated_normal")

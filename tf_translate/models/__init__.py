@@ -1,5 +1,6 @@
 """The training models by name: one table, one `build_model`."""
 
+from tf_translate.models.cut import CUT, FastCUT
 from tf_translate.models.cyclegan import CycleGAN, PatchGANDiscriminator, ResNetGenerator
 from tf_translate.models.drit import DRIT
 from tf_translate.models.nicegan import NICEGAN
@@ -13,6 +14,8 @@ from tf_translate.models.unit import UNIT
 # name -> (training model class, preset keyword arguments). Overrides win over presets.
 MODELS = {
     "cyclegan": (CycleGAN, {}),
+    "cut": (CUT, {}),  # CUT as released: anti-aliased G and D, NCE identity, 200 + 200 epochs
+    "fastcut": (FastCUT, {}),  # --CUT_mode FastCUT: lambda_NCE 10, flip equivariance, 150 + 50 epochs
     "stargan": (StarGAN, {}),
     "nicegan": (NICEGAN, {"light": False}),
     "nicegan_light": (NICEGAN, {"light": True}),

@@ -28,22 +28,37 @@ class ResidualBlock(ResidualBody):
     Args:
         filters: channels in and out.
         norm_affine: instance norm with a learned per-channel scale and offset.
+        init: "junyanz" (N(0, 0.02)) or "xavier" (CUT's xavier-normal, gain 0.02).
     Reference: `ResnetBlock` in junyanz `networks.py` (padding_type="reflect", no dropout).
     """
 
-    def __init__(self, filters, norm_affine=False, **kwargs):
+    def __init__(self, filters, norm_affine=False, init="junyanz", **kwargs):
         super().__init__(**kwargs)
         self.filters = filters
         self.norm_affine = norm_affine
+        self.init = init
         self.body = [
-            ReflectionPadding2D(1), conv(filters, 3, use_bias=True, init="junyanz"),
+            ReflectionPadding2D(1), conv(filters, 3, use_bias=True, init=init),
             InstanceNormalization(affine=norm_affine), layers.ReLU(),
-            ReflectionPadding2D(1), conv(filters, 3, use_bias=True, init="junyanz"),
+            ReflectionPadding2D(1), conv(filters, 3, use_bias=True, init=init),
             InstanceNormalization(affine=norm_affine),
         ]
 
     def get_config(self):
-        return {**super().get_config(), "filters": self.filters, "norm_affine": self.norm_affine}
+        config = {**super().get_config(), "filters": self.filters, "norm_affine": self.norm_affine}
+        return {**config, "init": self.init} if self.init != "junyanz" else config
+
+
+def transposed_upsampling(filters, kernel_initializer):
+    """junyanz's up-sampling conv, ConvTranspose 3x3 s2 (padding 1, output_padding 1).
+
+    PyTorch writes output pixel 2i + k - 1; Keras "valid" writes 2i + k, one row/column
+    more. Cropping the first row and column gives the reference's grid exactly.
+    """
+    return keras.Sequential([
+        layers.Conv2DTranspose(filters, 3, strides=2, padding="valid", kernel_initializer=kernel_initializer),
+        layers.Cropping2D(((1, 0), (1, 0))),
+    ])
 
 
 @keras.saving.register_keras_serializable(package="tf_translate")
@@ -95,14 +110,7 @@ class ResNetGenerator(Generator):
         if self.upsampling == "resize_conv":
             return keras.Sequential([NearestUpsampling2D(2),
                                      ReflectionPadding2D(1), conv(filters, 3, use_bias=True, init="junyanz")])
-        # PyTorch ConvTranspose2d(k3, s2, padding 1, output_padding 1) writes output pixel
-        # 2i + k - 1; Keras "valid" writes 2i + k, one row/column more. Cropping the first
-        # row and column gives the reference's grid exactly.
-        return keras.Sequential([
-            layers.Conv2DTranspose(filters, 3, strides=2, padding="valid",
-                                   kernel_initializer=junyanz_kernel_init()),
-            layers.Cropping2D(((1, 0), (1, 0))),
-        ])
+        return transposed_upsampling(filters, junyanz_kernel_init())
 
     def build(self, input_shape):
         build_stack(self.stack, input_shape)

@@ -1,0 +1,434 @@
+"""CUT and FastCUT: networks, resampling, PatchNCE, step parity with a PyTorch
+re-statement of `cut_model.py`, the importer, config and the CLI.
+
+Parity follows test_step_parity.py's rule: both sides start from the same weights and see
+the same batches and random draws; the PyTorch side runs in float64 (the reference) and in
+float32 (its own float32 noise); ours must miss the float64 reference's kernel updates by
+at most 1.5x the float32 run's miss + 0.5 % of the update.
+"""
+
+import json
+import os
+
+import keras
+import numpy as np
+import pytest
+import tensorflow as tf
+
+from helpers import random_images
+from tf_translate import build_model
+from tf_translate.layers.antialias import BilinearUpsampling2D, BlurDownsampling2D
+from tf_translate.losses import patch_nce_loss
+from tf_translate.models import PatchGANDiscriminator, ResNetGenerator
+from tf_translate.models.cut import CUT, CUTGenerator, FastCUT, PatchSampleMLP
+
+TINY = dict(image_size=32, filters=8, num_residual_blocks=5, discriminator_filters=8, mlp_units=32, num_patches=64)
+
+
+# --------------------------------------------------------------------------- networks
+
+@pytest.mark.parametrize("flags", [{}, {"no_antialias": True}, {"no_antialias": True, "no_antialias_up": True}])
+def test_generator_and_discriminator_parameter_counts_equal_the_reference(flags):
+    """REFERENCE-WAVE4 §1.9: G 11,378,179 and D 2,764,737 in every mode."""
+    generator = CUTGenerator(**flags)
+    generator.build((None, None, None, 3))
+    assert generator.count_params() == 11_378_179
+    discriminator = PatchGANDiscriminator(antialias=not flags.get("no_antialias"), init="xavier")
+    discriminator.build((None, None, None, 3))
+    assert discriminator.count_params() == 2_764_737
+    assert discriminator(np.zeros((1, 256, 256, 3), np.float32)).shape == (1, 30, 30, 1)
+
+
+def test_patch_mlp_parameter_count_and_tapped_feature_shapes():
+    """netF 560,384 (66,816 + 98,816 + 3 x 131,584); the taps at 256 px are the padded
+    input, the two full-size pre-norm down convs and res blocks 1 and 5 (§1.2)."""
+    generator = CUTGenerator()
+    generator.build((None, None, None, 3))
+    channels = generator.feature_channels()
+    assert channels == [3, 128, 256, 256, 256]
+    mlp = PatchSampleMLP(channels)
+    mlp.build()
+    assert mlp.count_params() == 560_384
+    features = generator.encode(np.zeros((1, 256, 256, 3), np.float32))
+    assert [tuple(f.shape[1:3]) for f in features] == [(262, 262), (256, 256), (128, 128), (64, 64), (64, 64)]
+    stack = generator.stack
+    assert [type(stack[i]).__name__ for i in (0, 12, 16)] == ["ReflectionPadding2D", "ResidualBlock", "ResidualBlock"]
+    assert isinstance(stack[5], type(stack[2])) and isinstance(stack[9], type(stack[2]))  # IN after taps 4 and 8
+
+
+def test_weights_are_xavier_normal_with_gain_0_02():
+    generator = CUTGenerator()
+    generator.build((None, None, None, 3))
+    block = [w.numpy() for w in generator.weights if w.shape == (3, 3, 256, 256)]
+    expected = 0.02 * np.sqrt(2.0 / (9 * 256 + 9 * 256))  # 4.2e-4
+    pooled = np.concatenate([b.ravel() for b in block])
+    assert abs(pooled.std() / expected - 1) < 0.01 and np.abs(pooled).max() > 2.5 * expected  # untruncated
+    assert not any(w.numpy().any() for w in generator.weights if "bias" in w.path)
+    mlp = PatchSampleMLP([128])
+    mlp.build()
+    assert abs(mlp.mlps[0].layers[0].kernel.numpy().std() / (0.02 * np.sqrt(2 / 384)) - 1) < 0.02  # 1.44e-3
+
+
+def test_no_antialias_networks_are_the_cyclegan_networks():
+    """With both flags the generator is junyanz's layer for layer (and D with no_antialias)."""
+    x = random_images(2, 32, 3)
+    ours = CUTGenerator(8, 2, no_antialias=True, no_antialias_up=True)
+    cyclegan = ResNetGenerator(8, 2)
+    for net in (ours, cyclegan):
+        net.build((None, None, None, 3))
+    cyclegan.set_weights(ours.get_weights())
+    np.testing.assert_allclose(ours(x).numpy(), cyclegan(x).numpy(), atol=1e-6)
+    d_ours, d_cyclegan = PatchGANDiscriminator(8, antialias=False, init="xavier"), PatchGANDiscriminator(8)
+    for net in (d_ours, d_cyclegan):
+        net.build((None, None, None, 3))
+    d_cyclegan.set_weights(d_ours.get_weights())
+    np.testing.assert_allclose(d_ours(x).numpy(), d_cyclegan(x).numpy(), atol=1e-6)
+
+
+def numpy_blur_down(x):
+    """Reference `Downsample`: reflect pad 1, [1,2,1]x[1,2,1]/16 per channel, stride 2."""
+    padded = np.pad(x, ((0, 0), (1, 1), (1, 1), (0, 0)), mode="reflect")
+    taps = np.outer([1, 2, 1], [1, 2, 1]) / 16.0
+    out_h, out_w = (x.shape[1] + 1) // 2, (x.shape[2] + 1) // 2
+    out = np.zeros((x.shape[0], out_h, out_w, x.shape[3]))
+    for i in range(out_h):
+        for j in range(out_w):
+            window = padded[:, 2 * i:2 * i + 3, 2 * j:2 * j + 3, :]
+            out[:, i, j, :] = np.einsum("bhwc,hw->bc", window, taps)
+    return out
+
+
+def numpy_transposed_up(x):
+    """Reference `Upsample`: replicate pad 1, transposed conv (stride 2, padding 2) with
+    [1,3,3,1]x[1,3,3,1]/64 x 4 per channel (out[2i + a - 2] += x[i] w[a]), then the first
+    and last row and column dropped."""
+    padded = np.pad(x, ((0, 0), (1, 1), (1, 1), (0, 0)), mode="edge")
+    taps = np.outer([1, 3, 3, 1], [1, 3, 3, 1]) / 64.0 * 4
+    n, h, w, c = padded.shape
+    size_h, size_w = (h - 1) * 2 - 4 + 4, (w - 1) * 2 - 4 + 4
+    out = np.zeros((n, size_h, size_w, c))
+    for i in range(h):
+        for j in range(w):
+            for a in range(4):
+                for b in range(4):
+                    oi, oj = 2 * i + a - 2, 2 * j + b - 2
+                    if 0 <= oi < size_h and 0 <= oj < size_w:
+                        out[:, oi, oj, :] += padded[:, i, j, :] * taps[a, b]
+    return out[:, 1:-1, 1:-1, :]
+
+
+@pytest.mark.parametrize("shape", [(2, 8, 8, 3), (1, 7, 10, 2), (1, 255, 5, 1)])
+def test_antialiased_resampling_against_numpy(shape):
+    x = np.random.default_rng(1).normal(size=shape).astype(np.float32)
+    down = BlurDownsampling2D()
+    np.testing.assert_allclose(down(x).numpy(), numpy_blur_down(x), atol=1e-5)
+    assert down.compute_output_shape(shape) == numpy_blur_down(x).shape  # 255 -> 128 (ceil)
+    up = BilinearUpsampling2D()(x).numpy()
+    np.testing.assert_allclose(up, numpy_transposed_up(x), atol=1e-5)
+    np.testing.assert_allclose(up, tf.image.resize(x, (2 * shape[1], 2 * shape[2]), "bilinear").numpy(), atol=1e-5)
+    assert not down.weights and not BilinearUpsampling2D().weights
+
+
+# --------------------------------------------------------------------------- PatchNCE
+
+def test_patch_nce_loss_against_a_hand_computation():
+    rng = np.random.default_rng(0)
+    unit = lambda a: a / np.linalg.norm(a, axis=-1, keepdims=True)
+    q, k = unit(rng.normal(size=(2, 5, 4))), unit(rng.normal(size=(2, 5, 4)))
+    expected = []
+    for b in range(2):
+        for i in range(5):
+            logits = [q[b, i] @ k[b, i]] + [(-10.0 if j == i else q[b, i] @ k[b, j]) for j in range(5)]
+            logits = np.array(logits) / 0.07
+            expected.append(np.log(np.exp(logits - logits.max()).sum()) + logits.max() - logits[0])
+    ours = patch_nce_loss(tf.constant(q, tf.float32), tf.constant(k, tf.float32), 0.07)
+    np.testing.assert_allclose(float(ours), np.mean(expected), rtol=1e-5)
+    # Negatives are per image: the other image's patches change nothing.
+    k_other = k.copy()
+    k_other[1] = unit(rng.normal(size=(5, 4)))
+    first = lambda kk: float(patch_nce_loss(tf.constant(q[:1], tf.float32), tf.constant(kk[:1], tf.float32)))
+    assert first(k) == first(k_other)
+
+
+def test_patch_mlp_normalises_with_epsilon_on_the_norm():
+    mlp = PatchSampleMLP([3], units=4)
+    mlp.build()
+    feature = np.random.default_rng(0).normal(size=(2, 3, 3, 3)).astype(np.float32)
+    out = mlp([feature], [tf.constant([4, 0, 8])])[0].numpy()
+    flat = feature.reshape(2, 9, 3)[:, [4, 0, 8]]
+    first, second = mlp.mlps[0].layers
+    h = np.maximum(flat @ first.kernel.numpy() + first.bias.numpy(), 0) @ second.kernel.numpy() + second.bias.numpy()
+    np.testing.assert_allclose(out, h / (np.linalg.norm(h, axis=-1, keepdims=True) + 1e-7), rtol=1e-5)
+
+
+# --------------------------------------------------------------------------- PyTorch parity
+
+torch = pytest.importorskip("torch")
+from torch_cut import TorchCUT  # noqa: E402
+
+STEPS = 3
+
+
+def update_miss(variables, values, reference, start):
+    """||values - reference|| / ||reference - start|| over the kernels (test_step_parity's rule)."""
+    variables = [v for v in variables if len(v.shape) > 1]
+    miss = sum(float(np.sum((values[id(v)] - reference[id(v)]) ** 2)) for v in variables)
+    update = sum(float(np.sum((reference[id(v)] - start[id(v)]) ** 2)) for v in variables)
+    return np.sqrt(miss / update)
+
+
+def within_float32_floor(run):
+    return {group: run["ours"][group] < 1.5 * run["float32"][group] + 0.005 for group in run["ours"]}
+
+
+def draw_patch_ids(rng, model, nce_identity):
+    """The reference's draws: per NCE term and layer, permutation(H·W)[:num_patches]."""
+    features = model.generator.encode(np.zeros((1, 32, 32, 3), np.float32), model.nce_layers)
+    draw = lambda: [rng.permutation(int(f.shape[1] * f.shape[2]))[:model.num_patches].astype(np.int32)
+                    for f in features]
+    return (draw(), draw() if nce_identity else None)
+
+
+FLOAT32_RUNS = ({}, {"channels_last": True})  # two samples of the reference's float32 noise
+
+
+def parity_run(name, controls=()):
+    """STEPS iterations of ours (XLA) and of the re-statement from the same weights,
+    batches and draws: the reference in float64, and in float32 twice (contiguous and
+    channels-last tensors: other kernels, other rounding); each control likewise.
+
+    The float32 floor is the larger of the two float32 runs' misses. One run can be
+    lucky: a ReLU input within ~1e-6 of 0 (one in ~10^5 here) takes either side in
+    float32, its gradient changes by ~1e-3 relative, and Adam's first, sign-like steps
+    turn that into a miss of a few % (measured after one step: ours 5.42 %, the
+    channels-last float32 run 5.42 %, the contiguous one 0.00003 %, on the same element).
+    """
+    model = build_model(name, **TINY, seed=0)
+    torch_config = dict(ngf=8, n_blocks=5, ndf=8, netF_nc=32, lambda_NCE=model.nce_weight,
+                        nce_idt=model.nce_identity, flip_equivariance=model.flip_equivariance)
+    make = lambda dtype, **kw: TorchCUT(**torch_config, dtype=dtype, **kw)
+    references = {"reference": [make("float64")] + [make("float32", **run) for run in FLOAT32_RUNS]}
+    for label, kw in dict(controls).items():  # a control's floor from its channels-last run alone (time)
+        references[label] = [make("float64", **kw), make("float32", **kw, **FLOAT32_RUNS[-1])]
+    references["reference"][0].copy_to(model)
+    start = references["reference"][0].weights_as_keras(model)
+    model.compile(jit_compile=True)
+    step = tf.function(model.optimize, jit_compile=True)
+    rng = np.random.default_rng(0)
+    losses = []
+    for index in range(STEPS):
+        a, b = random_images(1, 32, 2 * index), random_images(1, 32, 2 * index + 1)
+        flip = bool(index % 2 == 0) if model.flip_equivariance else False
+        ids = draw_patch_ids(rng, model, model.nce_identity)
+        tf_ids = tuple(None if i is None else [tf.constant(x) for x in i] for i in ids)
+        logs = step(tf.constant(a), tf.constant(b), tf.constant(flip), tf_ids)
+        steps = {label: [trainer.step(a, b, flip, ids) for trainer in trainers]
+                 for label, trainers in references.items()}
+        losses.append(({k: float(v) for k, v in logs.items()}, steps["reference"]))
+    groups = {"G": model.generator.trainable_variables, "D": model.discriminator.trainable_variables,
+              "F": model.patch_sampler.trainable_variables}
+    ours = {id(v): v.numpy().astype(np.float64) for vs in groups.values() for v in vs}
+    results = {}
+    for label, (ref64, *ref32s) in references.items():
+        expected = ref64.weights_as_keras(model)
+        float32 = [ref.weights_as_keras(model) for ref in ref32s]
+        results[label] = {"ours": {g: update_miss(vs, ours, expected, start) for g, vs in groups.items()},
+                          "float32": {g: max(update_miss(vs, f, expected, start) for f in float32)
+                                      for g, vs in groups.items()},
+                          # ours against the reference's channels-last float32 run, whose kernels round
+                          # as ours do (NHWC): the share of that run's update ours misses
+                          "vs_channels_last": {g: update_miss(vs, ours, float32[-1], start) for g, vs in groups.items()}}
+    return results, losses
+
+
+def check_losses(losses):
+    """Each logged loss within 1.5x the float32 runs' largest deviation from the float64
+    reference, + 1e-5 relative."""
+    for ours, (expected, *float32) in losses:
+        for name, value in expected.items():
+            floor = max(abs(run[name] - value) for run in float32)
+            assert abs(ours[name] - value) <= 1.5 * floor + 1e-5 * abs(value) + 1e-9, (name, ours[name], expected,
+                                                                                      float32)
+
+
+@pytest.fixture(scope="module")
+def cut_parity():
+    return parity_run("cut", {"g_first": {"order": "g_first"}, "k_not_detached": {"detach_k": False}})
+
+
+def test_cut_losses_match_the_reference_step(cut_parity):
+    check_losses(cut_parity[1])
+
+
+CHANNELS_LAST_TOLERANCE = 0.01
+
+
+def test_cut_updates_match_the_reference_step(cut_parity):
+    """Ours within the project's float32 floor of the float64 reference, and within 1 % of
+    the reference's own channels-last float32 run (which rounds as ours does, NHWC).
+    Measured after 3 steps: G 15.92 % vs floor 15.92 %, D 0.185 % vs 0.185 %, F 8.38 % vs
+    8.38 % (the floor is the channels-last run, see `parity_run`)."""
+    results, _ = cut_parity
+    print(results)
+    assert all(within_float32_floor(results["reference"]).values()), results["reference"]
+    assert all(m < CHANNELS_LAST_TOLERANCE for m in results["reference"]["vs_channels_last"].values()), results
+
+
+def test_the_parity_checks_fail_for_d_after_g_and_for_a_k_that_is_not_detached(cut_parity):
+    """Negative controls. With gradients through k, ours misses the control beyond the
+    float32 floor. G before D changes only G's adversarial gradient (D's step is the
+    same in both orders; NCE dominates G's gradient), which hides in the float64
+    rule's floor here, but not in the channels-last comparison."""
+    results, _ = cut_parity
+    assert not all(within_float32_floor(results["k_not_detached"]).values()), results["k_not_detached"]
+    for control in ("g_first", "k_not_detached"):
+        assert max(results[control]["vs_channels_last"].values()) > CHANNELS_LAST_TOLERANCE, results[control]
+
+
+def test_fastcut_matches_the_reference_step_with_flips():
+    """FastCUT (lambda_NCE 10, no identity NCE, flipped input on steps 0, 2, 4)."""
+    results, losses = parity_run("fastcut")
+    print(results)
+    check_losses(losses)
+    assert all(within_float32_floor(results["reference"]).values()), results["reference"]
+    assert all(m < CHANNELS_LAST_TOLERANCE for m in results["reference"]["vs_channels_last"].values()), results
+
+
+@pytest.mark.parametrize("flags", [{}, {"no_antialias": True, "no_antialias_up": True}, {"no_antialias": True}])
+def test_imported_official_generator_matches_the_reference_forward(flags):
+    """`import_cut_generator` on a reference state dict: equal images and equal NCE
+    features (with no_antialias, layer 8 is the in-place-ReLU'd norm output)."""
+    from tf_translate.cut_import import import_cut_generator
+
+    reference = TorchCUT(ngf=8, n_blocks=5, ndf=8, dtype="float32", **flags)
+    state = {f"module.{k}": v for k, v in reference.netG.state_dict().items()}  # as DataParallel saves it
+    generator = import_cut_generator(state)
+    assert generator.no_antialias == bool(flags.get("no_antialias"))
+    assert generator.no_antialias_up == bool(flags.get("no_antialias_up"))
+    x = random_images(2, 32, 7)
+    with torch.no_grad():
+        expected = reference.netG(reference.tensor(x)).permute(0, 2, 3, 1).numpy()
+        features = reference.netG(reference.tensor(x), [0, 4, 8, 12, 16], encode_only=True)
+    np.testing.assert_allclose(generator(x).numpy(), expected, atol=2e-5)
+    for ours, theirs in zip(generator.encode(x), features):
+        np.testing.assert_allclose(ours.numpy(), theirs.permute(0, 2, 3, 1).numpy(), atol=2e-5)
+    if flags.get("no_antialias"):
+        assert generator.encode(x)[2].numpy().min() == 0.0
+
+
+def test_importer_refuses_other_state_dicts():
+    from tf_translate.cut_import import import_cut_generator
+    with pytest.raises(ValueError, match="model.1.weight"):
+        import_cut_generator({"conv.weight": np.zeros((1, 1, 1, 1))})
+
+
+# --------------------------------------------------------------------------- model
+
+def test_fastcut_flips_the_input_and_unflips_q():
+    """The logged NCE with flip=True equals a hand computation on G(flip(A)) with q's
+    features flipped back and k from the unflipped A; flip=False differs."""
+    from tf_translate.models.cut import sample_patch_ids
+    model = build_model("fastcut", **TINY, seed=0)
+    model.compile(jit_compile=False)
+    assert (model.nce_weight, model.nce_identity, model.flip_equivariance) == (10.0, False, True)
+    a, b = random_images(1, 32, 1), random_images(1, 32, 2)
+    features = model.generator.encode(a, model.nce_layers)
+    ids = sample_patch_ids(features, model.num_patches, keras.random.SeedGenerator(3))
+    fake = model.generator(a[:, :, ::-1])
+    q = model.patch_sampler([f[:, :, ::-1] for f in model.generator.encode(fake)], ids)
+    k = model.patch_sampler(model.generator.encode(a), ids)
+    expected = np.mean([10.0 * float(patch_nce_loss(qi, ki)) for qi, ki in zip(q, k)])
+    unflipped = CUT.from_config(model.get_config())  # same config, not compiled: nothing to update
+    assert type(unflipped) is CUT and unflipped.flip_equivariance
+    logs = model.optimize(tf.constant(a), tf.constant(b), tf.constant(True), (ids, None))
+    np.testing.assert_allclose(float(logs["nce_loss"]), expected, rtol=1e-5)
+    model2 = build_model("fastcut", **TINY, seed=0)
+    model2.set_weights(model.get_weights())
+    coins = [bool(model2.draw_flip()) for _ in range(200)]
+    assert 70 < sum(coins) < 130  # one fair coin per iteration
+
+
+def test_config_round_trip_and_presets():
+    for name, cls in (("cut", CUT), ("fastcut", FastCUT)):
+        model = build_model(name, **TINY)
+        config = model.get_config()
+        assert type(model) is cls and cls.from_config(config).get_config() == config
+    assert build_model("cut", **TINY).get_config()["nce_weight"] == 1.0
+    assert (CUT.reference_run.epochs, FastCUT.reference_run.epochs) == (400, 200)
+    with pytest.raises(ValueError, match="nce_weight must be positive"):
+        build_model("cut", **TINY, nce_weight=0.0)
+    with pytest.raises(ValueError, match="nce_layers"):
+        build_model("cut", **TINY, nce_layers=[0, 40])
+
+
+def test_schedule_splits_epochs_as_the_reference_and_steps_at_epoch_end():
+    """FastCUT's 150 + 50 over 200 epochs: epoch 151 (1-based) runs at lr·50/51, the last
+    at lr/51; CUT's 200 + 200: epoch 201 at lr·200/201, the last at lr/201."""
+    for name, epochs, constant, decay in (("fastcut", 200, 150, 50), ("cut", 400, 200, 200)):
+        model = build_model(name, **TINY)
+        model.compile(total_steps=epochs * 3, steps_per_epoch=3)
+        def rate(epoch):  # the rate F's Adam uses in a 1-based epoch
+            model.f_optimizer.iterations.assign(3 * (epoch - 1))
+            return float(model.f_optimizer.learning_rate)
+        assert rate(constant) == pytest.approx(2e-4, rel=1e-6)
+        assert rate(constant + 1) == pytest.approx(2e-4 * decay / (decay + 1), rel=1e-5)
+        assert rate(epochs) == pytest.approx(2e-4 / (decay + 1), rel=1e-5)
+
+
+def test_cli_trains_translates_and_exports_cut(tmp_path):
+    from PIL import Image
+
+    from tf_translate.cli import main
+    from tf_translate.data import read_rgb
+    data = tmp_path / "data"
+    rng = np.random.default_rng(0)
+    for folder in ("trainA", "trainB", "testA"):
+        os.makedirs(data / folder)
+        for i in range(2):
+            Image.fromarray(rng.integers(0, 255, (40, 40, 3), dtype=np.uint8)).save(data / folder / f"{i}.png")
+    run = str(tmp_path / "run")
+    options = ["filters=8", "num_residual_blocks=5", "discriminator_filters=8", "mlp_units=16", "num_patches=32"]
+    argv = ["train", "--model", "cut", "--data", str(data), "--run-dir", run, "--steps", "2", "--image-size", "32",
+            "--no-xla"]  # the XLA step is the parity tests'; compiling it again here would double the file's time
+    for option in options:
+        argv += ["--option", option]
+    assert main(argv) == 0
+    with open(os.path.join(run, "run.json")) as f:
+        record = json.load(f)
+    assert record["model"] == "cut" and record["config"]["num_patches"] == 32 and record["config"]["nce_identity"]
+    assert os.listdir(os.path.join(run, "samples"))
+    out = str(tmp_path / "out")
+    assert main(["translate", "--run-dir", run, "--input", str(data / "testA"), "--output", out]) == 0
+    assert sorted(os.listdir(out)) == ["0.png", "1.png"]
+    assert main(["export", "--run-dir", run, "--output", str(tmp_path / "served")]) == 0
+    served = str(tmp_path / "served_out")
+    assert main(["translate", "--model-dir", str(tmp_path / "served" / "1"), "--input", str(data / "testA"),
+                 "--output", served]) == 0
+    for name in ("0.png", "1.png"):  # the SavedModel translates as the run does
+        difference = read_rgb(os.path.join(served, name)).astype(int) - read_rgb(os.path.join(out, name)).astype(int)
+        assert np.abs(difference).max() <= 1
+
+
+def test_mixed_float16_step_is_finite_and_moves_g_d_and_f():
+    """G's and F's gradients come from one tape pass with G's loss scale; F's are
+    rescaled to its own optimizer's scale (different LossScaleOptimizers). Dynamic loss
+    scaling skips the steps whose scaled gradients overflow float16 and halves the scale:
+    G's raw gradients reach ~100 at xavier-0.02 init (instance norm divides by activation
+    stds of ~2e-3), so the scale must fall from 2^15 to ~2^6 before G moves."""
+    keras.mixed_precision.set_global_policy("mixed_float16")
+    try:
+        model = build_model("cut", **TINY, seed=0)
+        model.compile(jit_compile=False)
+        assert isinstance(model.f_optimizer, keras.optimizers.LossScaleOptimizer)
+        before = {name: [w.numpy().copy() for w in net.trainable_weights]
+                  for name, net in (("G", model.generator), ("D", model.discriminator), ("F", model.patch_sampler))}
+        for step in range(12):
+            logs = model.optimize(tf.constant(random_images(1, 32, 2 * step)),
+                                  tf.constant(random_images(1, 32, 2 * step + 1)))
+        scales = [float(getattr(model, f"{n}_optimizer").dynamic_scale) for n in "gdf"]
+    finally:
+        keras.mixed_precision.set_global_policy("float32")
+    assert all(np.isfinite(float(v)) for v in logs.values())
+    for name, net in (("G", model.generator), ("D", model.discriminator), ("F", model.patch_sampler)):
+        assert any(not np.array_equal(b, w.numpy()) for b, w in zip(before[name], net.trainable_weights)), (name,
+                                                                                                          scales)
