@@ -298,7 +298,7 @@ def test_fastcut_matches_the_reference_step_with_flips():
 def test_imported_official_generator_matches_the_reference_forward(flags):
     """`import_cut_generator` on a reference state dict: equal images and equal NCE
     features (with no_antialias, layer 8 is the in-place-ReLU'd norm output)."""
-    from tf_translate.cut_import import import_cut_generator
+    from tf_translate.torch_import import cut_generator_from_state_dict as import_cut_generator
 
     reference = TorchCUT(ngf=8, n_blocks=5, ndf=8, dtype="float32", **flags)
     state = {f"module.{k}": v for k, v in reference.netG.state_dict().items()}  # as DataParallel saves it
@@ -316,8 +316,25 @@ def test_imported_official_generator_matches_the_reference_forward(flags):
         assert generator.encode(x)[2].numpy().min() == 0.0
 
 
+def test_import_torch_cli_makes_a_run_that_translates_as_the_reference(tmp_path):
+    """`import-torch --model cut` on an official-layout latest_net_G.pth: the run's a2b
+    generator equals the PyTorch network."""
+    from tf_translate.cli import main
+    from tf_translate.runs import generator, load_generators
+
+    reference = TorchCUT(ngf=8, n_blocks=2, ndf=8, dtype="float32")
+    torch.save(reference.netG.state_dict(), tmp_path / "latest_net_G.pth")
+    assert main(["import-torch", "--model", "cut", "--checkpoint", str(tmp_path / "latest_net_G.pth"),
+                 "--output", str(tmp_path / "run")]) == 0
+    model, record = load_generators(str(tmp_path / "run"))
+    x = random_images(1, 32, 3)
+    with torch.no_grad():
+        expected = reference.netG(reference.tensor(x)).permute(0, 2, 3, 1).numpy()
+    np.testing.assert_allclose(generator(model, record)[1](x).numpy(), expected, atol=2e-5)
+
+
 def test_importer_refuses_other_state_dicts():
-    from tf_translate.cut_import import import_cut_generator
+    from tf_translate.torch_import import cut_generator_from_state_dict as import_cut_generator
     with pytest.raises(ValueError, match="model.1.weight"):
         import_cut_generator({"conv.weight": np.zeros((1, 1, 1, 1))})
 

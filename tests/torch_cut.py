@@ -10,7 +10,7 @@ Needs torch; nothing in `tf_translate` imports this file.
 
 import numpy as np
 
-from tf_translate.cut_import import mlp_modules, weighted_modules
+from tf_translate.torch_import.cut import mlp_modules, weighted_modules
 
 
 def binomial_taps(size):
@@ -299,14 +299,14 @@ class TorchCUT:
 
     def copy_to(self, model):
         """Sets our CUT model's G, D and F to this trainer's weights."""
-        from tf_translate.cut_import import assign_pairs, module_pairs
+        from tf_translate.torch_import.cut import assign_pairs, module_pairs
         state = self.state()
         for name, found in self.module_lists(model).items():
             assign_pairs(module_pairs(found, state[name]))
 
     def weights_as_keras(self, model):
         """{id(our variable): this trainer's value in Keras layout, float64}."""
-        from tf_translate.cut_import import module_pairs
+        from tf_translate.torch_import.cut import module_pairs
         state = self.state()
         return {id(v): value.astype(np.float64) for name, found in self.module_lists(model).items()
                 for v, value, _ in module_pairs(found, state[name])}

@@ -216,7 +216,8 @@ def parse_args(argv):
                          help="cyclegan (junyanz latest_net_G_A.pth), ugatit / ugatit_light "
                          "(UGATIT-pytorch .pt), photo2cartoon (minivision .pt), stargan (yunjey *-G.ckpt), "
                          "pix2pix (junyanz latest_net_G.pth), nicegan / nicegan_light "
-                         "(NICE-GAN-pytorch _params_latest.pt), unit (mingyuliutw/UNIT gen_XXXXXXXX.pt)")
+                         "(NICE-GAN-pytorch _params_latest.pt), unit (mingyuliutw/UNIT gen_XXXXXXXX.pt), cut / fastcut "
+                         "(taesungp latest_net_G.pth)")
     imports.add_argument("--checkpoint", required=True, help="the A->B generator checkpoint")
     imports.add_argument("--checkpoint-b", help="the B->A generator checkpoint (run directories only)")
     imports.add_argument("--output", required=True,

@@ -21,7 +21,7 @@ from tf_translate.layers.blocks import build_stack, conv, run_stack
 from tf_translate.layers.initializers import xavier_kernel_init
 from tf_translate.layers.patchgan import PatchGANDiscriminator
 from tf_translate.losses import lsgan_fake_loss, lsgan_real_loss, patch_nce_loss
-from tf_translate.models.base import ReferenceRun, TranslationModel
+from tf_translate.models.base import Generator, ReferenceRun, TranslationModel
 from tf_translate.models.cyclegan import ResidualBlock, transposed_upsampling
 from tf_translate.optimizers import current_learning_rate, make_adam
 from tf_translate.schedules import epoch_share_decay
@@ -30,7 +30,7 @@ NCE_LAYERS = (0, 4, 8, 12, 16)
 
 
 @keras.saving.register_keras_serializable(package="tf_translate")
-class CUTGenerator(keras.Model):
+class CUTGenerator(Generator):
     """CUT's `resnet_9blocks` generator, whose encoder features feed the PatchNCE loss.
 
     c7s1-64, then per down-sampling a stride-1 3x3 conv, IN, ReLU and `BlurDownsampling2D`;
@@ -50,6 +50,8 @@ class CUTGenerator(keras.Model):
             With both, the stack equals `cyclegan.ResNetGenerator`'s layer for layer.
     Reference: `ResnetGenerator` in taesungp `networks.py`.
     """
+
+    input_multiple = 4  # two stride-2 down-samplings
 
     def __init__(self, filters=64, num_residual_blocks=9, output_channels=3, no_antialias=False,
                  no_antialias_up=False, **kwargs):

@@ -42,6 +42,7 @@ import numpy as np
 from tf_translate.torch_import.common import (INSTANCE_NORM_BUFFERS, MAX_LISTED, MissingEntryError, assign, check_keys,
                                               conv_layers, drop_instance_norm_buffers, listing, load_state_dict,
                                               sequential_pairs, strip_data_parallel, torch_to_keras, weighted_layers)
+from tf_translate.torch_import.cut import cut_generator_from_state_dict, cut_run_config
 from tf_translate.torch_import.cyclegan import (cyclegan_generator_from_state_dict, cyclegan_module_names,
                                                 cyclegan_run_config, read_cyclegan_architecture)
 from tf_translate.torch_import.nicegan import (NICEGAN_HEADS, assign_spec, nicegan_decoder_spec, nicegan_encoder_spec,
@@ -78,6 +79,8 @@ class Importer:
 
 IMPORTERS = {
     "cyclegan": Importer(cyclegan_generator_from_state_dict, cyclegan_run_config),
+    "cut": Importer(cut_generator_from_state_dict, cut_run_config),
+    "fastcut": Importer(cut_generator_from_state_dict, cut_run_config),
     "ugatit": Importer(functools.partial(ugatit_generator_from_state_dict, light=False), ugatit_run_config,
                        entry_ab="genA2B", entry_ba="genB2A"),
     "ugatit_light": Importer(functools.partial(ugatit_generator_from_state_dict, light=True), ugatit_run_config,

@@ -3,8 +3,8 @@
 The reference's generator, discriminator and netF name their modules by index into one
 `nn.Sequential` (`model.<i>`; residual blocks `model.<i>.conv_block.<j>`; netF `mlp_<l>.0`
 and `mlp_<l>.2`). Our stacks keep those indices (`CUTGenerator`, `PatchGANDiscriminator`),
-so each weight's name follows from its layer's position. Standalone: it reads a state
-dict of arrays or tensors and needs no torch.
+so each weight's name follows from its layer's position. It reads a state dict of arrays
+or tensors (`import-torch --model cut` loads the file with torch).
 
 Reference: taesungp/contrastive-unpaired-translation `models/networks.py`
 (`ResnetGenerator`, `NLayerDiscriminator`, `PatchSampleF`); checkpoints are written by
@@ -111,7 +111,7 @@ def generator_layout(state):
     return filters, len(blocks), int(state[f"model.{last}.weight"].shape[0]), no_antialias, no_antialias_up
 
 
-def import_cut_generator(state_dict, name="generator_ab"):
+def cut_generator_from_state_dict(state_dict, name="generator_ab"):
     """A `CUTGenerator` holding the weights of the official `latest_net_G.pth`.
 
     Args:
@@ -137,3 +137,9 @@ def import_cut_generator(state_dict, name="generator_ab"):
                          f"{', '.join(unused[:8])}")
     assign_pairs(pairs)
     return generator
+
+
+def cut_run_config(generator):
+    """The CUT training-model arguments that rebuild `generator`'s architecture."""
+    return {"filters": generator.filters, "num_residual_blocks": generator.num_residual_blocks,
+            "no_antialias": generator.no_antialias, "no_antialias_up": generator.no_antialias_up}
