@@ -24,6 +24,7 @@ import keras
 import tensorflow as tf
 
 from tf_translate.files import check_output
+from tf_translate.generator import Generator
 from tf_translate.layers.xnnpack import xnnpack_forms
 
 
@@ -47,8 +48,6 @@ def capabilities(network):
     """What `network` declares it can do (`models.base.Generator`): the network itself,
     or for a Keras network that is not a tf_translate generator (a user's own), the
     `Generator` defaults (any size, images only, no heatmap)."""
-    from tf_translate.models.base import Generator  # here: models.tuigan imports this module
-
     return network if isinstance(network, Generator) else Generator
 
 

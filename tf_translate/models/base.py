@@ -82,6 +82,8 @@ import dataclasses
 import keras
 import tensorflow as tf
 
+from tf_translate.generator import Generator  # noqa: F401  (the generator half of the contract)
+
 
 def call_on_both(network, first, second):
     """(network(first), network(second)) from one training call on both batches.
@@ -119,24 +121,6 @@ class ReferenceRun:
 
     def length(self):
         return f"{self.steps:,} steps" if self.steps else f"{self.epochs} epochs"
-
-
-class Generator(keras.Model):
-    """Base of the generator networks that translate and export run: see "Generators" in
-    the module docstring. It adds no weights, layers or config, so subclassing it keeps
-    weight files, `.keras` files and SavedModels unchanged."""
-
-    input_multiple = 1
-    fixed_input_size = None
-    label_size = 0
-    attribute_size = 0
-    returns_heatmap = False
-    inference_modes = ()
-    resizes_itself = False
-
-    def serving_module(self):
-        """The `export.GeneratorModule` serving this network, or None for the standard one."""
-        return None
 
 
 class TranslationModel(keras.Model):
