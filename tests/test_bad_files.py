@@ -309,3 +309,32 @@ def test_import_refuses_nan_weights_and_a_runs_own_files(tmp_path, capsys):
     (tmp_path / "run" / "checkpoint.weights.h5").write_bytes(b"state")
     line = cli_error(capsys, argv + ["--output", str(tmp_path / "run" / "checkpoint.weights.h5"), "--overwrite"])
     assert "belongs to the run in" in line and (tmp_path / "run" / "checkpoint.weights.h5").read_bytes() == b"state"
+
+
+def test_resume_refuses_the_other_pix2pix_direction_of_a_run_started_without_one(tmp_path):
+    """Before: a run started without --direction recorded None, so `--resume --direction
+    BtoA` swapped input and target mid-run."""
+    from tf_translate.training import train
+
+    (tmp_path / "pairs" / "train").mkdir(parents=True)
+    for i in range(2):
+        Image.new("RGB", (64, 32), (40 * i, 90, 10)).save(tmp_path / "pairs" / "train" / f"{i}.png")
+    tiny = dict(variant="unet_32", filters=8, discriminator_filters=8)
+    run_dir = str(tmp_path / "run")
+    train("pix2pix", {"paired": str(tmp_path / "pairs"), "direction": None}, run_dir, steps=1, batch_size=1,
+          image_size=32, load_size=32, model_overrides=tiny, verbose=0, xla=False)
+    with pytest.raises(ValueError, match="--direction BtoA: the run was started with AtoB"):
+        train("pix2pix", {"paired": str(tmp_path / "pairs"), "direction": "BtoA"}, run_dir, steps=2, resume=True,
+              verbose=0)
+
+
+@pytest.mark.parametrize("content, message", [(b"", "is empty (0 bytes)"), (b"\n\n", "cannot read .* as a weights-only")])
+def test_an_empty_or_damaged_checkpoint_file_is_one_line(tmp_path, capsys, content, message):
+    """Before: a 0-byte .pth made the error handler itself raise IndexError."""
+    pytest.importorskip("torch")
+    (tmp_path / "g.pth").write_bytes(content)
+    import re
+
+    line = cli_error(capsys, ["import-torch", "--model", "cyclegan", "--checkpoint", str(tmp_path / "g.pth"),
+                              "--output", str(tmp_path / "run")])
+    assert re.search(message, line), line

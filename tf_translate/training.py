@@ -401,13 +401,20 @@ def default_dataset(data_kind):
     return paired_dataset if data_kind == "paired" else unpaired_dataset
 
 
+# A data setting recorded as None (not given when the run started) meant its default: a
+# resumed run given another value would read other data (pix2pix's direction swaps input
+# and target).
+RECORDED_NONE = {"direction": "AtoB"}
+
+
 def resumed_data(given, recorded):
     """The data a resumed run reads: `given`, where a data spec (dict) leaves a setting
     unsaid (None) the run's; a setting other than the paths that differs is refused."""
     if not (isinstance(given, dict) and isinstance(recorded, dict)):
         return given
     for key, value in given.items():
-        kept = recorded.get(key)
+        kept = recorded.get(key, None)
+        kept = RECORDED_NONE.get(key) if kept is None else kept  # what the run read when it recorded None
         if value is not None and kept is not None and value != kept and key not in ("paired", "datasets"):
             raise ValueError(f"--{key} {value}: the run was started with {kept}, and a resumed run keeps "
                              "its settings (start a new --run-dir to change it)")

@@ -41,11 +41,14 @@ def load_state_dict(path, entry=None):
         raise ValueError("import-torch needs PyTorch: pip install 'tf_translate[torch]'") from None
     if not os.path.isfile(path):
         raise ValueError(f"checkpoint {path!r} does not exist")
+    if os.path.getsize(path) == 0:
+        raise ValueError(f"checkpoint {path!r} is empty (0 bytes): download or copy it again")
     try:
         loaded = torch.load(path, map_location="cpu", weights_only=True)
     except Exception as error:  # UnpicklingError for arbitrary objects, RuntimeError for bad files
-        raise ValueError(f"cannot read {path!r} as a weights-only PyTorch checkpoint "
-                         f"({str(error).strip().splitlines()[0]})") from None
+        from tf_translate.files import one_line
+
+        raise ValueError(f"cannot read {path!r} as a weights-only PyTorch checkpoint ({one_line(error)})") from None
     if entry is not None:
         if not isinstance(loaded, dict) or entry not in loaded:
             found = listing(loaded) if isinstance(loaded, dict) else type(loaded).__name__
