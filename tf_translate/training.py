@@ -307,8 +307,9 @@ def train(model_name, data, run_dir, steps=None, epochs=None, batch_size=None, i
     if eval_every and is_chief(strategy):
         from tf_translate.evaluation import held_out_callback
         callbacks.append(held_out_callback(model, flags["data"], run_dir, eval_every, eval_features, eval_samples))
-    with RunLock(run_dir) if is_chief(strategy) else contextlib.nullcontext(), signals_as_interrupts():
-        if not resume and os.path.exists(os.path.join(run_dir, RUN_FILE)):  # written while this one started
+    chief = is_chief(strategy)  # only the chief owns the run directory (the workers share it)
+    with RunLock(run_dir) if chief else contextlib.nullcontext(), signals_as_interrupts():
+        if chief and not resume and os.path.exists(os.path.join(run_dir, RUN_FILE)):  # written while this started
             raise ValueError(f"{run_dir!r} already holds a run: pass --resume to continue it "
                              "or choose a new --run-dir")
         if is_chief(strategy):
