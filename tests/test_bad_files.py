@@ -328,7 +328,7 @@ def test_resume_refuses_the_other_pix2pix_direction_of_a_run_started_without_one
               verbose=0)
 
 
-@pytest.mark.parametrize("content, message", [(b"", "is empty (0 bytes)"), (b"\n\n", "cannot read .* as a weights-only")])
+@pytest.mark.parametrize("content, message", [(b"", r"is empty \(0 bytes\)"), (b"\n\n", "cannot read .* as a weights-only")])
 def test_an_empty_or_damaged_checkpoint_file_is_one_line(tmp_path, capsys, content, message):
     """Before: a 0-byte .pth made the error handler itself raise IndexError."""
     pytest.importorskip("torch")

@@ -588,7 +588,8 @@ def test_train_resume_and_translate_through_the_common_path(tmp_path, capsys):
     assert got.shape == (40, 36, 3) and np.abs(got - expected).max() <= 1.0 / 127.5
     for extra, message in [([], "name the target with --attrs or --domain; this model knows cat, dog, fox"),
                            (["--attrs", "cat,dog"], "one domain at a time")]:
-        assert main(["translate", "--run-dir", run_dir, "--input", source, "--output", out] + extra) == 2
+        assert main(["translate", "--run-dir", run_dir, "--input", source, "--output", out, "--overwrite"]
+                    + extra) == 2
         assert message in capsys.readouterr().err
     assert main(["export", "--run-dir", run_dir, "--output", str(tmp_path / "served")]) == 0
     served = tf.saved_model.load(str(tmp_path / "served" / "1"))
