@@ -338,3 +338,15 @@ def test_an_empty_or_damaged_checkpoint_file_is_one_line(tmp_path, capsys, conte
     line = cli_error(capsys, ["import-torch", "--model", "cyclegan", "--checkpoint", str(tmp_path / "g.pth"),
                               "--output", str(tmp_path / "run")])
     assert re.search(message, line), line
+
+
+@pytest.mark.parametrize("flags", [["--codes", "3"], ["--code-seed", "3"], ["--samples", "3"], ["--seed", "3"]])
+def test_multimodal_flags_on_a_model_with_one_output_are_one_line(trained_run, tmp_path, capsys, flags):
+    """Before: --seed / --code-seed were silently ignored by CycleGAN."""
+    from tf_translate.cli import main
+
+    argv = ["translate", "--run-dir", str(trained_run / "run"), "--input", str(trained_run / "photo.png"),
+            "--output", str(tmp_path / "out"), *flags]
+    assert main(argv) == 2
+    lines = capsys.readouterr().err.strip().splitlines()  # an old spelling adds its note first
+    assert "are for multimodal models (drit)" in lines[-1] and len(lines) == (2 if flags[0] in ("--samples", "--seed") else 1)

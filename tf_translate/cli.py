@@ -136,7 +136,8 @@ def parse_args(argv):
     translate = commands.add_parser("translate", help="translate images with a trained run or a SavedModel")
     source = translate.add_mutually_exclusive_group(required=True)
     source.add_argument("--run-dir", help="a training (or import-torch) run directory")
-    source.add_argument("--model-dir", help="an exported SavedModel, e.g. saved_models/demo_cyclegan/1")
+    source.add_argument("--model-dir", help="an exported SavedModel, e.g. saved_models/demo_cyclegan/1 (it runs "
+                        "its own graph: load only SavedModels you trust)")
     translate.add_argument("--input", required=True, help="an image or a folder of images")
     translate.add_argument("--output", required=True, help="folder for the translated images")
     translate.add_argument("--overwrite", action="store_true", help="replace files of the same names in --output")
@@ -168,7 +169,7 @@ def parse_args(argv):
     evaluate = commands.add_parser("evaluate", help="FID and KID of a model's translations against real images")
     source = evaluate.add_mutually_exclusive_group(required=True)
     source.add_argument("--run-dir", help="a run directory (the result is added to RUN/evaluation.json)")
-    source.add_argument("--model-dir", help="an exported SavedModel (version folder)")
+    source.add_argument("--model-dir", help="an exported SavedModel (version folder; load only ones you trust)")
     evaluate.add_argument("--data", required=True, help="DIR with testA/testB (or trainA/trainB with --split train); "
                           "pix2pix: DIR with test/ (aligned A|B files) or testA/testB of equally named files")
     evaluate.add_argument("--split", default="test", choices=["test", "train"])
@@ -178,7 +179,8 @@ def parse_args(argv):
                           "(pix2pix): l1, psnr, ssim against the ground truth (the default), and fid, kid")
     evaluate.add_argument("--features", default="mobilenet_v2",
                           help="mobilenet_v2 (offline ImageNet features), inception (needs --inception-weights) "
-                          "or a Keras model file / SavedModel folder mapping [-1, 1] images to vectors")
+                          "or a Keras model file / SavedModel folder mapping [-1, 1] images to vectors "
+                          "(it runs its own code: load only models you trust)")
     evaluate.add_argument("--inception-weights", help="Keras InceptionV3 no-top .h5 weights for --features inception")
     evaluate.add_argument("--feature-size", type=int, help="images are resized to it for the features "
                           "(default 224; 299 for inception)")

@@ -94,9 +94,9 @@ def run_translator(options):
 
 def check_multimodal_flags(options):
     """One-line errors for --codes and --reference given to a model with one output per input."""
-    if options.codes != 1 or options.reference:
-        raise ValueError("--codes and --reference are for multimodal models (drit); this model gives one "
-                         "translation per input")
+    if options.codes != 1 or options.reference or options.code_seed is not None:
+        raise ValueError("--codes, --code-seed and --reference are for multimodal models (drit); this model gives "
+                         "one translation per input")
 
 
 class AttributeTranslate:
