@@ -259,6 +259,9 @@ def evaluate_translations(args):
     if paired_evaluation(args):
         return evaluate_pairs(args)
     args.metrics = args.metrics or ["fid", "kid"]
+    unknown = [name for name in args.metrics if name not in METRICS]
+    if unknown:  # before the feature network loads: paired metrics need a paired model or layout
+        raise ValueError(f"--metrics: unknown {', '.join(unknown)}; expected some of {', '.join(METRICS)}")
     folders = domain_folders(args.data, split=args.split)
     source, target = folders if args.direction in (None, "a2b") else folders[::-1]
     images = []
