@@ -176,3 +176,21 @@ def leaves(value):
             yield from leaves(v)
     else:
         yield value
+
+
+def spectral_norm_misses(layers, expected, float32):
+    """(ours, the float32 reference's, one extra power iteration's) largest miss of the
+    spectral-norm vectors u, v against the float64 reference. `layers`: [(u, v, kernel)]
+    variables; `expected`, `float32`: {id(variable): array} of the two references."""
+    worst = worst32 = extra_iteration = 0.0
+    for u_variable, v_variable, kernel_variable in layers:
+        for vector in (u_variable, v_variable):
+            want = expected[id(vector)]
+            worst = max(worst, np.abs(vector.numpy() - want).max())
+            worst32 = max(worst32, np.abs(float32[id(vector)] - want).max())
+        kernel = expected[id(kernel_variable)]
+        matrix = kernel.reshape(-1, kernel.shape[-1]).T  # torch's weight.flatten(1), rest in Keras order
+        u = expected[id(u_variable)]
+        v = matrix.T @ u / np.linalg.norm(matrix.T @ u)
+        extra_iteration = max(extra_iteration, np.abs(matrix @ v / np.linalg.norm(matrix @ v) - u).max())
+    return worst, worst32, extra_iteration
