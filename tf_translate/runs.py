@@ -351,7 +351,9 @@ def load_generators(run_dir, name=CHECKPOINT):
     """The run's model with trained weights (the checkpoint, or RUN/name such as the best
     weights of an evaluation callback), for translate/export/evaluate, and the record.
 
-    The model is built under the run's precision policy (a `mixed_float16` run's
+    The model holds only the networks its generators need (`generators_only`: no
+    discriminators, image pools or loss networks, whose weights in the file are not
+    read). It is built under the run's precision policy (a `mixed_float16` run's
     networks compute in float16, as they were trained; export makes float32 copies)
     and is not compiled: no optimizers are built and their state is not read.
     """
@@ -364,7 +366,7 @@ def load_generators(run_dir, name=CHECKPOINT):
     training_only = model_class(run["model"]).training_only_config
     config = {key: value for key, value in run["config"].items() if key not in training_only}
     try:
-        model = build_recorded_model(run_dir, run["model"], config)
+        model = build_recorded_model(run_dir, run["model"], config, generators_only=True)
     finally:
         keras.mixed_precision.set_global_policy(previous)
     if not load_checkpoint(model, run_dir, optimizers=False, name=name):
@@ -373,11 +375,12 @@ def load_generators(run_dir, name=CHECKPOINT):
     return model, run
 
 
-def build_recorded_model(run_dir, model_name, config):
-    """`build_model` from a run record; a config it refuses is a one-line error naming
-    run.json (a record edited by hand, or written by another version)."""
+def build_recorded_model(run_dir, model_name, config, generators_only=False):
+    """`build_model` from a run record (`generators_only`: see `models.base`); a config
+    it refuses is a one-line error naming run.json (a record edited by hand, or written
+    by another version)."""
     try:
-        return build_model(model_name, **config)
+        return build_model(model_name, **config, generators_only=generators_only)
     except (TypeError, ValueError) as error:
         raise ValueError(f"{os.path.join(run_dir, RUN_FILE)!r}: its config does not build a {model_name} "
                          f"model ({str(error).splitlines()[0] if str(error) else type(error).__name__})") from None

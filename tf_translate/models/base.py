@@ -15,6 +15,11 @@ A training model subclasses `TranslationModel`. What the CLI, `training`, `runs`
 - `completed_steps()`: training steps done (default: the first optimizer's iterations;
   TuiGAN, one optimizer pair per scale, counts its own);
 - `generators()`: {direction such as "a2b": a `Generator` mapping [-1, 1] images};
+- `generators_only=True` (a constructor argument that is not part of the config): the
+  model builds only the networks `generators()` needs, under the attribute names the
+  full model keeps them at, so its checkpoint loads them and skips the rest. Translate,
+  export and evaluate build runs this way (`runs.load_generators`): no discriminators,
+  image pools or loss networks (issue 39, case 11). Such a model cannot be compiled;
 - `sample_rows(batch)`: [(row title, [-1, 1] images)] for the sample grid;
 - `train_step(data)`; `get_config()` whose output rebuilds the model, `image_size` included;
 - for label-conditioned models (`data_kind == "labelled"`): `label_names()` and
@@ -131,6 +136,10 @@ class TranslationModel(keras.Model):
     training_only_config = ()  # config keys inference never needs (and never loads)
     step_kinds = ()  # see the module docstring: one kind of step unless a model says otherwise
 
+    def __init__(self, generators_only=False, **kwargs):
+        super().__init__(**kwargs)
+        self.generators_only = generators_only
+
     def completed_steps(self):
         """Training steps completed: the iteration count of the model's first optimizer
         (the one `optimizer_variables()` names first)."""
@@ -158,6 +167,9 @@ class TranslationModel(keras.Model):
                 turned off there.
             **optimizers: optimizers by attribute name (e.g. `g_optimizer=...`).
         """
+        if self.generators_only:
+            raise ValueError(f"this {type(self).__name__} was built with generators_only=True (for translate "
+                             "and export): it has no discriminators to train")
         defaults = self.default_optimizers(total_steps, steps_per_epoch)
         unknown = set(optimizers) - set(defaults)
         if unknown:

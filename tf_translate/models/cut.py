@@ -271,6 +271,9 @@ class CUT(TranslationModel):
         if nce_layers[-1] >= encoder_length:
             raise ValueError(f"nce_layers {nce_layers}: this generator's modules run from 0 to "
                              f"{len(self.generator.stack) - 1}; tap the encoder and blocks (0-{encoder_length - 1})")
+        if self.generators_only:
+            self.built = True
+            return
         self.discriminator = PatchGANDiscriminator(discriminator_filters, antialias=not no_antialias, init="xavier",
                                                    name="discriminator")
         self.discriminator.build((None, None, None, 3))

@@ -182,6 +182,11 @@ class CycleGAN(TranslationModel):
                          norm_affine=norm_affine)
         self.generator_ab = ResNetGenerator(**generator, name="generator_ab")
         self.generator_ba = ResNetGenerator(**generator, name="generator_ba")
+        if self.generators_only:
+            for network in (self.generator_ab, self.generator_ba):
+                network.build((None, None, None, 3))
+            self.built = True
+            return
         self.discriminator_a = PatchGANDiscriminator(discriminator_filters, name="discriminator_a")
         self.discriminator_b = PatchGANDiscriminator(discriminator_filters, name="discriminator_b")
         self.pool_a = ImagePool(pool_size, seed=seed, name="pool_a")

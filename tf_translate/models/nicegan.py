@@ -202,6 +202,33 @@ class NICEGANDiscriminator(keras.Model):
 
 
 @keras.saving.register_keras_serializable(package="tf_translate")
+class NICEGANEncoderOnly(keras.Model):
+    """A NICE-GAN discriminator with its encoder only, none of its heads: what the
+    generators need of a discriminator (`NICEGAN(generators_only=True)`, for translate
+    and export). The encoder has the discriminator's attribute name, so a training
+    checkpoint loads it; the heads' weights in the file are not read.
+
+    Args:
+        filters: width of the encoder's first layer (reference `--ch`, 64).
+        num_layers: the discriminator's `--n_dis`; accepted so that both classes are
+            built alike, and not used.
+    """
+
+    def __init__(self, filters=64, num_layers=7, **kwargs):
+        super().__init__(**kwargs)
+        self.filters = filters
+        self.num_layers = num_layers
+        self.encoder = NICEGANEncoder(filters, name="encoder")
+
+    def build(self, input_shape):
+        self.encoder.build(tuple(input_shape))
+        self.built = True
+
+    def get_config(self):
+        return {"filters": self.filters, "num_layers": self.num_layers, "name": self.name}
+
+
+@keras.saving.register_keras_serializable(package="tf_translate")
 class PixelShuffle(layers.Layer):
     """Sub-pixel upsampling with `torch.nn.PixelShuffle`'s channel order.
 
@@ -456,8 +483,11 @@ class NICEGAN(TranslationModel):
                        light=light)
         self.generator_ab = NICEGANGenerator(**decoder, name="generator_ab")
         self.generator_ba = NICEGANGenerator(**decoder, name="generator_ba")
-        self.discriminator_a = NICEGANDiscriminator(filters, discriminator_layers, name="discriminator_a")
-        self.discriminator_b = NICEGANDiscriminator(filters, discriminator_layers, name="discriminator_b")
+        # The generators start with the discriminators' encoders: generators_only builds
+        # those stems (at the discriminators' checkpoint paths) and not the heads.
+        discriminator = NICEGANEncoderOnly if self.generators_only else NICEGANDiscriminator
+        self.discriminator_a = discriminator(filters, discriminator_layers, name="discriminator_a")
+        self.discriminator_b = discriminator(filters, discriminator_layers, name="discriminator_b")
         for network in (self.discriminator_a, self.discriminator_b):
             network.build((None, image_size, image_size, 3))
         z_shape = (None, None, None, filters * 2) if light else (None, image_size // 4, image_size // 4,

@@ -441,7 +441,7 @@ class Photo2Cartoon(UGATIT):
         self.face_id_weight = face_id_weight
         self.face_model = face_model if isinstance(face_model, str) else None
         self.face_embedder = None if face_model is None else FaceEmbedder(face_model)
-        if self.face_embedder is None and face_id_weight:
+        if self.face_embedder is None and face_id_weight and not self.generators_only:
             logger.warning("photo2cartoon: no face_model given, so the face-identity loss "
                            "(weight %s) is off; pass face_model= (a Keras model or a .keras / "
                            "SavedModel path) to train with it", face_id_weight)

@@ -219,9 +219,11 @@ class Pix2Pix(TranslationModel):
         self.decay_at_epoch_start = decay_at_epoch_start
         self.seed = seed  # recorded only: the data pipeline takes its own seed
         self.generator = UNetGenerator(variant, filters, norm, use_dropout, inference_mode, name="generator")
-        self.discriminator = PatchGANDiscriminator(discriminator_filters, norm=norm, name="discriminator")
+        if not self.generators_only:
+            self.discriminator = PatchGANDiscriminator(discriminator_filters, norm=norm, name="discriminator")
         self.generator.build((None, None, None, 3))
-        self.discriminator.build((None, None, None, 6))
+        if not self.generators_only:
+            self.discriminator.build((None, None, None, 6))
         self.built = True
 
     def default_optimizers(self, total_steps, steps_per_epoch):

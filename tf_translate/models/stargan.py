@@ -358,14 +358,16 @@ class StarGAN(TranslationModel):
         self.label_size = classes + (2 if num_domains_2 else 0)
         self.generator = StarGANGenerator(filters, self.label_size, num_residual_blocks,
                                           name="generator")
-        self.discriminator = StarGANDiscriminator(image_size, discriminator_filters, classes,
-                                                  discriminator_layers, name="discriminator")
+        if not self.generators_only:
+            self.discriminator = StarGANDiscriminator(image_size, discriminator_filters, classes,
+                                                      discriminator_layers, name="discriminator")
         self.seed_generator = keras.random.SeedGenerator(seed, name="seed_generator")
         # Generator losses of the last generator update, logged on critic-only steps.
         self.last_generator_losses = self.add_weight(
             shape=(4,), initializer="zeros", trainable=False, name="last_generator_losses")
         self.generator.build([(None, None, None, 3), (None, self.label_size)])
-        self.discriminator.build((None, image_size, image_size, 3))
+        if not self.generators_only:
+            self.discriminator.build((None, image_size, image_size, 3))
         self.built = True
 
     def default_optimizers(self, total_steps, steps_per_epoch):

@@ -288,6 +288,11 @@ class UGATIT(TranslationModel):
 
         self.generator_ab = self.make_generator("generator_ab")
         self.generator_ba = self.make_generator("generator_ba")
+        if self.generators_only:
+            for network in self.generator_networks():
+                network.build((None, None, None, 3))
+            self.built = True
+            return
         discriminator = lambda layers, name: UGATITDiscriminator(discriminator_filters, layers, name=name)
         self.discriminator_global_a = discriminator(global_layers, "discriminator_global_a")
         self.discriminator_local_a = discriminator(local_layers, "discriminator_local_a")

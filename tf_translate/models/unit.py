@@ -466,6 +466,11 @@ class UNIT(TranslationModel):
                          shared_decoder_blocks=self.shared_decoder_blocks)
         self.generator_a = UNITGenerator(**generator, name="generator_a")
         self.generator_b = UNITGenerator(**generator, name="generator_b")
+        if self.generators_only:
+            for network in (self.generator_a, self.generator_b):
+                network.build((None, None, None, 3))
+            self.built = True
+            return
         discriminator = dict(filters=discriminator_filters, num_layers=discriminator_layers,
                              num_scales=discriminator_scales, negative_slope=0.2, padding_mode="reflect",
                              init="junyanz")

@@ -140,6 +140,14 @@ class DRIT(TranslationModel):
                          shared_block=self.generator_shared_block)
         self.generator_a = DRITGenerator(**generator, name="generator_a")
         self.generator_b = DRITGenerator(**generator, name="generator_b")
+        if self.generators_only:
+            for network in (self.content_encoder_a, self.content_encoder_b, self.attribute_encoder_a,
+                            self.attribute_encoder_b):
+                network.build((None, None, None, 3))
+            for network in (self.generator_a, self.generator_b):
+                network.build((None, None, None, content), (None, attribute_size))
+            self.built = True
+            return
         discriminator = dict(filters=discriminator_filters, num_layers=discriminator_layers,
                              num_scales=discriminator_scales, norm=discriminator_norm,
                              negative_slope=self.discriminator_negative_slope)

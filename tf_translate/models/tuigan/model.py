@@ -104,12 +104,14 @@ class TuiGAN(TranslationModel):
 
         self.generators_ab = nets(TuiGANGenerator, 0, "generator_ab")
         self.generators_ba = nets(TuiGANGenerator, 1, "generator_ba")
-        self.discriminators_b = nets(TuiGANDiscriminator, 2, "discriminator_b")
-        self.discriminators_a = nets(TuiGANDiscriminator, 3, "discriminator_a")
+        if not self.generators_only:
+            self.discriminators_b = nets(TuiGANDiscriminator, 2, "discriminator_b")
+            self.discriminators_a = nets(TuiGANDiscriminator, 3, "discriminator_a")
         for network in self.generators_ab + self.generators_ba:
             network.build([(None, None, None, 3), (None, None, None, 3)])
-        for network in self.discriminators_b + self.discriminators_a:
-            network.build((None, None, None, 3))
+        if not self.generators_only:
+            for network in self.discriminators_b + self.discriminators_a:
+                network.build((None, None, None, 3))
         self.built = True
 
     # -- the contract (base.py) --
