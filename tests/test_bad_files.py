@@ -106,6 +106,28 @@ def test_a_damaged_run_config_is_one_line_naming_run_json(trained_run, tmp_path,
     assert "run.json" in line and message in line, line
 
 
+def test_translate_and_export_allocate_no_image_pool_for_a_runs_image_size(trained_run, tmp_path, capsys):
+    """A run.json whose image_size is the largest allowed, 16,384 px: the training model's
+    image pools would be [4, 16384, 16384, 3] here (13 GB; 161 GB at the default 50).
+    Before: translate died allocating them (RESOURCE_EXHAUSTED); now translate and export
+    build the generators only, which take any size, and translate writes the pixels of
+    the run as trained."""
+    from tf_translate.cli import main
+
+    run_dir = tmp_path / "run"
+    shutil.copytree(trained_run / "run", run_dir)
+    record = json.loads((run_dir / "run.json").read_text())
+    record["config"]["image_size"] = 16384
+    (run_dir / "run.json").write_text(json.dumps(record))
+    for run, output in ((trained_run / "run", "as_trained"), (run_dir, "edited")):
+        assert main(["translate", "--run-dir", str(run), "--input", str(trained_run / "photo.png"),
+                     "--output", str(tmp_path / output)]) == 0
+    edited, as_trained = (np.asarray(Image.open(tmp_path / name / "photo.png")) for name in ("edited", "as_trained"))
+    np.testing.assert_array_equal(edited, as_trained)
+    assert main(["export", "--run-dir", str(run_dir), "--output", str(tmp_path / "served")]) == 0
+    assert os.path.isdir(tmp_path / "served" / "1")
+
+
 def test_nan_weights_are_refused_before_translating(trained_run, tmp_path, capsys):
     """Before: translate wrote black images and exited 0."""
     from tf_translate.runs import load_run, save_checkpoint
