@@ -167,3 +167,18 @@ def test_translate_writes_the_pixels_the_full_training_model_writes(family, tmp_
     with_full_model = translate(tmp_path / "full_model")
     assert generators_only.shape == (40, 48, 3) and generators_only.std() > 5
     np.testing.assert_array_equal(generators_only, with_full_model)
+
+
+def test_a_generators_only_model_keeps_the_config_and_cannot_train():
+    """generators_only is how the model is built, not part of its config: the config is
+    the full model's, run.json cannot set it, and such a model refuses to compile."""
+    from tf_translate.runs import check_config
+
+    config = dict(image_size=32, filters=2, num_residual_blocks=1, discriminator_filters=2, pool_size=1)
+    model = build_model("cyclegan", **config, generators_only=True)
+    assert model.get_config() == build_model("cyclegan", **config).get_config()
+    assert not hasattr(model, "discriminator_a") and not hasattr(model, "pool_a")
+    with pytest.raises(ValueError, match="generators_only=True .* no discriminators to train"):
+        model.compile()
+    with pytest.raises(ValueError, match="run.json: cyclegan has no option 'generators_only'"):
+        check_config("cyclegan", {**config, "generators_only": True}, "run.json")
