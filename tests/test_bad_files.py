@@ -128,6 +128,31 @@ def test_translate_and_export_allocate_no_image_pool_for_a_runs_image_size(train
     assert os.path.isdir(tmp_path / "served" / "1")
 
 
+def test_an_allocation_too_large_for_the_machine_is_one_line(tmp_path, capsys, monkeypatch):
+    """`--option pool_size=100000000` (or any size TensorFlow cannot allocate). Before: a
+    ResourceExhaustedError traceback. Simulated: a real one needs the memory to run out
+    (this machine refuses the 1.2 TB at once; one that overcommits would start swapping)."""
+    import tensorflow as tf
+
+    from tf_translate.cli import main
+    from tf_translate.data import write_demo_dataset
+    from tf_translate.image_pool import ImagePool
+
+    def allocate(self, input_shape):
+        raise tf.errors.ResourceExhaustedError(None, None, "{{function_node __wrapped__Fill_device_/job:localhost}} "
+                                               "OOM when allocating tensor with shape[100000000,32,32,3] and type "
+                                               "float on CPU by allocator mklcpu [Op:Fill] name: \nmore lines")
+
+    monkeypatch.setattr(ImagePool, "build", allocate)
+    data = write_demo_dataset(str(tmp_path / "data"), size=32, train_count=2, test_count=1)
+    code = main(["train", "--model", "cyclegan", "--data", data, "--run-dir", str(tmp_path / "run"), "--steps", "1",
+                 "--image-size", "32", "--option", "pool_size=100000000", "filters=2", "num_residual_blocks=1"])
+    lines = capsys.readouterr().err.strip().splitlines()
+    assert code == 2 and lines == ["tf-translate: error: out of memory allocating a tensor with "
+                                   "shape[100000000,32,32,3]: a size or count in the flags, --option or run.json is "
+                                   "too large for this machine"], lines
+
+
 def test_nan_weights_are_refused_before_translating(trained_run, tmp_path, capsys):
     """Before: translate wrote black images and exited 0."""
     from tf_translate.runs import load_run, save_checkpoint

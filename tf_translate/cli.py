@@ -7,6 +7,7 @@ TensorFlow is imported only by the command that runs (`--help` stays fast).
 
 import argparse
 import os
+import re
 import sys
 import warnings
 
@@ -442,7 +443,24 @@ def main(argv=None):
     except KeyboardInterrupt as interrupt:
         print(f"tf-translate: {one_line(interrupt) or 'interrupted'}", file=sys.stderr)
         return 130
+    except Exception as error:
+        allocation = out_of_memory(error)
+        if allocation is None:
+            raise
+        print(f"tf-translate: error: out of memory allocating {allocation}: a size or count in the flags, "
+              "--option or run.json is too large for this machine", file=sys.stderr)
+        return 2
     return 0
+
+
+def out_of_memory(error):
+    """What TensorFlow could not allocate ("a tensor with shape[...]") when `error` is its
+    out-of-memory error (a pool or batch far too large for the machine), else None."""
+    tf = sys.modules.get("tensorflow")
+    if tf is None or not isinstance(error, tf.errors.ResourceExhaustedError):
+        return None
+    match = re.search(r"OOM when allocating tensor (with shape\[[^\]]*\])", str(error))
+    return f"a tensor {match.group(1)}" if match else one_line(error)
 
 
 if __name__ == "__main__":
