@@ -74,7 +74,8 @@ How to add a model
    the PyTorch restatement `tests/torch_<name>.py` if parity is tested.
 2. Table row: `models/__init__.py` `MODELS["<name>"] = (Class, preset kwargs)`.
 3. Contract: the lists above; `reference_run`, `data_kind`, and the capabilities of its
-   generators; nothing else is read from outside.
+   generators; nothing else is read from outside. The constructor honours
+   `generators_only` (`tests/test_checkpoint_compat.py` checks it through a fixture).
 4. Tests to copy: `tests/test_cyclegan.py` (parameter counts, config round trip,
    `.keras` save/load, jit train step moving only G then only D variables, mixed
    precision close to float32), a step-parity test against the reference
