@@ -217,7 +217,7 @@ def held_out_callback(model, data, run_dir, every, features="mobilenet_v2", samp
     """An `EvaluationCallback` on DIR/testA -> DIR/testB (up to `samples` images each)."""
     from tf_translate.data import check_images, domain_folders, list_images, read_rgb
 
-    if model.data_kind != "unpaired" or "a2b" not in model.generators():
+    if model.data_kind not in ("unpaired", "unpaired_boxes") or "a2b" not in model.generators():
         raise ValueError(f"--eval-every evaluates a2b translation; {type(model).__name__} has none")
     if isinstance(data, (list, tuple)):
         raise ValueError("--eval-every needs --data DIR with testA and testB as the held-out set")

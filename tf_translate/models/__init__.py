@@ -3,6 +3,7 @@
 from tf_translate.models.cut import CUT, FastCUT
 from tf_translate.models.cyclegan import CycleGAN, PatchGANDiscriminator, ResNetGenerator
 from tf_translate.models.drit import DRIT
+from tf_translate.models.dunit.model import DUNIT
 from tf_translate.models.nicegan import NICEGAN
 from tf_translate.models.photo2cartoon import Photo2Cartoon
 from tf_translate.models.pix2pix import Pix2Pix
@@ -29,6 +30,7 @@ MODELS = {
     "drit_paper": (DRIT, {"discriminator_norm": "instance", "content_discriminator_norm": "instance",
                           "discriminator_negative_slope": 0.2}),  # the Ds as the paper describes them
     "tuigan": (TuiGAN, {}),
+    "dunit": (DUNIT, {}),  # DUNIT as released: DRIT++ + a detector pretrained on A's boxes, IoU consistency logged
 }
 
 
