@@ -147,3 +147,83 @@ def test_degenerate_boxes_dropped_and_outside_boxes_clipped_with_counts(tmp_path
     boxes, labels = box_files.pad_record(clipped, 4, "a.png", warnings)
     np.testing.assert_array_equal(boxes[2:], 0)
     np.testing.assert_array_equal(labels, [1, 3, 0, 0])
+
+
+# ---------------------------------------------------------------------------------
+# The released multibox IoU (REFERENCE-WAVE4 §2.2; hand values from IVRL/Dunit tests/test_ic.py)
+
+def test_iou_and_multibox_iou_hand_values():
+    assert box_files.iou_matrix([[0, 1, 2, 3]], [[1, 2, 3, 4]])[0, 0] == pytest.approx(1 / 7)
+    assert box_files.iou_matrix([[0, 0, 2, 2]], [[2, 0, 4, 2]])[0, 0] == 0  # touching only
+    assert box_files.multibox_iou([[0, 1, 2, 3], [2, 3, 4, 5]], [[2, 3, 4, 5], [1, 2, 3, 4]]) == pytest.approx(
+        (1 + 1 / 7) / 2)
+    assert box_files.multibox_iou([[0, 1, 2, 3]], np.zeros((0, 4))) == 0
+    assert box_files.multibox_iou(np.zeros((0, 4)), [[0, 1, 2, 3]]) == 0
+    # Unequal counts: one perfect match of three GT boxes: ½·[1/(1+2) + 1/(3+2)].
+    assert box_files.multibox_iou([[0, 0, 1, 1], [5, 5, 6, 6], [8, 8, 9, 9]], [[0, 0, 1, 1]]) == pytest.approx(
+        0.5 * (1 / 3 + 1 / 5))
+
+
+def test_instance_consistency_hand_values_and_nan():
+    gt = [np.array([[0, 1, 2, 3], [2, 3, 4, 5]]), np.array([[0, 0, 4, 4]])]
+    gt_labels = [np.array([1, 1]), np.array([2])]
+    det = [np.array([[2, 3, 4, 5], [1, 2, 3, 4], [0, 0, 9, 9]]), np.zeros((0, 4))]
+    det_labels = [np.array([1, 1, 3]), np.zeros((0,), int)]
+    # image 1: class 1 gives 1 - (1 + 1/7)/2, class 3 (detected only) gives 1; image 2: class 2 missed, 1.
+    first = ((1 - (1 + 1 / 7) / 2) + 1) / 2
+    assert box_files.instance_consistency(gt, gt_labels, det, det_labels) == pytest.approx((first + 1) / 2)
+    empty = [np.zeros((0, 4))]
+    assert np.isnan(box_files.instance_consistency(empty, [np.zeros(0, int)], empty, [np.zeros(0, int)]))
+
+
+def padded(boxes_list, labels_list, max_boxes):
+    pairs = [box_files.pad_record(box_files.make_record(b, l), max_boxes, "", box_files.BoxWarnings())
+             for b, l in zip(boxes_list, labels_list)]
+    return np.stack([p[0] for p in pairs]), np.stack([p[1] for p in pairs])
+
+
+def test_instance_consistency_tf_equals_numpy_on_random_padded_boxes():
+    rng = np.random.default_rng(7)
+    gt, gt_labels, det, det_labels = [], [], [], []
+    for i in range(12):
+        for boxes, labels, count in ((gt, gt_labels, rng.integers(0, 5)), (det, det_labels, rng.integers(0, 7))):
+            corner = rng.uniform(0, 20, (count, 2))
+            boxes.append(np.concatenate([corner, corner + rng.uniform(1, 12, (count, 2))], 1).astype(np.float32))
+            labels.append(rng.integers(1, 4, count))
+    det[0], det_labels[0] = gt[0] + 0.5, gt_labels[0]  # overlapping, not equal
+    gt[1], gt_labels[1], det[1], det_labels[1] = gt[1][:0], gt_labels[1][:0], det[1][:0], det_labels[1][:0]
+    expected = [box_files.instance_consistency(gt[i:i + 1], gt_labels[i:i + 1], det[i:i + 1], det_labels[i:i + 1])
+                for i in range(12)]
+    assert np.isnan(expected[1]) and 0 < expected[0] < 1
+    g, gl = padded(gt, gt_labels, 6)
+    d, dl = padded(det, det_labels, 8)
+    consistency = tf.function(box_files.instance_consistency_tf, jit_compile=True, reduce_retracing=True)
+    for i in range(12):
+        got = consistency(g[i:i + 1], gl[i:i + 1], d[i:i + 1], dl[i:i + 1], 3)
+        np.testing.assert_allclose(got.numpy(), expected[i], rtol=1e-5, atol=1e-6)
+    keep = [i for i in range(12) if i != 1]
+    np.testing.assert_allclose(consistency(g[keep], gl[keep], d[keep], dl[keep], 3).numpy(),
+                               box_files.instance_consistency([gt[i] for i in keep], [gt_labels[i] for i in keep],
+                                                              [det[i] for i in keep], [det_labels[i] for i in keep]),
+                               rtol=1e-5)
+    assert np.isnan(consistency(g, gl, d, dl, 3).numpy())  # one image with neither: NaN, as released
+
+
+# ---------------------------------------------------------------------------------
+# Box transforms on padded tensors
+
+def test_box_transforms_against_hand_values():
+    boxes = tf.constant([[[10, 4, 20, 8], [0, 0, 6, 6], [30, 30, 40, 40], [0, 0, 0, 0]]], tf.float32)
+    labels = tf.constant([[1, 2, 3, 0]], tf.int32)
+    resized, same = box_files.resize_boxes(boxes, labels, 0.5, 2.0)
+    np.testing.assert_array_equal(resized[0, :3], [[5, 8, 10, 16], [0, 0, 3, 12], [15, 60, 20, 80]])
+    np.testing.assert_array_equal(same, labels)
+    flipped, _ = box_files.flip_boxes_left_right(boxes, labels, 40)
+    np.testing.assert_array_equal(flipped[0], [[20, 4, 30, 8], [34, 0, 40, 6], [0, 30, 10, 40], [0, 0, 0, 0]])
+    # Crop 24 x 24 at (4, 2): the first box moves, the second is clipped, the third falls out.
+    cropped, kept = box_files.crop_boxes(boxes, labels, 4, 2, 24, 24)
+    np.testing.assert_array_equal(cropped[0], [[6, 2, 16, 6], [0, 0, 2, 4], [0, 0, 0, 0], [0, 0, 0, 0]])
+    np.testing.assert_array_equal(kept, [[1, 2, 0, 0]])
+    cropped, kept = box_files.crop_boxes(boxes, labels, 6, 0, 24, 24)  # the second box left with no width
+    np.testing.assert_array_equal(cropped[0, 0], [4, 4, 14, 8])
+    np.testing.assert_array_equal(kept, [[1, 0, 0, 0]])
