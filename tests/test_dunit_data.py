@@ -1,0 +1,229 @@
+"""Box records and files, the synthetic scenes, box transforms, the released multibox IoU
+and the box pipeline (tf_translate.models.dunit: boxes, scenes, data)."""
+
+import io
+import json
+
+import numpy as np
+import pytest
+import tensorflow as tf
+
+from tf_translate.models.dunit import boxes as box_files
+from tf_translate.models.dunit import scenes
+
+# Two records in DUNIT's INIT layout (REFERENCE-WAVE4 §2.4), written by hand.
+INIT_TEXT = """0
+datasets/night/trainA/a.png
+64 48
+0
+2
+1 3 4 10.5 12
+3 0 0 64 48
+
+
+1
+datasets/night/trainA/b.png
+64 48
+0
+0
+
+
+"""
+
+
+def scene_colour_extent(image, colour, tolerance=0):
+    """Tight xyxy extent of the pixels within `tolerance` (max channel difference) of `colour`."""
+    close = np.abs(image.astype(int) - np.asarray(colour)).max(axis=-1) <= tolerance
+    return scenes.mask_box(close) if close.any() else None
+
+
+@pytest.mark.parametrize("size", [32, 64])
+def test_scene_boxes_are_the_tight_extents_of_each_instance(size):
+    rng = np.random.default_rng(3)
+    kinds = list(scenes.SCENE_KINDS) + ["random"] * 12
+    counts = []
+    for kind in kinds:
+        for domain in ("night", "day"):
+            image, record, colours = scenes.make_scene(rng, size, domain, kind)
+            counts.append(len(record["labels"]))
+            for box, colour in zip(record["boxes"], colours):
+                assert scene_colour_extent(image, colour) == box.tolist()
+            assert set(record["labels"].tolist()) <= {1, 2, 3}
+    assert counts[:8] == [0, 0, 2, 2, 2, 2, 1, 1]  # empty, overlapping pair, border pair, one sub-cell square
+
+
+def test_scene_kinds_hold_what_they_promise():
+    rng = np.random.default_rng(0)
+    _, overlap, _ = scenes.make_scene(rng, 64, "night", "overlap")
+    assert box_files.iou_matrix(overlap["boxes"][:1], overlap["boxes"][1:])[0, 0] > 0
+    _, border, _ = scenes.make_scene(rng, 64, "day", "border")
+    assert border["boxes"][0, 0] == 0 and border["boxes"][1, 2] == 64 and border["boxes"][1, 3] == 64
+    _, subcell, _ = scenes.make_scene(rng, 64, "night", "subcell")
+    assert (subcell["boxes"][0, 2:] - subcell["boxes"][0, :2]).tolist() == [3, 3]
+
+
+def test_read_init_annotations_hand_written(tmp_path):
+    path = tmp_path / "init.txt"
+    path.write_text(INIT_TEXT)
+    records = box_files.read_init_annotations(str(path), num_classes=3)
+    assert list(records) == ["a.png", "b.png"]  # keyed by file name
+    np.testing.assert_array_equal(records["a.png"]["boxes"], [[3, 4, 10.5, 12], [0, 0, 64, 48]])
+    np.testing.assert_array_equal(records["a.png"]["labels"], [1, 3])
+    assert records["a.png"]["boxes"].dtype == np.float32 and records["a.png"]["labels"].dtype == np.int32
+    assert records["b.png"]["boxes"].shape == (0, 4) and records["b.png"]["labels"].shape == (0,)
+
+
+def test_init_and_json_round_trip(tmp_path):
+    records = {"x.png": box_files.make_record([[1.25, 2, 30, 31.5], [0, 0, 4, 4]], [2, 1]),
+               "empty.png": box_files.make_record()}
+    box_files.write_init_annotations(str(tmp_path / "init.txt"), records)
+    box_files.write_box_json(str(tmp_path / "boxes.json"), records, scenes.CLASSES)
+    from_init = box_files.read_init_annotations(str(tmp_path / "init.txt"), 3)
+    from_json, classes = box_files.read_box_json(str(tmp_path / "boxes.json"))
+    assert classes == ["square", "disc", "triangle"]
+    for read in (from_init, from_json):
+        assert list(read) == list(records)
+        for name in records:
+            np.testing.assert_array_equal(read[name]["boxes"], records[name]["boxes"])
+            np.testing.assert_array_equal(read[name]["labels"], records[name]["labels"])
+    content = json.loads((tmp_path / "boxes.json").read_text())
+    assert content["images"]["x.png"] == {"boxes": [[1.25, 2, 30, 31.5], [0, 0, 4, 4]], "labels": [2, 1]}
+
+
+@pytest.mark.parametrize("text, line, message", [
+    (INIT_TEXT.replace("1 3 4 10.5 12", "1 3 4 10.5"), 6, "expected 'label x1 y1 x2 y2'"),
+    (INIT_TEXT.replace("1 3 4 10.5 12", "one 3 4 10.5 12"), 6, "expected 'label x1 y1 x2 y2'"),
+    (INIT_TEXT.replace("3 0 0 64 48", "4 0 0 64 48"), 7, "unknown label 4 (labels are 1..3"),
+    (INIT_TEXT.replace("3 0 0 64 48", "0 0 0 64 48"), 7, "unknown label 0"),
+    (INIT_TEXT.replace("\n2\n", "\ntwo\n", 1), 5, "box count 'two'"),
+    (INIT_TEXT.replace("1 3 4 10.5 12", "1 3 4 nan 12"), 6, "finite"),
+    (INIT_TEXT[:INIT_TEXT.index("3 0 0")], 7, "file ends"),
+    (INIT_TEXT.replace("trainA/b.png", "trainA/a.png"), 11, "second record"),
+], ids=["short", "word", "label_4", "label_0", "count", "nan", "truncated", "duplicate"])
+def test_init_bad_lines_name_file_and_line(tmp_path, text, line, message):
+    path = tmp_path / "init.txt"
+    path.write_text(text)
+    with pytest.raises(ValueError) as error:
+        box_files.read_init_annotations(str(path), num_classes=3)
+    assert str(error.value).startswith(f"{path}:{line}: ") and message in str(error.value)
+    assert "\n" not in str(error.value)
+
+
+@pytest.mark.parametrize("images, message", [
+    ({"a.png": {"boxes": [[0, 0, 4, 4]], "labels": [4]}}, "images['a.png']: unknown label 4"),
+    ({"a.png": {"boxes": [[0, 0, 4]], "labels": [1]}}, "images['a.png']: expected"),
+    ({"a.png": {"boxes": [[0, 0, 4, 4]]}}, "images['a.png']: expected"),
+    ({"a.png": {"boxes": [[0, 0, 4, 4]], "labels": [1.5]}}, "images['a.png']: expected"),
+])
+def test_box_json_bad_entries_name_file_and_image(tmp_path, images, message):
+    path = tmp_path / "boxes.json"
+    path.write_text(json.dumps({"classes": ["square", "disc", "triangle"], "images": images}))
+    with pytest.raises(ValueError, match=r"^" + str(path).replace(".", r"\.") + ": ") as error:
+        box_files.read_box_json(str(path))
+    assert message in str(error.value)
+    path.write_text('{"classes": [], "images": {')
+    with pytest.raises(ValueError, match=r"boxes\.json:1: not valid JSON"):
+        box_files.read_box_json(str(path))
+
+
+def test_degenerate_boxes_dropped_and_outside_boxes_clipped_with_counts(tmp_path):
+    path = tmp_path / "init.txt"
+    path.write_text(INIT_TEXT.replace("\n2\n1 3 4 10.5 12", "\n3\n2 5 5 5 9\n1 3 4 10.5 12"))
+    stream = io.StringIO()
+    warnings = box_files.BoxWarnings(stream)
+    records = box_files.read_init_annotations(str(path), 3, warnings)
+    assert warnings.counts == {"degenerate boxes dropped": 1}
+    assert "init.txt:2 (a.png): 1 box(es) of no width or height dropped" in stream.getvalue()
+    np.testing.assert_array_equal(records["a.png"]["labels"], [1, 3])
+    # A 32 x 24 image: the second box sticks out; a box wholly outside is left degenerate.
+    record = box_files.make_record([[3, 4, 10, 12], [-2, 0, 64, 48], [40, 0, 50, 10]], [1, 3, 2])
+    clipped = box_files.clip_record(record, 32, 24, "a.png", warnings)
+    np.testing.assert_array_equal(clipped["boxes"], [[3, 4, 10, 12], [0, 0, 32, 24]])
+    np.testing.assert_array_equal(clipped["labels"], [1, 3])
+    assert warnings.counts == {"degenerate boxes dropped": 2, "boxes clipped": 2}
+    boxes, labels = box_files.pad_record(record, 2, "a.png", warnings)
+    np.testing.assert_array_equal(labels, [1, 3])
+    assert warnings.counts["boxes over max_boxes dropped"] == 1
+    boxes, labels = box_files.pad_record(clipped, 4, "a.png", warnings)
+    np.testing.assert_array_equal(boxes[2:], 0)
+    np.testing.assert_array_equal(labels, [1, 3, 0, 0])
+
+
+# ---------------------------------------------------------------------------------
+# The released multibox IoU (REFERENCE-WAVE4 §2.2; hand values from IVRL/Dunit tests/test_ic.py)
+
+def test_iou_and_multibox_iou_hand_values():
+    assert box_files.iou_matrix([[0, 1, 2, 3]], [[1, 2, 3, 4]])[0, 0] == pytest.approx(1 / 7)
+    assert box_files.iou_matrix([[0, 0, 2, 2]], [[2, 0, 4, 2]])[0, 0] == 0  # touching only
+    assert box_files.multibox_iou([[0, 1, 2, 3], [2, 3, 4, 5]], [[2, 3, 4, 5], [1, 2, 3, 4]]) == pytest.approx(
+        (1 + 1 / 7) / 2)
+    assert box_files.multibox_iou([[0, 1, 2, 3]], np.zeros((0, 4))) == 0
+    assert box_files.multibox_iou(np.zeros((0, 4)), [[0, 1, 2, 3]]) == 0
+    # Unequal counts: one perfect match of three GT boxes: ½·[1/(1+2) + 1/(3+2)].
+    assert box_files.multibox_iou([[0, 0, 1, 1], [5, 5, 6, 6], [8, 8, 9, 9]], [[0, 0, 1, 1]]) == pytest.approx(
+        0.5 * (1 / 3 + 1 / 5))
+
+
+def test_instance_consistency_hand_values_and_nan():
+    gt = [np.array([[0, 1, 2, 3], [2, 3, 4, 5]]), np.array([[0, 0, 4, 4]])]
+    gt_labels = [np.array([1, 1]), np.array([2])]
+    det = [np.array([[2, 3, 4, 5], [1, 2, 3, 4], [0, 0, 9, 9]]), np.zeros((0, 4))]
+    det_labels = [np.array([1, 1, 3]), np.zeros((0,), int)]
+    # image 1: class 1 gives 1 - (1 + 1/7)/2, class 3 (detected only) gives 1; image 2: class 2 missed, 1.
+    first = ((1 - (1 + 1 / 7) / 2) + 1) / 2
+    assert box_files.instance_consistency(gt, gt_labels, det, det_labels) == pytest.approx((first + 1) / 2)
+    empty = [np.zeros((0, 4))]
+    assert np.isnan(box_files.instance_consistency(empty, [np.zeros(0, int)], empty, [np.zeros(0, int)]))
+
+
+def padded(boxes_list, labels_list, max_boxes):
+    pairs = [box_files.pad_record(box_files.make_record(b, l), max_boxes, "", box_files.BoxWarnings())
+             for b, l in zip(boxes_list, labels_list)]
+    return np.stack([p[0] for p in pairs]), np.stack([p[1] for p in pairs])
+
+
+def test_instance_consistency_tf_equals_numpy_on_random_padded_boxes():
+    rng = np.random.default_rng(7)
+    gt, gt_labels, det, det_labels = [], [], [], []
+    for i in range(12):
+        for boxes, labels, count in ((gt, gt_labels, rng.integers(0, 5)), (det, det_labels, rng.integers(0, 7))):
+            corner = rng.uniform(0, 20, (count, 2))
+            boxes.append(np.concatenate([corner, corner + rng.uniform(1, 12, (count, 2))], 1).astype(np.float32))
+            labels.append(rng.integers(1, 4, count))
+    det[0], det_labels[0] = gt[0] + 0.5, gt_labels[0]  # overlapping, not equal
+    gt[1], gt_labels[1], det[1], det_labels[1] = gt[1][:0], gt_labels[1][:0], det[1][:0], det_labels[1][:0]
+    expected = [box_files.instance_consistency(gt[i:i + 1], gt_labels[i:i + 1], det[i:i + 1], det_labels[i:i + 1])
+                for i in range(12)]
+    assert np.isnan(expected[1]) and 0 < expected[0] < 1
+    g, gl = padded(gt, gt_labels, 6)
+    d, dl = padded(det, det_labels, 8)
+    consistency = tf.function(box_files.instance_consistency_tf, jit_compile=True, reduce_retracing=True)
+    for i in range(12):
+        got = consistency(g[i:i + 1], gl[i:i + 1], d[i:i + 1], dl[i:i + 1], 3)
+        np.testing.assert_allclose(got.numpy(), expected[i], rtol=1e-5, atol=1e-6)
+    keep = [i for i in range(12) if i != 1]
+    np.testing.assert_allclose(consistency(g[keep], gl[keep], d[keep], dl[keep], 3).numpy(),
+                               box_files.instance_consistency([gt[i] for i in keep], [gt_labels[i] for i in keep],
+                                                              [det[i] for i in keep], [det_labels[i] for i in keep]),
+                               rtol=1e-5)
+    assert np.isnan(consistency(g, gl, d, dl, 3).numpy())  # one image with neither: NaN, as released
+
+
+# ---------------------------------------------------------------------------------
+# Box transforms on padded tensors
+
+def test_box_transforms_against_hand_values():
+    boxes = tf.constant([[[10, 4, 20, 8], [0, 0, 6, 6], [30, 30, 40, 40], [0, 0, 0, 0]]], tf.float32)
+    labels = tf.constant([[1, 2, 3, 0]], tf.int32)
+    resized, same = box_files.resize_boxes(boxes, labels, 0.5, 2.0)
+    np.testing.assert_array_equal(resized[0, :3], [[5, 8, 10, 16], [0, 0, 3, 12], [15, 60, 20, 80]])
+    np.testing.assert_array_equal(same, labels)
+    flipped, _ = box_files.flip_boxes_left_right(boxes, labels, 40)
+    np.testing.assert_array_equal(flipped[0], [[20, 4, 30, 8], [34, 0, 40, 6], [0, 30, 10, 40], [0, 0, 0, 0]])
+    # Crop 24 x 24 at (4, 2): the first box moves, the second is clipped, the third falls out.
+    cropped, kept = box_files.crop_boxes(boxes, labels, 4, 2, 24, 24)
+    np.testing.assert_array_equal(cropped[0], [[6, 2, 16, 6], [0, 0, 2, 4], [0, 0, 0, 0], [0, 0, 0, 0]])
+    np.testing.assert_array_equal(kept, [[1, 2, 0, 0]])
+    cropped, kept = box_files.crop_boxes(boxes, labels, 6, 0, 24, 24)  # the second box left with no width
+    np.testing.assert_array_equal(cropped[0, 0], [4, 4, 14, 8])
+    np.testing.assert_array_equal(kept, [[1, 0, 0, 0]])

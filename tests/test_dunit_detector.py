@@ -1,0 +1,135 @@
+"""The DUNIT box detector: anchors, box coding, matching, losses and NMS against hand
+values and NumPy re-statements, and the proof that it learns (overfits 16 scenes)."""
+
+import math
+
+import keras
+import numpy as np
+import pytest
+import tensorflow as tf
+
+from tf_translate.models.dunit.detector import (BoxDetector, anchor_boxes, decode_boxes, encode_boxes,
+                                                match_anchors, per_class_nms, retinanet_losses, sigmoid_focal_loss)
+
+TINY = dict(num_classes=3, filters=8, fpn_filters=16, head_convs=1, min_level=2, max_level=3, anchor_scale=2.0,
+            scales_per_octave=2, aspect_ratios=(1.0, 4.0), image_size=16)
+
+
+def numpy_iou(boxes1, boxes2):
+    """IoU matrix (N, M) of xyxy boxes, written out pair by pair."""
+    result = np.zeros((len(boxes1), len(boxes2)))
+    for i, (ax1, ay1, ax2, ay2) in enumerate(boxes1):
+        for j, (bx1, by1, bx2, by2) in enumerate(boxes2):
+            inter = max(0.0, min(ax2, bx2) - max(ax1, bx1)) * max(0.0, min(ay2, by2) - max(ay1, by1))
+            union = (ax2 - ax1) * (ay2 - ay1) + (bx2 - bx1) * (by2 - by1) - inter
+            result[i, j] = inter / union if union > 0 else 0.0
+    return result
+
+
+def test_anchors_match_a_hand_computation():
+    anchors = anchor_boxes(8, 8, min_level=2, max_level=3, anchor_scale=2.0, scales_per_octave=2,
+                           aspect_ratios=(1.0, 4.0)).numpy()
+    # Level 2: stride 4, a 2x2 grid, 4 anchors per cell; level 3: stride 8, one cell.
+    assert anchors.shape == (2 * 2 * 4 + 1 * 4, 4)
+    r2 = math.sqrt(2.0)
+    # Cell (0, 0) centred at (2, 2): size 8 square, size 8 sqrt(2) square, ratio 4 at size 8
+    # (w 4, h 16) and at size 8 sqrt(2) (w 4 sqrt(2), h 16 sqrt(2)).
+    np.testing.assert_allclose(anchors[:4], [[-2, -2, 6, 6], [2 - 4 * r2, 2 - 4 * r2, 2 + 4 * r2, 2 + 4 * r2],
+                                             [0, -6, 4, 10], [2 - 2 * r2, 2 - 8 * r2, 2 + 2 * r2, 2 + 8 * r2]],
+                               rtol=1e-6)
+    np.testing.assert_allclose(anchors[4], [2, -2, 10, 6])  # cell (row 0, column 1), centre (6, 2)
+    np.testing.assert_allclose(anchors[8], [-2, 2, 6, 10])  # cell (row 1, column 0), centre (2, 6)
+    np.testing.assert_allclose(anchors[16], [-4, -4, 12, 12])  # level 3, centre (4, 4), size 16
+    np.testing.assert_allclose(anchors[19], [4 - 4 * r2, 4 - 16 * r2, 4 + 4 * r2, 4 + 16 * r2], rtol=1e-6)
+    # Sizes that are not multiples of the strides round the grids up: 3x2 and 2x1 cells.
+    assert anchor_boxes(12, 8, 2, 3, 2.0, 2, (1.0, 4.0)).shape == ((3 * 2 + 2 * 1) * 4, 4)
+
+
+def test_heads_and_anchors_agree_on_any_image_size():
+    detector = BoxDetector(**TINY)
+    for height, width in ((16, 16), (20, 12)):
+        class_logits, box_deltas = detector(tf.zeros((2, height, width, 3)))
+        count = detector.anchors(height, width).shape[0]
+        assert class_logits.shape == (2, count, 3) and box_deltas.shape == (2, count, 4)
+
+
+def test_box_coding_hand_value_and_round_trip():
+    anchor = tf.constant([[0.0, 0.0, 10.0, 10.0]])
+    # Box centre (15, 10), size 20 x 10 against the anchor's centre (5, 5), size 10 x 10.
+    np.testing.assert_allclose(encode_boxes(tf.constant([[5.0, 5.0, 25.0, 15.0]]), anchor),
+                               [[1.0, 0.5, math.log(2.0), 0.0]], rtol=1e-6)
+    rng = np.random.default_rng(0)
+    corners = rng.uniform(0, 50, (64, 2))
+    boxes = np.concatenate([corners, corners + rng.uniform(1, 30, (64, 2))], 1).astype(np.float32)
+    anchors = np.concatenate([corners + 3, corners + 3 + rng.uniform(2, 40, (64, 2))], 1).astype(np.float32)
+    np.testing.assert_allclose(decode_boxes(encode_boxes(boxes, anchors), anchors), boxes, atol=1e-4)
+
+
+def test_matching_against_numpy_iou():
+    anchors = BoxDetector(**TINY).anchors(16, 16).numpy()
+    boxes = np.array([[[1, 1, 9, 9], [6, 2, 14, 15], [1, 12, 3.5, 14.5], [0, 0, 0, 0]],
+                      [[0, 0, 0, 0]] * 4], np.float32)  # image 2 has no boxes
+    labels = np.array([[2, 1, 3, 0], [0, 0, 0, 0]], np.int32)
+    matched, positive, negative = [t.numpy() for t in match_anchors(anchors, boxes, labels)]
+    iou = numpy_iou(anchors, boxes[0, :3])
+    best = iou.max(1)
+    low_quality = (iou == iou.max(0)).any(1)
+    np.testing.assert_array_equal(matched[0], iou.argmax(1))
+    np.testing.assert_array_equal(positive[0], (best >= 0.5) | low_quality)
+    np.testing.assert_array_equal(negative[0], ~((best >= 0.5) | low_quality) & (best < 0.4))
+    # The 2.5-px box overlaps no anchor by 0.5, yet its best anchor is positive.
+    assert iou[:, 2].max() < 0.5 and positive[0, iou[:, 2].argmax()]
+    assert 0 < positive[0].sum() < len(anchors) and ((best >= 0.4) & (best < 0.5) & ~low_quality).any()
+    assert not positive[1].any() and negative[1].all()
+
+
+def test_focal_loss_against_numpy_formula():
+    rng = np.random.default_rng(1)
+    logits = rng.normal(0, 3, (50, 3)).astype(np.float32)
+    targets = (rng.uniform(size=(50, 3)) < 0.3).astype(np.float32)
+    p = 1 / (1 + np.exp(-logits.astype(np.float64)))
+    p_t = np.where(targets == 1, p, 1 - p)
+    alpha_t = np.where(targets == 1, 0.25, 0.75)
+    expected = -alpha_t * (1 - p_t) ** 2 * np.log(p_t)
+    np.testing.assert_allclose(sigmoid_focal_loss(logits, targets), expected, rtol=1e-5, atol=1e-7)
+    # Logit 0 with target 1: 0.25 * 0.5^2 * log 2.
+    np.testing.assert_allclose(sigmoid_focal_loss(tf.zeros(1), tf.ones(1)), [0.25 * 0.25 * math.log(2.0)], rtol=1e-6)
+
+
+def focal(logit, target):
+    p = 1 / (1 + math.exp(-logit))
+    p_t = p if target else 1 - p
+    return -(0.25 if target else 0.75) * (1 - p_t) ** 2 * math.log(p_t)
+
+
+def test_losses_normalised_by_positive_anchors():
+    anchors = tf.constant([[0, 0, 10, 10], [20, 0, 30, 10], [0, 20, 10, 30], [6, 0, 16, 10]], tf.float32)
+    # One box on anchor 0 (IoU 1) shifted by 1 px: anchor 3 has IoU 1/3 with it (negative),
+    # anchors 1 and 2 none; the box is class 2 of 2.
+    boxes = tf.constant([[[1, 0, 11, 10], [0, 0, 0, 0]]], tf.float32)
+    labels = tf.constant([[2, 0]])
+    logits = tf.constant([[[0.5, -1.0], [2.0, 0.0], [-3.0, 1.0], [0.0, 0.0]]])
+    deltas = tf.constant([[[0.2, 0.0, 0.0, 0.05], [9.0, 9.0, 9.0, 9.0], [1, 1, 1, 1], [1, 1, 1, 1]]])
+    classification, regression = retinanet_losses(logits, deltas, anchors, boxes, labels)
+    # IoU(anchor 0, box) = 90 / 110 >= 0.5: positive, target (0, 1); anchors 1-3 negative.
+    expected = (focal(0.5, 0) + focal(-1.0, 1) + focal(2.0, 0) + focal(0.0, 0) + focal(-3.0, 0) + focal(1.0, 0)
+                + 2 * focal(0.0, 0))
+    np.testing.assert_allclose(classification, expected, rtol=1e-5)
+    # Anchor 0's target (0.1, 0, 0, 0); smooth L1 (beta 1/9) of (0.1, 0, 0, 0.05).
+    smooth = lambda x: 0.5 * x * x * 9 if abs(x) < 1 / 9 else abs(x) - 0.5 / 9
+    np.testing.assert_allclose(regression, smooth(0.1) + smooth(0.05), rtol=1e-5)
+
+
+def test_per_class_nms_on_hand_boxes():
+    boxes = tf.constant([[[0, 0, 10, 10], [1, 1, 11, 11], [20, 20, 30, 30], [0, 0, 10, 4]]], tf.float32)
+    scores = tf.constant([[[0.9, 0.0], [0.8, 0.7], [0.04, 0.0], [0.6, 0.01]]])
+    result = {k: v.numpy() for k, v in per_class_nms(boxes, scores, 0.05, 0.5, 5).items()}
+    # Box 1 of class 1 overlaps box 0 by 81/119 and goes; as class 2 it stays; box 2 is
+    # under the score threshold; box 3 overlaps box 0 by 0.4 and stays.
+    np.testing.assert_array_equal(result["num_detections"], [3])
+    np.testing.assert_allclose(result["scores"], [[0.9, 0.7, 0.6, 0, 0]], rtol=1e-6)
+    np.testing.assert_array_equal(result["labels"], [[1, 2, 1, 0, 0]])
+    np.testing.assert_allclose(result["boxes"], [[[0, 0, 10, 10], [1, 1, 11, 11], [0, 0, 10, 4], [0] * 4, [0] * 4]])
+    capped = per_class_nms(boxes, scores, 0.05, 0.5, 2)
+    np.testing.assert_array_equal(capped["labels"], [[1, 2]])
+    np.testing.assert_array_equal(capped["num_detections"], [2])
