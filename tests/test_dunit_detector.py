@@ -133,3 +133,94 @@ def test_per_class_nms_on_hand_boxes():
     capped = per_class_nms(boxes, scores, 0.05, 0.5, 2)
     np.testing.assert_array_equal(capped["labels"], [[1, 2]])
     np.testing.assert_array_equal(capped["num_detections"], [2])
+
+
+def test_config_round_trip_and_keras_file(tmp_path):
+    detector = BoxDetector(**TINY)
+    images = tf.random.stateless_uniform((2, 16, 16, 3), seed=(1, 2))
+    expected = detector(images)
+    rebuilt = BoxDetector.from_config(detector.get_config())
+    assert rebuilt.get_config() == detector.get_config()
+    rebuilt.build()
+    assert rebuilt.count_params() == detector.count_params()
+    path = str(tmp_path / "detector.keras")
+    detector.save(path)
+    loaded = keras.models.load_model(path)
+    for got, want in zip(loaded(images), expected):
+        np.testing.assert_array_equal(got, want)
+
+
+def test_mixed_precision_outputs_float32_close_to_float32():
+    images = tf.random.stateless_uniform((2, 16, 16, 3), seed=(3, 4))
+    detector = BoxDetector(**TINY)
+    expected = detector(images)
+    policy = keras.config.dtype_policy()
+    keras.config.set_dtype_policy("mixed_float16")
+    try:
+        half = BoxDetector(**TINY)
+        half.build()
+    finally:
+        keras.config.set_dtype_policy(policy)
+    half.set_weights(detector.get_weights())
+    for got, want in zip(half(images), expected):
+        assert got.dtype == tf.float32
+        np.testing.assert_allclose(got, want, atol=2e-2)
+    loss = half.detection_loss(images, tf.constant([[[2.0, 2.0, 9.0, 9.0]]] * 2), tf.constant([[1], [0]]))
+    assert loss.dtype == tf.float32 and np.isfinite(loss.numpy())
+
+
+def scene_batch(count=16, size=64, seed=0, max_boxes=16):
+    """`count` night scenes from the scene maker (the first four its special kinds), as
+    [0, 1] images and padded boxes and labels."""
+    from tf_translate.models.dunit.scenes import SCENE_KINDS, make_scene
+
+    rng = np.random.default_rng(seed)
+    images = np.zeros((count, size, size, 3), np.float32)
+    boxes, labels = np.zeros((count, max_boxes, 4), np.float32), np.zeros((count, max_boxes), np.int32)
+    for i in range(count):
+        image, record, _ = make_scene(rng, size, "night", SCENE_KINDS[i] if i < len(SCENE_KINDS) else "random")
+        images[i], n = image / 255.0, len(record["labels"])
+        boxes[i, :n], labels[i, :n] = record["boxes"], record["labels"]
+    return images, boxes, labels
+
+
+def top_detection_ious(detections, boxes, labels):
+    """For every ground-truth box: its best IoU with a detection of its class among the
+    image's n highest-scoring detections, n = the image's number of boxes."""
+    ious = []
+    for image in range(len(boxes)):
+        n = int((labels[image] > 0).sum())
+        top_boxes, top_labels = detections["boxes"][image][:n], detections["labels"][image][:n]
+        iou = numpy_iou(boxes[image][:n], top_boxes)
+        ious += [max([iou[g, d] for d in range(n) if top_labels[d] == labels[image, g]], default=0.0)
+                 for g in range(n)]
+    return np.array(ious)
+
+
+def test_detector_overfits_sixteen_scenes():
+    """The proof that the detector learns: 200 full-batch Adam steps (lr 1e-3) on 16
+    seeded 64-px night scenes (29 boxes, 3-21 px, with the empty, overlapping, border
+    and 3-px scenes) give a mean IoU above 0.9 between every box and the image's top
+    detections of its class (measured 0.97-1.0 over six data and weight seeds; lr 3e-3
+    stalled for one seed, hence 1e-3), and nothing scores 0.5 on the empty scene."""
+    keras.utils.set_random_seed(0)
+    images, boxes, labels = (tf.constant(a) for a in scene_batch())
+    detector = BoxDetector(num_classes=3, filters=16, fpn_filters=32, head_convs=1, min_level=2, max_level=4,
+                           anchor_scale=2.0, image_size=64)
+    optimizer = keras.optimizers.Adam(1e-3)
+
+    @tf.function
+    def train_step():
+        with tf.GradientTape() as tape:
+            loss = detector.detection_loss(images, boxes, labels)
+        optimizer.apply(tape.gradient(loss, detector.trainable_variables), detector.trainable_variables)
+        return loss
+
+    first = float(train_step())
+    for _ in range(199):
+        last = float(train_step())
+    detections = {k: v.numpy() for k, v in detector.detect(images).items()}
+    ious = top_detection_ious(detections, boxes.numpy(), labels.numpy())
+    assert last < 0.05 * first
+    assert len(ious) == 29 and ious.mean() > 0.9, (ious.mean(), np.round(ious, 2))
+    assert labels.numpy()[0].max() == 0 and detections["scores"][0].max() < 0.5
