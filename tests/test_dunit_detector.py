@@ -120,17 +120,19 @@ def test_losses_normalised_by_positive_anchors():
     np.testing.assert_allclose(regression, smooth(0.1) + smooth(0.05), rtol=1e-5)
 
 
-def test_per_class_nms_on_hand_boxes():
+@pytest.mark.parametrize("jit_compile", [False, True])
+def test_per_class_nms_on_hand_boxes(jit_compile):
+    nms = tf.function(per_class_nms, jit_compile=True) if jit_compile else per_class_nms
     boxes = tf.constant([[[0, 0, 10, 10], [1, 1, 11, 11], [20, 20, 30, 30], [0, 0, 10, 4]]], tf.float32)
     scores = tf.constant([[[0.9, 0.0], [0.8, 0.7], [0.04, 0.0], [0.6, 0.01]]])
-    result = {k: v.numpy() for k, v in per_class_nms(boxes, scores, 0.05, 0.5, 5).items()}
+    result = {k: v.numpy() for k, v in nms(boxes, scores, 0.05, 0.5, 5).items()}
     # Box 1 of class 1 overlaps box 0 by 81/119 and goes; as class 2 it stays; box 2 is
     # under the score threshold; box 3 overlaps box 0 by 0.4 and stays.
     np.testing.assert_array_equal(result["num_detections"], [3])
     np.testing.assert_allclose(result["scores"], [[0.9, 0.7, 0.6, 0, 0]], rtol=1e-6)
     np.testing.assert_array_equal(result["labels"], [[1, 2, 1, 0, 0]])
     np.testing.assert_allclose(result["boxes"], [[[0, 0, 10, 10], [1, 1, 11, 11], [0, 0, 10, 4], [0] * 4, [0] * 4]])
-    capped = per_class_nms(boxes, scores, 0.05, 0.5, 2)
+    capped = nms(boxes, scores, 0.05, 0.5, 2)
     np.testing.assert_array_equal(capped["labels"], [[1, 2]])
     np.testing.assert_array_equal(capped["num_detections"], [2])
 
@@ -142,7 +144,11 @@ def test_config_round_trip_and_keras_file(tmp_path):
     rebuilt = BoxDetector.from_config(detector.get_config())
     assert rebuilt.get_config() == detector.get_config()
     rebuilt.build()
-    assert rebuilt.count_params() == detector.count_params()
+    # By hand: stem 3x3x3x8 + GN 16 = 232; stage 16: 3x3x8x16 + 3x3x16x16 + 1x1x8x16 + 3 GN
+    # x 32 = 3,680; stage 32: 3x3x16x32 + 3x3x32x32 + 1x1x16x32 + 3 x 64 = 14,528;
+    # laterals (16+1)x16 + (32+1)x16 = 800; FPN outputs 2 x (9x16+1)x16 = 4,640; class head
+    # (9x16+1)x16 + (9x16+1)x12 = 4,060 (4 anchors x 3 classes); box head (9x16+1)x(16+16) = 4,640.
+    assert rebuilt.count_params() == detector.count_params() == 32580
     path = str(tmp_path / "detector.keras")
     detector.save(path)
     loaded = keras.models.load_model(path)
@@ -224,3 +230,28 @@ def test_detector_overfits_sixteen_scenes():
     assert last < 0.05 * first
     assert len(ious) == 29 and ious.mean() > 0.9, (ious.mean(), np.round(ious, 2))
     assert labels.numpy()[0].max() == 0 and detections["scores"][0].max() < 0.5
+
+
+def test_detect_converts_to_tflite_builtins(tmp_path):
+    """Anchors, decoding and per-class NMS convert with TFLite builtins only and give the
+    Keras detections (exported the project's way: ExportArchive freezes the weights)."""
+    from tf_translate.export import tflite_interpreter
+
+    detector = BoxDetector(**TINY)
+    detector.build()
+    bias = detector.class_head[-1].bias
+    bias.assign(tf.zeros_like(bias))  # scores near 0.5, so that NMS has work to do
+    images = tf.random.stateless_uniform((1, 16, 16, 3), seed=(5, 6))
+    archive = keras.export.ExportArchive()
+    archive.track(detector)
+    archive.add_endpoint("serving_default", lambda images: detector.detect(images, max_detections=20),
+                         [tf.TensorSpec((1, 16, 16, 3), tf.float32, name="images")])
+    archive.write_out(str(tmp_path), verbose=False)
+    converter = tf.lite.TFLiteConverter.from_saved_model(str(tmp_path))
+    converter.target_spec.supported_ops = [tf.lite.OpsSet.TFLITE_BUILTINS]
+    got = tflite_interpreter(converter.convert()).get_signature_runner("serving_default")(images=images.numpy())
+    want = detector.detect(images, max_detections=20)
+    assert want["num_detections"].numpy()[0] == got["num_detections"][0] == 20
+    np.testing.assert_array_equal(got["labels"], want["labels"])
+    np.testing.assert_allclose(got["scores"], want["scores"], atol=1e-6)
+    np.testing.assert_allclose(got["boxes"], want["boxes"], atol=1e-4)
