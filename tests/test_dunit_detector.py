@@ -51,6 +51,18 @@ def test_heads_and_anchors_agree_on_any_image_size():
         class_logits, box_deltas = detector(tf.zeros((2, height, width, 3)))
         count = detector.anchors(height, width).shape[0]
         assert class_logits.shape == (2, count, 3) and box_deltas.shape == (2, count, 4)
+    free_size = tf.function(detector.detect, input_signature=[tf.TensorSpec((None, None, None, 3), tf.float32)])
+    assert free_size(tf.zeros((1, 20, 12, 3)))["boxes"].shape == (1, 100, 4)
+
+
+def test_bad_shapes_give_one_line_errors():
+    detector = BoxDetector(**TINY)
+    with pytest.raises(ValueError, match=r"\(batch, height, width, 3\) images in \[0, 1\], got shape \(2, 16, 16\)$"):
+        detector.detect(tf.zeros((2, 16, 16)))
+    with pytest.raises(ValueError, match=r"padded boxes .* got shapes \(2, 4\) and \(2, 1\)$"):
+        detector.detection_loss(tf.zeros((2, 16, 16, 3)), tf.zeros((2, 4)), tf.zeros((2, 1), tf.int32))
+    with pytest.raises(ValueError, match="num_classes >= 1"):
+        BoxDetector(num_classes=0)
 
 
 def test_box_coding_hand_value_and_round_trip():

@@ -377,7 +377,12 @@ class BoxDetector(keras.Model):
         return anchor_boxes(height, width, self.min_level, self.max_level, self.anchor_scale,
                             self.scales_per_octave, self.aspect_ratios)
 
-    def _image_anchors(self, images):
+    def _image_anchors(self, images, boxes=None, labels=None):
+        if images.shape.rank != 4 or images.shape[-1] != 3:
+            raise ValueError(f"BoxDetector takes (batch, height, width, 3) images in [0, 1], got shape {images.shape}")
+        if boxes is not None and (boxes.shape.rank != 3 or boxes.shape[-1] != 4 or labels.shape.rank != 2):
+            raise ValueError(f"BoxDetector takes padded boxes (batch, max_boxes, 4) and labels (batch, max_boxes), "
+                             f"got shapes {boxes.shape} and {labels.shape}")
         shape = tf.shape(images)
         height = images.shape[1] if images.shape[1] is not None else shape[1]
         width = images.shape[2] if images.shape[2] is not None else shape[2]
@@ -387,7 +392,8 @@ class BoxDetector(keras.Model):
         """Focal classification + smooth-L1 box regression loss (float32 scalar, their
         sum) of [0, 1] `images` against padded ground truth: `boxes` (B, M, 4) xyxy
         pixels, `labels` (B, M) int 1..K with 0 = padding (data.py's batches)."""
-        _, _, anchors = self._image_anchors(images)
+        images, boxes, labels = tf.convert_to_tensor(images), tf.convert_to_tensor(boxes), tf.convert_to_tensor(labels)
+        _, _, anchors = self._image_anchors(images, boxes, labels)
         class_logits, box_deltas = self(images, training=training)
         classification, regression = retinanet_losses(class_logits, box_deltas, anchors, boxes, labels)
         return classification + regression
@@ -396,6 +402,7 @@ class BoxDetector(keras.Model):
         """Boxes of [0, 1] images: a dict of boxes (B, D, 4) xyxy pixels clipped to the
         image, scores (B, D), labels (B, D) int32 1..K (0 = padding) and
         num_detections (B,), best first; defaults are the released detector's (D7)."""
+        images = tf.convert_to_tensor(images)
         height, width, anchors = self._image_anchors(images)
         class_logits, box_deltas = self(images, training=False)
         boxes = decode_boxes(box_deltas, anchors)
