@@ -185,7 +185,8 @@ def retinanet_losses(class_logits, box_deltas, anchors, boxes, labels):
 
 
 def per_class_nms(boxes, scores, score_threshold, iou_threshold, max_detections):
-    """Per-class NMS of decoded boxes (B, A, 4) and class scores (B, A, K), padded.
+    """Per-class NMS of decoded boxes (B, A, 4), coordinates >= 0 (`detect` clips them to
+    the image), and class scores (B, A, K), padded.
 
     Per image: the NMS_CANDIDATES best (anchor, class) scores, each class's boxes shifted
     by class x (largest coordinate + 1) so that classes never overlap (torchvision's
