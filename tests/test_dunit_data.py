@@ -111,18 +111,23 @@ def test_init_bad_lines_name_file_and_line(tmp_path, text, line, message):
     assert "\n" not in str(error.value)
 
 
-@pytest.mark.parametrize("images, message", [
-    ({"a.png": {"boxes": [[0, 0, 4, 4]], "labels": [4]}}, "images['a.png']: unknown label 4"),
-    ({"a.png": {"boxes": [[0, 0, 4]], "labels": [1]}}, "images['a.png']: expected"),
-    ({"a.png": {"boxes": [[0, 0, 4, 4]]}}, "images['a.png']: expected"),
-    ({"a.png": {"boxes": [[0, 0, 4, 4]], "labels": [1.5]}}, "images['a.png']: expected"),
+@pytest.mark.parametrize("entry, message", [
+    ({"boxes": [[0, 0, 4, 4]], "labels": [4]}, "unknown label 4"),
+    ({"boxes": [[0, 0, 4]], "labels": [1]}, "expected"),
+    ({"boxes": [[0, 0, 4, 4]]}, "expected"),
+    ({"boxes": [[0, 0, 4, 4]], "labels": [1.5]}, "expected"),
 ])
-def test_box_json_bad_entries_name_file_and_image(tmp_path, images, message):
+def test_box_json_bad_entries_name_file_line_and_image(tmp_path, entry, message):
     path = tmp_path / "boxes.json"
-    path.write_text(json.dumps({"classes": ["square", "disc", "triangle"], "images": images}))
-    with pytest.raises(ValueError, match=r"^" + str(path).replace(".", r"\.") + ": ") as error:
+    good = {"boxes": [[0, 0, 4, 4]], "labels": [1]}
+    path.write_text(json.dumps({"classes": ["square", "disc", "triangle"], "images": {"ok.png": good, "a.png": entry}},
+                               indent=1))
+    with pytest.raises(ValueError) as error:
         box_files.read_box_json(str(path))
-    assert message in str(error.value)
+    line = [i + 1 for i, text in enumerate(path.read_text().splitlines()) if '"a.png"' in text]
+    assert len(line) == 1 and line[0] > 5  # below the first entry
+    assert str(error.value).startswith(f"{path}:{line[0]} (images['a.png']): {message}")
+    assert "\n" not in str(error.value)
     path.write_text('{"classes": [], "images": {')
     with pytest.raises(ValueError, match=r"boxes\.json:1: not valid JSON"):
         box_files.read_box_json(str(path))
@@ -305,7 +310,7 @@ def write_images(folder, names, size=(40, 20)):
         Image.fromarray(np.full((size[1], size[0], 3), 90, np.uint8)).save(folder / name)
 
 
-def test_pipeline_counts_box_problems_and_reads_domains_without_boxes(tmp_path):
+def test_pipeline_counts_box_problems_and_reads_domains_without_boxes(tmp_path, capsys):
     write_images(tmp_path / "trainA", ["p.png", "q.png", "r.png"])  # 40 wide, 20 high
     write_images(tmp_path / "trainB", ["s.png"])
     records = {"p.png": box_files.make_record([[-4, 2, 10, 30], [30, 0, 60, 10], [50, 0, 70, 10]], [1, 2, 3]),
@@ -327,9 +332,12 @@ def test_pipeline_counts_box_problems_and_reads_domains_without_boxes(tmp_path):
     np.testing.assert_array_equal(q_labels, [1, 1, 1, 1])
     assert not r_labels.numpy().any() and not r_boxes.numpy().any()
     assert p_image.shape == (20, 20, 3) and np.allclose(p_image, 90 / 127.5 - 1)
-    dataset, steps, report = dunit_data.box_dataset(str(tmp_path), batch_size=3, image_size=16, seed=0)
+    capsys.readouterr()
+    dataset, steps, report = dunit_data.box_dataset(str(tmp_path), batch_size=3, image_size=16, seed=0, max_boxes=4)
+    assert ("tf_translate: box files: records without an image: 1, images without a record: 1, boxes clipped: 3, "
+            "degenerate boxes dropped: 1, boxes over max_boxes dropped: 1") in capsys.readouterr().err
     batch = next(iter(dataset))
-    assert not batch["labels_b"].numpy().any() and batch["boxes_b"].shape == (3, 16, 4)  # B has no box file
+    assert not batch["labels_b"].numpy().any() and batch["boxes_b"].shape == (3, 4, 4)  # B has no box file
     assert dunit_data.box_classes(str(tmp_path)) is None
 
 
