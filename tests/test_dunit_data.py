@@ -241,10 +241,10 @@ def test_box_transforms_against_hand_values():
 
 def boxes_frame_their_shapes(image, boxes, labels, palette, tolerance=40):
     """Checks each box of a pipeline image against the pixels of its instance colour (the
-    palette colour most present inside it; a pixel counts for its nearest palette colour): there are such pixels, none of them lies more
-    than 1 px outside the box, and their tight extent matches the box within 1 px (only on
-    the sides where the crop did not cut a disc or triangle). Returns (boxes checked,
-    boxes whose extent was compared)."""
+    palette colour most present inside it; a pixel counts for its nearest palette colour):
+    there are such pixels, none of them lies more than 1 px outside the box, and their tight
+    extent matches the box within 1 px (only on the sides where the crop did not cut a disc
+    or triangle). Returns (boxes checked, boxes whose extent was compared)."""
     size = image.shape[0]
     distance = np.abs(image.astype(int)[None] - np.asarray(palette)[:, None, None]).max(-1)  # (colours, H, W)
     near = [(distance[k] <= tolerance) & (distance.argmin(0) == k) for k in range(len(palette))]
@@ -262,7 +262,8 @@ def boxes_frame_their_shapes(image, boxes, labels, palette, tolerance=40):
             continue  # the crop kept a corner of a disc's or triangle's box, or a sliver of blended pixels
         assert (mask & inside).sum() > 0, f"no shape pixels in box {box}"
         grown = np.zeros((size, size), bool)
-        grown[max(0, int(np.floor(y1)) - 1):int(np.ceil(y2)) + 1, max(0, int(np.floor(x1)) - 1):int(np.ceil(x2)) + 1] = True
+        top, left = max(0, int(np.floor(y1)) - 1), max(0, int(np.floor(x1)) - 1)
+        grown[top:int(np.ceil(y2)) + 1, left:int(np.ceil(x2)) + 1] = True
         assert not (mask & ~grown).any(), f"shape pixels outside box {box}"
         extent = np.array(scenes.mask_box(mask))
         sides = np.ones(4, bool) if label == 1 else ~np.concatenate([cut[::-1], cut[::-1]])
@@ -291,8 +292,8 @@ def test_training_boxes_follow_resize_crop_and_flip(scene_root):
     assert checked >= 40 and compared >= 20 and cut >= 10  # 54, 28 and 40 with these seeds
 
 
-def test_test_split_resizes_boxes_without_crop_or_flip(scene_root, tmp_path):
-    dataset, steps, _ = dunit_data.box_dataset(scene_root, batch_size=4, image_size=64, split="test")
+def test_test_split_resizes_boxes_without_crop_or_flip(scene_root):
+    dataset, _, _ = dunit_data.box_dataset(scene_root, batch_size=4, image_size=64, split="test")
     batch = next(iter(dataset))
     expected = box_files.read_init_annotations(f"{scene_root}/testA/init.txt", 3)
     for i, name in enumerate(sorted(expected)):  # test order is file order
