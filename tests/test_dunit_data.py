@@ -33,10 +33,16 @@ datasets/night/trainA/b.png
 """
 
 
-def scene_colour_extent(image, colour, tolerance=0):
-    """Tight xyxy extent of the pixels within `tolerance` (max channel difference) of `colour`."""
-    close = np.abs(image.astype(int) - np.asarray(colour)).max(axis=-1) <= tolerance
-    return scenes.mask_box(close) if close.any() else None
+def tight_extent(mask):
+    """[x1, y1, x2, y2] of a mask's pixels, pixel i spanning [i, i + 1)."""
+    ys, xs = np.nonzero(mask)
+    return [float(xs.min()), float(ys.min()), float(xs.max() + 1), float(ys.max() + 1)]
+
+
+def scene_colour_extent(image, colour):
+    """Tight extent of the pixels of exactly `colour`, or None."""
+    mask = (image == np.asarray(colour, np.uint8)).all(axis=-1)
+    return tight_extent(mask) if mask.any() else None
 
 
 @pytest.mark.parametrize("size", [32, 64])
@@ -265,7 +271,7 @@ def boxes_frame_their_shapes(image, boxes, labels, palette, tolerance=40):
         top, left = max(0, int(np.floor(y1)) - 1), max(0, int(np.floor(x1)) - 1)
         grown[top:int(np.ceil(y2)) + 1, left:int(np.ceil(x2)) + 1] = True
         assert not (mask & ~grown).any(), f"shape pixels outside box {box}"
-        extent = np.array(scenes.mask_box(mask))
+        extent = np.array(tight_extent(mask))
         sides = np.ones(4, bool) if label == 1 else ~np.concatenate([cut[::-1], cut[::-1]])
         np.testing.assert_allclose(extent[sides], box[sides], atol=1.0, err_msg=f"box {box} label {label}")
         checked += 1
