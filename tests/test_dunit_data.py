@@ -33,10 +33,16 @@ datasets/night/trainA/b.png
 """
 
 
-def scene_colour_extent(image, colour, tolerance=0):
-    """Tight xyxy extent of the pixels within `tolerance` (max channel difference) of `colour`."""
-    close = np.abs(image.astype(int) - np.asarray(colour)).max(axis=-1) <= tolerance
-    return scenes.mask_box(close) if close.any() else None
+def tight_extent(mask):
+    """[x1, y1, x2, y2] of a mask's pixels, pixel i spanning [i, i + 1)."""
+    ys, xs = np.nonzero(mask)
+    return [float(xs.min()), float(ys.min()), float(xs.max() + 1), float(ys.max() + 1)]
+
+
+def scene_colour_extent(image, colour):
+    """Tight extent of the pixels of exactly `colour`, or None."""
+    mask = (image == np.asarray(colour, np.uint8)).all(axis=-1)
+    return tight_extent(mask) if mask.any() else None
 
 
 @pytest.mark.parametrize("size", [32, 64])
@@ -111,18 +117,23 @@ def test_init_bad_lines_name_file_and_line(tmp_path, text, line, message):
     assert "\n" not in str(error.value)
 
 
-@pytest.mark.parametrize("images, message", [
-    ({"a.png": {"boxes": [[0, 0, 4, 4]], "labels": [4]}}, "images['a.png']: unknown label 4"),
-    ({"a.png": {"boxes": [[0, 0, 4]], "labels": [1]}}, "images['a.png']: expected"),
-    ({"a.png": {"boxes": [[0, 0, 4, 4]]}}, "images['a.png']: expected"),
-    ({"a.png": {"boxes": [[0, 0, 4, 4]], "labels": [1.5]}}, "images['a.png']: expected"),
+@pytest.mark.parametrize("entry, message", [
+    ({"boxes": [[0, 0, 4, 4]], "labels": [4]}, "unknown label 4"),
+    ({"boxes": [[0, 0, 4]], "labels": [1]}, "expected"),
+    ({"boxes": [[0, 0, 4, 4]]}, "expected"),
+    ({"boxes": [[0, 0, 4, 4]], "labels": [1.5]}, "expected"),
 ])
-def test_box_json_bad_entries_name_file_and_image(tmp_path, images, message):
+def test_box_json_bad_entries_name_file_line_and_image(tmp_path, entry, message):
     path = tmp_path / "boxes.json"
-    path.write_text(json.dumps({"classes": ["square", "disc", "triangle"], "images": images}))
-    with pytest.raises(ValueError, match=r"^" + str(path).replace(".", r"\.") + ": ") as error:
+    good = {"boxes": [[0, 0, 4, 4]], "labels": [1]}
+    path.write_text(json.dumps({"classes": ["square", "disc", "triangle"], "images": {"ok.png": good, "a.png": entry}},
+                               indent=1))
+    with pytest.raises(ValueError) as error:
         box_files.read_box_json(str(path))
-    assert message in str(error.value)
+    line = [i + 1 for i, text in enumerate(path.read_text().splitlines()) if '"a.png"' in text]
+    assert len(line) == 1 and line[0] > 5  # below the first entry
+    assert str(error.value).startswith(f"{path}:{line[0]} (images['a.png']): {message}")
+    assert "\n" not in str(error.value)
     path.write_text('{"classes": [], "images": {')
     with pytest.raises(ValueError, match=r"boxes\.json:1: not valid JSON"):
         box_files.read_box_json(str(path))
@@ -236,10 +247,10 @@ def test_box_transforms_against_hand_values():
 
 def boxes_frame_their_shapes(image, boxes, labels, palette, tolerance=40):
     """Checks each box of a pipeline image against the pixels of its instance colour (the
-    palette colour most present inside it; a pixel counts for its nearest palette colour): there are such pixels, none of them lies more
-    than 1 px outside the box, and their tight extent matches the box within 1 px (only on
-    the sides where the crop did not cut a disc or triangle). Returns (boxes checked,
-    boxes whose extent was compared)."""
+    palette colour most present inside it; a pixel counts for its nearest palette colour):
+    there are such pixels, none of them lies more than 1 px outside the box, and their tight
+    extent matches the box within 1 px (only on the sides where the crop did not cut a disc
+    or triangle). Returns (boxes checked, boxes whose extent was compared)."""
     size = image.shape[0]
     distance = np.abs(image.astype(int)[None] - np.asarray(palette)[:, None, None]).max(-1)  # (colours, H, W)
     near = [(distance[k] <= tolerance) & (distance.argmin(0) == k) for k in range(len(palette))]
@@ -257,9 +268,10 @@ def boxes_frame_their_shapes(image, boxes, labels, palette, tolerance=40):
             continue  # the crop kept a corner of a disc's or triangle's box, or a sliver of blended pixels
         assert (mask & inside).sum() > 0, f"no shape pixels in box {box}"
         grown = np.zeros((size, size), bool)
-        grown[max(0, int(np.floor(y1)) - 1):int(np.ceil(y2)) + 1, max(0, int(np.floor(x1)) - 1):int(np.ceil(x2)) + 1] = True
+        top, left = max(0, int(np.floor(y1)) - 1), max(0, int(np.floor(x1)) - 1)
+        grown[top:int(np.ceil(y2)) + 1, left:int(np.ceil(x2)) + 1] = True
         assert not (mask & ~grown).any(), f"shape pixels outside box {box}"
-        extent = np.array(scenes.mask_box(mask))
+        extent = np.array(tight_extent(mask))
         sides = np.ones(4, bool) if label == 1 else ~np.concatenate([cut[::-1], cut[::-1]])
         np.testing.assert_allclose(extent[sides], box[sides], atol=1.0, err_msg=f"box {box} label {label}")
         checked += 1
@@ -286,8 +298,8 @@ def test_training_boxes_follow_resize_crop_and_flip(scene_root):
     assert checked >= 40 and compared >= 20 and cut >= 10  # 54, 28 and 40 with these seeds
 
 
-def test_test_split_resizes_boxes_without_crop_or_flip(scene_root, tmp_path):
-    dataset, steps, _ = dunit_data.box_dataset(scene_root, batch_size=4, image_size=64, split="test")
+def test_test_split_resizes_boxes_without_crop_or_flip(scene_root):
+    dataset, _, _ = dunit_data.box_dataset(scene_root, batch_size=4, image_size=64, split="test")
     batch = next(iter(dataset))
     expected = box_files.read_init_annotations(f"{scene_root}/testA/init.txt", 3)
     for i, name in enumerate(sorted(expected)):  # test order is file order
@@ -305,7 +317,7 @@ def write_images(folder, names, size=(40, 20)):
         Image.fromarray(np.full((size[1], size[0], 3), 90, np.uint8)).save(folder / name)
 
 
-def test_pipeline_counts_box_problems_and_reads_domains_without_boxes(tmp_path):
+def test_pipeline_counts_box_problems_and_reads_domains_without_boxes(tmp_path, capsys):
     write_images(tmp_path / "trainA", ["p.png", "q.png", "r.png"])  # 40 wide, 20 high
     write_images(tmp_path / "trainB", ["s.png"])
     records = {"p.png": box_files.make_record([[-4, 2, 10, 30], [30, 0, 60, 10], [50, 0, 70, 10]], [1, 2, 3]),
@@ -327,9 +339,12 @@ def test_pipeline_counts_box_problems_and_reads_domains_without_boxes(tmp_path):
     np.testing.assert_array_equal(q_labels, [1, 1, 1, 1])
     assert not r_labels.numpy().any() and not r_boxes.numpy().any()
     assert p_image.shape == (20, 20, 3) and np.allclose(p_image, 90 / 127.5 - 1)
-    dataset, steps, report = dunit_data.box_dataset(str(tmp_path), batch_size=3, image_size=16, seed=0)
+    capsys.readouterr()
+    dataset, steps, report = dunit_data.box_dataset(str(tmp_path), batch_size=3, image_size=16, seed=0, max_boxes=4)
+    assert ("tf_translate: box files: records without an image: 1, images without a record: 1, boxes clipped: 3, "
+            "degenerate boxes dropped: 1, boxes over max_boxes dropped: 1") in capsys.readouterr().err
     batch = next(iter(dataset))
-    assert not batch["labels_b"].numpy().any() and batch["boxes_b"].shape == (3, 16, 4)  # B has no box file
+    assert not batch["labels_b"].numpy().any() and batch["boxes_b"].shape == (3, 4, 4)  # B has no box file
     assert dunit_data.box_classes(str(tmp_path)) is None
 
 

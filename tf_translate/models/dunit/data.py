@@ -14,6 +14,7 @@ int32 (B, M), 0 = padding}, M = `max_boxes`.
 
 import io
 import os
+import sys
 
 import numpy as np
 import tensorflow as tf
@@ -175,6 +176,8 @@ def box_dataset(data, batch_size=1, image_size=256, load_size=None, split="train
     if classes_a and classes_b and classes_a != classes_b:
         raise ValueError(f"--data {data}: the box files of {folder_a} and {folder_b} name different classes "
                          f"({classes_a} vs {classes_b})")
+    if report.boxes.summary():
+        print(report.boxes.summary(), file=report.stream or sys.stderr)
     steps_per_epoch = max(1, max(count_a, count_b) // batch_size)
 
     def as_dict(a, b):
