@@ -7,8 +7,10 @@ import json
 import numpy as np
 import pytest
 import tensorflow as tf
+from PIL import Image
 
 from tf_translate.models.dunit import boxes as box_files
+from tf_translate.models.dunit import data as dunit_data
 from tf_translate.models.dunit import scenes
 
 # Two records in DUNIT's INIT layout (REFERENCE-WAVE4 §2.4), written by hand.
@@ -31,10 +33,16 @@ datasets/night/trainA/b.png
 """
 
 
-def scene_colour_extent(image, colour, tolerance=0):
-    """Tight xyxy extent of the pixels within `tolerance` (max channel difference) of `colour`."""
-    close = np.abs(image.astype(int) - np.asarray(colour)).max(axis=-1) <= tolerance
-    return scenes.mask_box(close) if close.any() else None
+def tight_extent(mask):
+    """[x1, y1, x2, y2] of a mask's pixels, pixel i spanning [i, i + 1)."""
+    ys, xs = np.nonzero(mask)
+    return [float(xs.min()), float(ys.min()), float(xs.max() + 1), float(ys.max() + 1)]
+
+
+def scene_colour_extent(image, colour):
+    """Tight extent of the pixels of exactly `colour`, or None."""
+    mask = (image == np.asarray(colour, np.uint8)).all(axis=-1)
+    return tight_extent(mask) if mask.any() else None
 
 
 @pytest.mark.parametrize("size", [32, 64])
@@ -109,18 +117,23 @@ def test_init_bad_lines_name_file_and_line(tmp_path, text, line, message):
     assert "\n" not in str(error.value)
 
 
-@pytest.mark.parametrize("images, message", [
-    ({"a.png": {"boxes": [[0, 0, 4, 4]], "labels": [4]}}, "images['a.png']: unknown label 4"),
-    ({"a.png": {"boxes": [[0, 0, 4]], "labels": [1]}}, "images['a.png']: expected"),
-    ({"a.png": {"boxes": [[0, 0, 4, 4]]}}, "images['a.png']: expected"),
-    ({"a.png": {"boxes": [[0, 0, 4, 4]], "labels": [1.5]}}, "images['a.png']: expected"),
+@pytest.mark.parametrize("entry, message", [
+    ({"boxes": [[0, 0, 4, 4]], "labels": [4]}, "unknown label 4"),
+    ({"boxes": [[0, 0, 4]], "labels": [1]}, "expected"),
+    ({"boxes": [[0, 0, 4, 4]]}, "expected"),
+    ({"boxes": [[0, 0, 4, 4]], "labels": [1.5]}, "expected"),
 ])
-def test_box_json_bad_entries_name_file_and_image(tmp_path, images, message):
+def test_box_json_bad_entries_name_file_line_and_image(tmp_path, entry, message):
     path = tmp_path / "boxes.json"
-    path.write_text(json.dumps({"classes": ["square", "disc", "triangle"], "images": images}))
-    with pytest.raises(ValueError, match=r"^" + str(path).replace(".", r"\.") + ": ") as error:
+    good = {"boxes": [[0, 0, 4, 4]], "labels": [1]}
+    path.write_text(json.dumps({"classes": ["square", "disc", "triangle"], "images": {"ok.png": good, "a.png": entry}},
+                               indent=1))
+    with pytest.raises(ValueError) as error:
         box_files.read_box_json(str(path))
-    assert message in str(error.value)
+    line = [i + 1 for i, text in enumerate(path.read_text().splitlines()) if '"a.png"' in text]
+    assert len(line) == 1 and line[0] > 5  # below the first entry
+    assert str(error.value).startswith(f"{path}:{line[0]} (images['a.png']): {message}")
+    assert "\n" not in str(error.value)
     path.write_text('{"classes": [], "images": {')
     with pytest.raises(ValueError, match=r"boxes\.json:1: not valid JSON"):
         box_files.read_box_json(str(path))
@@ -227,3 +240,137 @@ def test_box_transforms_against_hand_values():
     cropped, kept = box_files.crop_boxes(boxes, labels, 6, 0, 24, 24)  # the second box left with no width
     np.testing.assert_array_equal(cropped[0, 0], [4, 4, 14, 8])
     np.testing.assert_array_equal(kept, [[1, 0, 0, 0]])
+
+
+# ---------------------------------------------------------------------------------
+# The box pipeline: boxes follow every resize, crop and flip (D2 fixed)
+
+def boxes_frame_their_shapes(image, boxes, labels, palette, tolerance=40):
+    """Checks each box of a pipeline image against the pixels of its instance colour (the
+    palette colour most present inside it; a pixel counts for its nearest palette colour):
+    there are such pixels, none of them lies more than 1 px outside the box, and their tight
+    extent matches the box within 1 px (only on the sides where the crop did not cut a disc
+    or triangle). Returns (boxes checked, boxes whose extent was compared)."""
+    size = image.shape[0]
+    distance = np.abs(image.astype(int)[None] - np.asarray(palette)[:, None, None]).max(-1)  # (colours, H, W)
+    near = [(distance[k] <= tolerance) & (distance.argmin(0) == k) for k in range(len(palette))]
+    checked = compared = 0
+    for box, label in zip(boxes, labels):
+        if label == 0:
+            assert not box.any()
+            continue
+        x1, y1, x2, y2 = box
+        inside = np.zeros((size, size), bool)
+        inside[int(np.floor(y1)):int(np.ceil(y2)), int(np.floor(x1)):int(np.ceil(x2))] = True
+        mask = max(near, key=lambda m: (m & inside).sum())
+        cut = (box[:2] == 0) | (box[2:] == size)
+        if cut.any() and not (mask & inside).any() and (label != 1 or min(x2 - x1, y2 - y1) < 1.5):
+            continue  # the crop kept a corner of a disc's or triangle's box, or a sliver of blended pixels
+        assert (mask & inside).sum() > 0, f"no shape pixels in box {box}"
+        grown = np.zeros((size, size), bool)
+        top, left = max(0, int(np.floor(y1)) - 1), max(0, int(np.floor(x1)) - 1)
+        grown[top:int(np.ceil(y2)) + 1, left:int(np.ceil(x2)) + 1] = True
+        assert not (mask & ~grown).any(), f"shape pixels outside box {box}"
+        extent = np.array(tight_extent(mask))
+        sides = np.ones(4, bool) if label == 1 else ~np.concatenate([cut[::-1], cut[::-1]])
+        np.testing.assert_allclose(extent[sides], box[sides], atol=1.0, err_msg=f"box {box} label {label}")
+        checked += 1
+        compared += sides.all()
+    return checked, compared
+
+
+@pytest.fixture(scope="module")
+def scene_root(tmp_path_factory):
+    return scenes.write_scene_folders(str(tmp_path_factory.mktemp("scenes")), 12, 10, 32, seed=5)
+
+
+def test_training_boxes_follow_resize_crop_and_flip(scene_root):
+    dataset, steps, report = dunit_data.box_dataset(scene_root, batch_size=2, image_size=32, load_size=48, seed=3)
+    assert steps == 6 and report.boxes.counts == {} and not report.skipped
+    checked = compared = cut = 0
+    for batch in dataset.take(12):  # two epochs of A: a flip and a crop of every scene
+        for side, palette in (("a", scenes.NIGHT_COLOURS), ("b", scenes.DAY_COLOURS)):
+            images = np.round((batch[side].numpy() + 1) * 127.5).astype(np.uint8)
+            for image, boxes, labels in zip(images, batch["boxes_" + side].numpy(), batch["labels_" + side].numpy()):
+                counts = boxes_frame_their_shapes(image, boxes, labels, palette)
+                checked, compared = checked + counts[0], compared + counts[1]
+                cut += int(((boxes[:, :2] == 0) | (boxes[:, 2:] == 32)).any(-1)[labels > 0].sum())
+    assert checked >= 40 and compared >= 20 and cut >= 10  # 54, 28 and 40 with these seeds
+
+
+def test_test_split_resizes_boxes_without_crop_or_flip(scene_root):
+    dataset, _, _ = dunit_data.box_dataset(scene_root, batch_size=4, image_size=64, split="test")
+    batch = next(iter(dataset))
+    expected = box_files.read_init_annotations(f"{scene_root}/testA/init.txt", 3)
+    for i, name in enumerate(sorted(expected)):  # test order is file order
+        count = len(expected[name]["labels"])
+        np.testing.assert_array_equal(batch["boxes_a"][i, :count], expected[name]["boxes"] * 2)
+        np.testing.assert_array_equal(batch["labels_a"][i, :count], expected[name]["labels"])
+        assert not batch["labels_a"][i, count:].numpy().any()
+        image = np.round((batch["a"][i].numpy() + 1) * 127.5).astype(np.uint8)
+        boxes_frame_their_shapes(image, batch["boxes_a"][i].numpy(), batch["labels_a"][i].numpy(), scenes.NIGHT_COLOURS)
+
+
+def write_images(folder, names, size=(40, 20)):
+    folder.mkdir(parents=True, exist_ok=True)
+    for name in names:
+        Image.fromarray(np.full((size[1], size[0], 3), 90, np.uint8)).save(folder / name)
+
+
+def test_pipeline_counts_box_problems_and_reads_domains_without_boxes(tmp_path, capsys):
+    write_images(tmp_path / "trainA", ["p.png", "q.png", "r.png"])  # 40 wide, 20 high
+    write_images(tmp_path / "trainB", ["s.png"])
+    records = {"p.png": box_files.make_record([[-4, 2, 10, 30], [30, 0, 60, 10], [50, 0, 70, 10]], [1, 2, 3]),
+               "q.png": box_files.make_record([[i, 0, i + 1, 1] for i in range(5)], [1] * 5),
+               "gone.png": box_files.make_record([[0, 0, 4, 4]], [1])}
+    box_files.write_init_annotations(str(tmp_path / "trainA" / "init.txt"), records)
+    stream = io.StringIO()
+    report = dunit_data.BoxReport(stream)
+    dataset, count, classes = dunit_data.box_folder_dataset(str(tmp_path / "trainA"), image_size=20, training=False,
+                                                            report=report, max_boxes=4, num_classes=3)
+    assert count == 3 and classes is None
+    assert report.boxes.counts == {"records without an image": 1, "images without a record": 1, "boxes clipped": 3,
+                                   "degenerate boxes dropped": 1, "boxes over max_boxes dropped": 1}
+    assert "init.txt: no image for gone.png" in stream.getvalue() and "no boxes for r.png" in stream.getvalue()
+    (p_image, p_boxes, p_labels), (_, q_boxes, q_labels), (_, r_boxes, r_labels) = list(dataset)
+    # p: clipped to 40 x 20, then squashed to 20 x 20 (x halves); the box wholly right of the image dropped.
+    np.testing.assert_array_equal(p_boxes[:2], [[0, 2, 5, 20], [15, 0, 20, 10]])
+    np.testing.assert_array_equal(p_labels, [1, 2, 0, 0])
+    np.testing.assert_array_equal(q_labels, [1, 1, 1, 1])
+    assert not r_labels.numpy().any() and not r_boxes.numpy().any()
+    assert p_image.shape == (20, 20, 3) and np.allclose(p_image, 90 / 127.5 - 1)
+    capsys.readouterr()
+    dataset, steps, report = dunit_data.box_dataset(str(tmp_path), batch_size=3, image_size=16, seed=0, max_boxes=4)
+    assert ("tf_translate: box files: records without an image: 1, images without a record: 1, boxes clipped: 3, "
+            "degenerate boxes dropped: 1, boxes over max_boxes dropped: 1") in capsys.readouterr().err
+    batch = next(iter(dataset))
+    assert not batch["labels_b"].numpy().any() and batch["boxes_b"].shape == (3, 4, 4)  # B has no box file
+    assert dunit_data.box_classes(str(tmp_path)) is None
+
+
+def test_pipeline_bad_labels_and_class_lists_are_one_line_errors(tmp_path):
+    write_images(tmp_path / "trainA", ["p.png"])
+    write_images(tmp_path / "trainB", ["s.png"])
+    box_files.write_init_annotations(str(tmp_path / "trainA" / "init.txt"),
+                                     {"p.png": box_files.make_record([[0, 0, 4, 4]], [5])})
+    with pytest.raises(ValueError, match=r"trainA/init\.txt:6: unknown label 5 \(labels are 1\.\.3"):
+        dunit_data.box_dataset(str(tmp_path), image_size=16, num_classes=3)
+    (tmp_path / "trainA" / "init.txt").unlink()
+    box_files.write_box_json(str(tmp_path / "trainA" / "boxes.json"), {}, ["square", "disc"])
+    box_files.write_box_json(str(tmp_path / "trainB" / "boxes.json"), {}, ["square", "disc", "triangle"])
+    with pytest.raises(ValueError, match=r"trainB/boxes\.json: 3 classes, but the model has 2"):
+        dunit_data.box_dataset(str(tmp_path), image_size=16, num_classes=2)
+    with pytest.raises(ValueError, match="name different classes"):
+        dunit_data.box_dataset(str(tmp_path), image_size=16)
+    assert dunit_data.box_classes(str(tmp_path)) == ["square", "disc"]
+
+
+def test_seeded_pipeline_repeats_itself(scene_root):
+    def first_batches(seed):
+        dataset = dunit_data.box_dataset(scene_root, batch_size=2, image_size=32, load_size=40, seed=seed)[0]
+        return [{k: v.numpy() for k, v in batch.items()} for batch in dataset.take(3)]
+    one, two, other = first_batches(4), first_batches(4), first_batches(5)
+    for a, b in zip(one, two):
+        for key in a:
+            np.testing.assert_array_equal(a[key], b[key])
+    assert any(not np.array_equal(a["boxes_a"], c["boxes_a"]) for a, c in zip(one, other))

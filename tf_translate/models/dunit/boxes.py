@@ -33,6 +33,12 @@ class BoxWarnings:
         self.counts = {}
         self.stream = stream
 
+    def summary(self):
+        """One line of all counts, or None when nothing was counted."""
+        if self.counts:
+            return "tf_translate: box files: " + ", ".join(f"{kind}: {n}" for kind, n in self.counts.items())
+        return None
+
     def add(self, kind, message, count=1):
         self.counts[kind] = self.counts.get(kind, 0) + count
         if self.counts[kind] - count < self.shown_per_kind:
@@ -164,11 +170,13 @@ def write_init_annotations(path, records, image_sizes=None):
 
 def read_box_json(path, warnings=None):
     """({file name: record}, class names) from a boxes.json; structure errors and labels
-    outside 1..len(classes) raise a one-line error naming the file and the image entry."""
+    outside 1..len(classes) raise a one-line error naming the file, the line of the image
+    entry and the entry."""
     warnings = warnings or BoxWarnings()
+    with open(path) as f:
+        text = f.read()
     try:
-        with open(path) as f:
-            content = json.load(f)
+        content = json.loads(text)
     except json.JSONDecodeError as error:
         raise ValueError(f"{path}:{error.lineno}: not valid JSON ({error.msg})") from None
     if not isinstance(content, dict) or not isinstance(content.get("classes"), list) \
@@ -178,7 +186,9 @@ def read_box_json(path, warnings=None):
     classes = [str(name) for name in content["classes"]]
     records = {}
     for name, entry in content["images"].items():
-        where = f"{path}: images[{name!r}]"
+        key = text.find(json.dumps(name)) if isinstance(name, str) else -1
+        where = f"{path}:{text.count(chr(10), 0, key) + 1} (images[{name!r}])" if key >= 0 else \
+            f"{path}: images[{name!r}]"
         try:
             boxes = np.asarray(entry["boxes"], np.float64).reshape(-1, 4)
             labels = np.asarray(entry["labels"])

@@ -21,7 +21,7 @@ from tf_translate.models.dunit.boxes import make_record, write_box_json, write_i
 
 CLASSES = ("square", "disc", "triangle")
 NIGHT_COLOURS = ((255, 70, 70), (70, 255, 70), (90, 140, 255), (255, 255, 70), (255, 80, 255), (70, 255, 255))
-DAY_COLOURS = ((150, 0, 0), (0, 110, 0), (0, 0, 160), (110, 70, 0), (120, 0, 120), (0, 90, 90))
+DAY_COLOURS = ((150, 0, 0), (0, 110, 0), (0, 0, 160), (140, 100, 0), (120, 0, 120), (0, 90, 90))
 SCENE_KINDS = ("empty", "overlap", "border", "subcell")
 
 
