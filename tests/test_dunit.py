@@ -158,24 +158,26 @@ def test_draw_boxes_outlines_each_box_in_its_class_colour():
 
 # --- both phases through training.train, resume, the CLI --------------------------------
 
+GRAPH = os.environ.get("DUNIT_TEST_GRAPH") == "1"
 OVERRIDES = {k: v for k, v in TINY.items() if k != "image_size"}
 
 
 @pytest.fixture(scope="module")
 def run(scenes, tmp_path_factory):
     """CLI train: 2 detector steps, then 1 DRIT++ iteration; then `training.train` resumes
-    it for 2 more iterations. Without XLA (compiling both step kinds costs minutes)."""
+    it for 2 more iterations. Eagerly unless DUNIT_TEST_GRAPH=1: tracing DRIT++'s two step
+    kinds (graph mode, as `train` runs it) took 7 minutes here."""
     from tf_translate.cli import main
     from tf_translate.training import train
 
     run_dir = str(tmp_path_factory.mktemp("dunit_run") / "run")
     options = [f"{k}={v}" for k, v in OVERRIDES.items()] + ["detector_steps=2"]
     assert main(["train", "--model", "dunit", "--data", str(scenes), "--run-dir", run_dir, "--steps", "1",
-                 "--batch-size", "2", "--image-size", "64", "--load-size", "64", "--seed", "0", "--no-xla",
-                 "--sample-every", "3", "--option", *options]) == 0
+                 "--batch-size", "2", "--image-size", "64", "--load-size", "64", "--seed", "0", "--sample-every", "3",
+                 *(() if GRAPH else ("--eager",)), "--option", *options]) == 0
     from tf_translate.runs import load_generators
     first, _ = load_generators(run_dir)
-    resumed = train("dunit", str(scenes), run_dir, steps=3, resume=True, verbose=0)
+    resumed = train("dunit", str(scenes), run_dir, steps=3, resume=True, verbose=0, eager=not GRAPH)
     return run_dir, first, resumed
 
 

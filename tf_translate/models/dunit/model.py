@@ -1,6 +1,6 @@
 """DUNIT as released (IVRL/Dunit `--model DRITObjectDetection`), on the project's DRIT++."""
 
-import os
+import io
 
 import keras
 import numpy as np
@@ -8,7 +8,7 @@ import tensorflow as tf
 
 from tf_translate.models.base import ReferenceRun
 from tf_translate.models.drit import DRIT
-from tf_translate.models.dunit.boxes import instance_consistency_tf, read_box_json, read_init_annotations
+from tf_translate.models.dunit.boxes import instance_consistency_tf
 from tf_translate.models.dunit.detector import BoxDetector
 from tf_translate.optimizers import current_learning_rate, make_adam
 
@@ -150,7 +150,8 @@ class DUNIT(DRIT):
         from tf_translate.models.dunit.data import box_dataset
 
         dataset, steps_per_epoch, report = box_dataset(data, batch_size=batch_size, image_size=image_size,
-                                                       load_size=load_size, seed=seed, max_boxes=self.max_boxes)
+                                                       load_size=load_size, seed=seed, max_boxes=self.max_boxes,
+                                                       num_classes=self.num_classes)
         count_a = len(check_images(list_images(domain_a_folder(data)))[0])
         self.epoch_steps_a = max(1, count_a // batch_size)
         return dataset, steps_per_epoch, report
@@ -304,14 +305,18 @@ def domain_a_folder(data):
 
 def count_classes(folder):
     """Object classes of a domain folder's box file: the class list of boxes.json, else
-    the largest label of init.txt."""
-    if os.path.isfile(os.path.join(folder, "boxes.json")):
-        return len(read_box_json(os.path.join(folder, "boxes.json"))[1])
-    if os.path.isfile(os.path.join(folder, "init.txt")):
-        records = read_init_annotations(os.path.join(folder, "init.txt"))
-        return max([int(label) for record in records.values() for label in record["labels"]], default=1)
-    raise ValueError(f"--data: {folder} has no boxes.json or init.txt (dunit trains its detector on domain A's "
-                     "boxes)")
+    the largest label of init.txt (one-line errors name the file)."""
+    from tf_translate.models.dunit.boxes import BoxWarnings
+    from tf_translate.models.dunit.data import annotation_file, read_annotations
+
+    path = annotation_file(folder)
+    if path is None:
+        raise ValueError(f"--data: {folder} has no boxes.json or init.txt (dunit trains its detector on "
+                         "domain A's boxes)")
+    records, classes = read_annotations(path, warnings=BoxWarnings(stream=io.StringIO()))  # the data warns
+    if classes is not None:
+        return len(classes)
+    return max([int(label) for record in records.values() for label in record["labels"]], default=1)
 
 
 # One colour per class (1, 2, 3, ...), cycling; RGB in [-1, 1].
