@@ -109,7 +109,7 @@ def test_logged_consistency_equals_the_numpy_restatement(scenes):
     model.forward = lambda a, b: forwards.append(forward(a, b)) or forwards[-1]
     model.compile(jit_compile=False)
     model.start_phase(1)
-    model.ground_truth = (batch["boxes_a"][:1], batch["labels_a"][:1])
+    model.step_inputs.ground_truth = (batch["boxes_a"][:1], batch["labels_a"][:1])
     logs = model.full_step(batch["a"], batch["b"])
     assert len(seen) == 2 and len(forwards) == 1
     f = forwards[0]
@@ -225,3 +225,54 @@ def test_cli_translates_and_exports_the_run(run, scenes, tmp_path):
     expected = np.clip(np.round((translator([pixels.astype(np.float32) / 127.5 - 1, code]).numpy() + 1) * 127.5),
                        0, 255)
     assert np.abs(served["images"].numpy().astype(int) - expected).max() <= 1
+
+
+def test_cli_evaluate_adds_the_detectors_instance_iou(run, scenes, tmp_path, capsys):
+    import keras
+
+    from tf_translate.cli import main
+
+    run_dir = run[0]
+    inputs = keras.Input((None, None, 3))  # any Keras feature model will do for FID/KID here
+    features = str(tmp_path / "mean.keras")
+    keras.Model(inputs, keras.layers.GlobalAveragePooling2D()(inputs)).save(features)
+    capsys.readouterr()
+    assert main(["evaluate", "--run-dir", run_dir, "--data", str(scenes), "--features", features,
+                 "--feature-size", "32", "--metrics", "fid"]) == 0
+    assert "instance IoU (detector)" in capsys.readouterr().out
+    with open(os.path.join(run_dir, "evaluation.json")) as f:
+        [record] = json.load(f)
+    with open(os.path.join(str(scenes), "testA", "boxes.json")) as f:
+        boxed = sum(1 for entry in json.load(f)["images"].values() if entry["labels"])
+    assert record["instance_images"] == boxed > 0
+    assert 0.0 <= record["instance_iou"] <= 1.0
+
+
+def test_instance_iou_scores_detections_against_the_source_boxes(scenes):
+    """Exact boxes score 1, boxes far off score 0, per image with boxes (the empty scene
+    is left out); the translation is what the detector sees."""
+    model = DUNIT(**TINY)
+    folder = os.path.join(str(scenes), "trainA")
+    with open(os.path.join(folder, "boxes.json")) as f:
+        records = json.load(f)["images"]
+    boxed = [name for name in sorted(records) if records[name]["labels"]]
+    assert 0 < len(boxed) < len(records)
+    calls, answers = [], []
+
+    def detect(images, **kwargs):
+        calls.append(images.numpy())
+        boxes, labels = answers.pop(0)
+        return {"boxes": tf.constant(boxes, tf.float32)[None], "labels": tf.constant(labels, tf.int32)[None]}
+
+    model.detector.detect = detect
+    inverted = lambda image: 255 - image  # a stand-in translation
+    exact = [(records[n]["boxes"], records[n]["labels"]) for n in boxed]
+    answers[:] = exact
+    assert model.instance_iou(inverted, folder) == (pytest.approx(1.0), len(boxed))
+    from tf_translate.data import read_rgb
+    np.testing.assert_allclose(calls[0][0], (255 - read_rgb(os.path.join(folder, boxed[0]))) / 255.0, atol=1e-6)
+    far = [(np.asarray(boxes) + [1000, 1000, 1000, 1000], labels) for boxes, labels in exact]
+    answers[:] = far
+    assert model.instance_iou(inverted, folder)[0] == pytest.approx(0.0)
+    answers[:] = [exact[0]] + far[1:]
+    assert model.instance_iou(inverted, folder)[0] == pytest.approx(1.0 / len(boxed))

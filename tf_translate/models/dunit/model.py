@@ -1,6 +1,8 @@
 """DUNIT as released (IVRL/Dunit `--model DRITObjectDetection`), on the project's DRIT++."""
 
 import io
+import os
+import threading
 
 import keras
 import numpy as np
@@ -129,7 +131,9 @@ class DUNIT(DRIT):
         self.detector.build()
         self.phase = DETECTOR_PHASE
         self.epoch_steps_a = None  # domain A's steps per epoch, set when the training data is read
-        self.ground_truth = None  # (boxes, labels) of the encoded image while a train step is traced
+        # What a train step hands its full step: the encoded image's (boxes, labels) and the
+        # forward pass's images (`forward`); per thread, as replicas trace in threads.
+        self.step_inputs = threading.local()
 
     # --- the contract (base.py) ----------------------------------------------------------
 
@@ -220,11 +224,11 @@ class DUNIT(DRIT):
         if self.phase == DETECTOR_PHASE:
             return self.detector_step(data)
         # The encoded image is image 0 (DRIT++'s half_size 1): its boxes are the reference.
-        self.ground_truth = (data["boxes_a"][:1], data["labels_a"][:1])
+        self.step_inputs.ground_truth = (data["boxes_a"][:1], data["labels_a"][:1])
         try:
             return super().train_step((data["a"], data["b"]))
         finally:
-            self.ground_truth = None
+            self.step_inputs.ground_truth = None
 
     def detector_step(self, data):
         """One detector update on the batch's A images and boxes (`pretrain()`): no L2
@@ -246,7 +250,7 @@ class DUNIT(DRIT):
     def forward(self, real_a, real_b):
         """DRIT++'s forward pass; keeps the images the consistency reads."""
         f = super().forward(real_a, real_b)
-        self.consistency_images = (f["fake_b_encoded"], f["fake_a_self"])
+        self.step_inputs.images = (f["fake_b_encoded"], f["fake_a_self"])
         return f
 
     def full_step(self, real_a, real_b):
@@ -255,8 +259,8 @@ class DUNIT(DRIT):
         carry no gradient; the detector's NMS has none to give), added to the logged
         `eg_loss` and `g_loss` as the released code adds them to G's loss value."""
         logs = super().full_step(real_a, real_b)
-        translation, reconstruction = self.consistency_images
-        boxes, labels = self.ground_truth
+        translation, reconstruction = self.step_inputs.images
+        boxes, labels = self.step_inputs.ground_truth
         ic = self.ic_weight * self.instance_consistency(translation, boxes, labels)
         ic_cycle = self.ic_cycle_weight * self.instance_consistency(reconstruction, boxes, labels)
         return {**logs, "ic_loss": ic, "ic_cycle_loss": ic_cycle, "eg_loss": logs["eg_loss"] + ic + ic_cycle,
@@ -288,6 +292,38 @@ class DUNIT(DRIT):
     def with_detections(self, images):
         detections = self.detector.detect(to_unit_range(images), **DETECTION)
         return draw_boxes(images, detections["boxes"].numpy(), detections["labels"].numpy())
+
+    # --- evaluation ----------------------------------------------------------------------
+
+    def instance_iou(self, translate, folder, limit=None):
+        """DUNIT's domain-adaptation view, with the released formula: the frozen detector's
+        boxes on the translations of `folder`'s images that have ground-truth boxes (the
+        first `limit` images), against those boxes: per image the mean over its classes of
+        multibox IoU (1 − the released consistency), then the mean over images.
+
+        Args:
+            translate: uint8 [1, H, W, 3] -> uint8 translation of the same size.
+        Returns:
+            (mean instance IoU, images scored); (nan, 0) when no image has boxes.
+        """
+        from tf_translate.data import check_images, list_images, read_rgb
+        from tf_translate.models.dunit.boxes import BoxWarnings, instance_consistency
+        from tf_translate.models.dunit.data import annotation_file, read_annotations
+
+        path = annotation_file(folder)
+        if path is None:
+            raise ValueError(f"--data: {folder} has no boxes.json or init.txt: the instance IoU needs its boxes")
+        records, _ = read_annotations(path, self.num_classes, BoxWarnings(stream=io.StringIO()))
+        scores = []
+        for image_path in check_images(list_images(folder))[0][:limit]:
+            record = records.get(os.path.basename(image_path))
+            if record is None or not len(record["labels"]):
+                continue
+            translation = translate(read_rgb(image_path)[None])
+            detections = self.detector.detect(tf.cast(translation, tf.float32) / 255.0, **DETECTION)
+            scores.append(1.0 - instance_consistency([record["boxes"]], [record["labels"]],
+                                                     detections["boxes"].numpy(), detections["labels"].numpy()))
+        return (float(np.mean(scores)) if scores else float("nan")), len(scores)
 
     def get_config(self):
         return {**super().get_config(), "num_classes": self.num_classes, "detector_filters": self.detector_filters,
