@@ -1,6 +1,8 @@
 """DUNIT as released (IVRL/Dunit `--model DRITObjectDetection`), on the project's DRIT++."""
 
+import io
 import os
+import threading
 
 import keras
 import numpy as np
@@ -8,8 +10,7 @@ import tensorflow as tf
 
 from tf_translate.models.base import ReferenceRun
 from tf_translate.models.drit import DRIT
-from tf_translate.models.dunit.boxes import instance_consistency_tf, read_box_json, read_init_annotations
-from tf_translate.models.dunit.data import box_dataset
+from tf_translate.models.dunit.boxes import instance_consistency_tf
 from tf_translate.models.dunit.detector import BoxDetector
 from tf_translate.optimizers import current_learning_rate, make_adam
 
@@ -39,9 +40,10 @@ class DUNIT(DRIT):
        consistency (per image, mean over the classes present of 1 − multibox IoU; batch
        mean): `ic_loss` (weight 2, `--object-detection-loss-weight`) and `ic_cycle_loss`
        (weight 1, `--cycle-object-detection-loss-weight`). As in the released code they
-       enter the generator loss's value (`eg_loss`, `g_loss`) and carry no gradient: the
-       released term is rebuilt from Python floats (REFERENCE-WAVE4 §2.2), so here the
-       detector reads `stop_gradient` images and every update equals DRIT++'s.
+       add to the generator loss's value (logged `eg_loss`, `g_loss`) and carry no
+       gradient: the released term is rebuilt from Python floats (REFERENCE-WAVE4 §2.2);
+       here it is computed after DRIT++'s updates, outside their tapes, so every update
+       equals DRIT++'s.
     At test time the detector is unused, as released: `generators()` are DRIT++'s.
 
     What differs from the released code, and why:
@@ -68,7 +70,8 @@ class DUNIT(DRIT):
     Args:
         num_classes: object classes K (labels 1..K); None: read from the training data's
             box files (`options_from_data`).
-        detector_filters: the `BoxDetector`'s width.
+        detector_filters, detector_fpn_filters, detector_levels: the `BoxDetector`'s stem
+            width, FPN and head width, and (min, max) FPN levels (3, 5; e.g. (2, 4) at 64 px).
         detector_epochs: length of the detector phase in epochs of domain A at the run's
             batch size (`--nb-pretraining-epochs` 10).
         detector_steps: the detector phase's length in steps instead (None: from epochs).
@@ -85,10 +88,13 @@ class DUNIT(DRIT):
     # at least 2; the released default 1 only works in IVRL's DRIT).
     reference_run = ReferenceRun(image_size=216, batch_size=2, epochs=100)
     data_kind = "unpaired_boxes"
+    # Graph mode, not XLA: the detector's NMS (NonMaxSuppressionV5) has no XLA kernel, and
+    # every full step runs it.
+    trains_with_xla = False
 
     # DRIT's options are spelled out (not **kwargs) so that `train --option` offers them.
-    def __init__(self, num_classes=None, detector_filters=64, detector_epochs=10, detector_steps=None,
-                 detector_learning_rate=2e-4, ic_weight=2.0, ic_cycle_weight=1.0, max_boxes=16, image_size=216,
+    def __init__(self, num_classes=None, detector_filters=32, detector_fpn_filters=64, detector_levels=(3, 5),
+                 detector_epochs=10, detector_steps=None, detector_learning_rate=2e-4, ic_weight=2.0, ic_cycle_weight=1.0, max_boxes=16, image_size=216,
                  concat=True, mode_seeking=True, filters=64, attribute_filters=64, attribute_size=8,
                  discriminator_filters=64, discriminator_layers=4, discriminator_scales=3,
                  content_discriminator_filters=256, content_discriminator_layers=3, discriminator_norm="none",
@@ -111,6 +117,8 @@ class DUNIT(DRIT):
             content_clip_norm=content_clip_norm, content_period=content_period, seed=seed, **kwargs)
         self.num_classes = int(num_classes)
         self.detector_filters = detector_filters
+        self.detector_fpn_filters = detector_fpn_filters
+        self.detector_levels = tuple(int(level) for level in detector_levels)
         self.detector_epochs = detector_epochs
         self.detector_steps = None if detector_steps is None else int(detector_steps)
         self.detector_learning_rate = detector_learning_rate
@@ -118,11 +126,14 @@ class DUNIT(DRIT):
         self.ic_cycle_weight = float(ic_cycle_weight)
         self.max_boxes = int(max_boxes)
         self.detector = BoxDetector(num_classes=self.num_classes, filters=detector_filters,
-                                    image_size=self.image_size, name="detector")
-        self.detector.build((None, self.image_size, self.image_size, 3))
+                                    fpn_filters=detector_fpn_filters, min_level=self.detector_levels[0],
+                                    max_level=self.detector_levels[1], image_size=self.image_size, name="detector")
+        self.detector.build()
         self.phase = DETECTOR_PHASE
         self.epoch_steps_a = None  # domain A's steps per epoch, set when the training data is read
-        self.ground_truth = None  # (boxes, labels) of the encoded image while a train step is traced
+        # What a train step hands its full step: the encoded image's (boxes, labels) and the
+        # forward pass's images (`forward`); per thread, as replicas trace in threads.
+        self.step_inputs = threading.local()
 
     # --- the contract (base.py) ----------------------------------------------------------
 
@@ -139,9 +150,12 @@ class DUNIT(DRIT):
     def make_dataset(self, data, batch_size=1, image_size=256, load_size=None, seed=None):
         """`dunit.data.box_dataset` (dict batches: a, b, boxes_a, labels_a, boxes_b, labels_b);
         also counts domain A's steps per epoch, the detector phase's unit."""
-        dataset, steps_per_epoch, report = box_dataset(data, batch_size=batch_size, image_size=image_size,
-                                                       load_size=load_size, seed=seed, max_boxes=self.max_boxes)
         from tf_translate.data import check_images, list_images
+        from tf_translate.models.dunit.data import box_dataset
+
+        dataset, steps_per_epoch, report = box_dataset(data, batch_size=batch_size, image_size=image_size,
+                                                       load_size=load_size, seed=seed, max_boxes=self.max_boxes,
+                                                       num_classes=self.num_classes)
         count_a = len(check_images(list_images(domain_a_folder(data)))[0])
         self.epoch_steps_a = max(1, count_a // batch_size)
         return dataset, steps_per_epoch, report
@@ -168,12 +182,25 @@ class DUNIT(DRIT):
     def compile(self, total_steps=None, steps_per_epoch=None, jit_compile=True, **optimizers):
         """As `DRIT.compile`; `total_steps` counts both phases, and DRIT++'s decay spans the
         translation phase only (when the detector phase's length is known)."""
+        jit_compile = False  # see `trains_with_xla`
         if total_steps:
             try:
                 total_steps = max(1, total_steps - self.detector_phase_steps())
             except ValueError:
                 pass  # no data read (`runs.load_run`): the decay spans the whole run
         super().compile(total_steps, steps_per_epoch, jit_compile, **optimizers)
+
+    def make_train_function(self, force=False):
+        """The current phase's step as one graph-compiled `tf.function` (no XLA, see
+        `trains_with_xla`), traced without AutoGraph and called on each batch; eager runs
+        and distribution strategies keep Keras'."""
+        if self.train_function is not None and not force:
+            return self.train_function
+        if self.run_eagerly or tf.distribute.has_strategy():
+            return super().make_train_function(force)
+        step = tf.function(self.train_step, reduce_retracing=True, autograph=False)
+        self.train_function = lambda iterator: step(next(iterator))
+        return self.train_function
 
     def default_optimizers(self, total_steps, steps_per_epoch):
         optimizers = super().default_optimizers(total_steps, steps_per_epoch)
@@ -197,11 +224,11 @@ class DUNIT(DRIT):
         if self.phase == DETECTOR_PHASE:
             return self.detector_step(data)
         # The encoded image is image 0 (DRIT++'s half_size 1): its boxes are the reference.
-        self.ground_truth = (data["boxes_a"][:1], data["labels_a"][:1])
+        self.step_inputs.ground_truth = (data["boxes_a"][:1], data["labels_a"][:1])
         try:
             return super().train_step((data["a"], data["b"]))
         finally:
-            self.ground_truth = None
+            self.step_inputs.ground_truth = None
 
     def detector_step(self, data):
         """One detector update on the batch's A images and boxes (`pretrain()`): no L2
@@ -220,13 +247,24 @@ class DUNIT(DRIT):
         value = instance_consistency_tf(boxes, labels, detections["boxes"], detections["labels"], self.num_classes)
         return tf.stop_gradient(tf.where(tf.math.is_nan(value), 0.0, tf.cast(value, tf.float32)))
 
-    def eg_losses(self, f, real_a, real_b):
-        """DRIT++'s EG terms plus the two logged consistency terms (no gradient)."""
-        losses = super().eg_losses(f, real_a, real_b)
-        boxes, labels = self.ground_truth
-        losses["ic_loss"] = self.ic_weight * self.instance_consistency(f["fake_b_encoded"], boxes, labels)
-        losses["ic_cycle_loss"] = self.ic_cycle_weight * self.instance_consistency(f["fake_a_self"], boxes, labels)
-        return losses
+    def forward(self, real_a, real_b):
+        """DRIT++'s forward pass; keeps the images the consistency reads."""
+        f = super().forward(real_a, real_b)
+        self.step_inputs.images = (f["fake_b_encoded"], f["fake_a_self"])
+        return f
+
+    def full_step(self, real_a, real_b):
+        """DRIT++'s full step, then the two consistency terms on its forward pass's A→B
+        and self-reconstruction of A, outside every gradient tape (the released terms
+        carry no gradient; the detector's NMS has none to give), added to the logged
+        `eg_loss` and `g_loss` as the released code adds them to G's loss value."""
+        logs = super().full_step(real_a, real_b)
+        translation, reconstruction = self.step_inputs.images
+        boxes, labels = self.step_inputs.ground_truth
+        ic = self.ic_weight * self.instance_consistency(translation, boxes, labels)
+        ic_cycle = self.ic_cycle_weight * self.instance_consistency(reconstruction, boxes, labels)
+        return {**logs, "ic_loss": ic, "ic_cycle_loss": ic_cycle, "eg_loss": logs["eg_loss"] + ic + ic_cycle,
+                "g_loss": logs["g_loss"] + ic + ic_cycle}
 
     def log_names(self):
         return super().log_names() + ["ic_loss", "ic_cycle_loss"]
@@ -255,8 +293,41 @@ class DUNIT(DRIT):
         detections = self.detector.detect(to_unit_range(images), **DETECTION)
         return draw_boxes(images, detections["boxes"].numpy(), detections["labels"].numpy())
 
+    # --- evaluation ----------------------------------------------------------------------
+
+    def instance_iou(self, translate, folder, limit=None):
+        """DUNIT's domain-adaptation view, with the released formula: the frozen detector's
+        boxes on the translations of `folder`'s images that have ground-truth boxes (the
+        first `limit` images), against those boxes: per image the mean over its classes of
+        multibox IoU (1 − the released consistency), then the mean over images.
+
+        Args:
+            translate: uint8 [1, H, W, 3] -> uint8 translation of the same size.
+        Returns:
+            (mean instance IoU, images scored); (nan, 0) when no image has boxes.
+        """
+        from tf_translate.data import check_images, list_images, read_rgb
+        from tf_translate.models.dunit.boxes import BoxWarnings, instance_consistency
+        from tf_translate.models.dunit.data import annotation_file, read_annotations
+
+        path = annotation_file(folder)
+        if path is None:
+            raise ValueError(f"--data: {folder} has no boxes.json or init.txt: the instance IoU needs its boxes")
+        records, _ = read_annotations(path, self.num_classes, BoxWarnings(stream=io.StringIO()))
+        scores = []
+        for image_path in check_images(list_images(folder))[0][:limit]:
+            record = records.get(os.path.basename(image_path))
+            if record is None or not len(record["labels"]):
+                continue
+            translation = translate(read_rgb(image_path)[None])
+            detections = self.detector.detect(tf.cast(translation, tf.float32) / 255.0, **DETECTION)
+            scores.append(1.0 - instance_consistency([record["boxes"]], [record["labels"]],
+                                                     detections["boxes"].numpy(), detections["labels"].numpy()))
+        return (float(np.mean(scores)) if scores else float("nan")), len(scores)
+
     def get_config(self):
         return {**super().get_config(), "num_classes": self.num_classes, "detector_filters": self.detector_filters,
+                "detector_fpn_filters": self.detector_fpn_filters, "detector_levels": list(self.detector_levels),
                 "detector_epochs": self.detector_epochs, "detector_steps": self.detector_steps,
                 "detector_learning_rate": self.detector_learning_rate, "ic_weight": self.ic_weight,
                 "ic_cycle_weight": self.ic_cycle_weight, "max_boxes": self.max_boxes}
@@ -270,14 +341,18 @@ def domain_a_folder(data):
 
 def count_classes(folder):
     """Object classes of a domain folder's box file: the class list of boxes.json, else
-    the largest label of init.txt."""
-    if os.path.isfile(os.path.join(folder, "boxes.json")):
-        return len(read_box_json(os.path.join(folder, "boxes.json"))[1])
-    if os.path.isfile(os.path.join(folder, "init.txt")):
-        records = read_init_annotations(os.path.join(folder, "init.txt"))
-        return max([int(label) for record in records.values() for label in record["labels"]], default=1)
-    raise ValueError(f"--data: {folder} has no boxes.json or init.txt (dunit trains its detector on domain A's "
-                     "boxes)")
+    the largest label of init.txt (one-line errors name the file)."""
+    from tf_translate.models.dunit.boxes import BoxWarnings
+    from tf_translate.models.dunit.data import annotation_file, read_annotations
+
+    path = annotation_file(folder)
+    if path is None:
+        raise ValueError(f"--data: {folder} has no boxes.json or init.txt (dunit trains its detector on "
+                         "domain A's boxes)")
+    records, classes = read_annotations(path, warnings=BoxWarnings(stream=io.StringIO()))  # the data warns
+    if classes is not None:
+        return len(classes)
+    return max([int(label) for record in records.values() for label in record["labels"]], default=1)
 
 
 # One colour per class (1, 2, 3, ...), cycling; RGB in [-1, 1].
