@@ -3,6 +3,7 @@
 from tf_translate.models.cut import CUT, FastCUT
 from tf_translate.models.cyclegan import CycleGAN, PatchGANDiscriminator, ResNetGenerator
 from tf_translate.models.drit import DRIT
+from tf_translate.models.dunit.paper import DUNITPaper
 from tf_translate.models.dunit.model import DUNIT
 from tf_translate.models.nicegan import NICEGAN
 from tf_translate.models.photo2cartoon import Photo2Cartoon
@@ -31,6 +32,7 @@ MODELS = {
                           "discriminator_negative_slope": 0.2}),  # the Ds as the paper describes them
     "tuigan": (TuiGAN, {}),
     "dunit": (DUNIT, {}),  # DUNIT as released: DRIT++ + a detector pretrained on A's boxes, IoU consistency logged
+    "dunit_paper": (DUNITPaper, {}),  # + the instance branch and a detector consistency with gradient (paper figure)
 }
 
 
