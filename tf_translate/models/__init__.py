@@ -43,6 +43,30 @@ def model_class(name):
     return MODELS[name][0]
 
 
+def constructor_options(name):
+    """{option: inspect.Parameter} of the model registered as `name`: its constructor's
+    keyword arguments and, while a constructor passes **kwargs on, its bases' (a variant
+    such as `DUNITPaper` need not repeat `DUNIT`'s); `TranslationModel`'s **kwargs go to
+    keras.Model and are not options."""
+    import inspect
+
+    from tf_translate.models.base import TranslationModel
+
+    options = {}
+    for cls in model_class(name).__mro__:
+        if cls is TranslationModel:
+            break
+        if "__init__" not in vars(cls):
+            continue
+        parameters = inspect.signature(cls.__init__).parameters
+        for option, parameter in parameters.items():
+            if option != "self" and parameter.kind is parameter.POSITIONAL_OR_KEYWORD:
+                options.setdefault(option, parameter)
+        if not any(p.kind is p.VAR_KEYWORD for p in parameters.values()):
+            break
+    return options
+
+
 def build_model(name, **overrides):
     """Builds the training model registered as `name` with the reference defaults.
 
@@ -53,4 +77,4 @@ def build_model(name, **overrides):
     return model_class(name)(**{**MODELS[name][1], **overrides})
 
 
-__all__ = ["MODELS", "build_model", "model_class", "CycleGAN", "PatchGANDiscriminator", "ResNetGenerator"]
+__all__ = ["MODELS", "build_model", "constructor_options", "model_class", "CycleGAN", "PatchGANDiscriminator", "ResNetGenerator"]

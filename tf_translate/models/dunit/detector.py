@@ -224,7 +224,7 @@ def per_class_nms(boxes, scores, score_threshold, iou_threshold, max_detections)
 
 @keras.saving.register_keras_serializable(package="tf_translate")
 class DetectorResidualStage(layers.Layer):
-    """relu(GN(conv3x3(relu(GN(conv3x3 stride 2 (x))))) + GN(conv1x1 stride 2 (x))): one
+    """relu(GN(conv3x3(relu(GN(conv3x3 stride 2 (x))))) + GN(conv1x1(x[::2, ::2]))): one
     backbone stage halving the map (a ResNet basic block with GroupNorm)."""
 
     def __init__(self, filters, **kwargs):
@@ -234,17 +234,22 @@ class DetectorResidualStage(layers.Layer):
         self.body = [layers.Conv2D(filters, 3, strides=2, padding="same", use_bias=False),
                      layers.GroupNormalization(groups), layers.ReLU(),
                      layers.Conv2D(filters, 3, padding="same", use_bias=False), layers.GroupNormalization(groups)]
-        self.shortcut = [layers.Conv2D(filters, 1, strides=2, use_bias=False), layers.GroupNormalization(groups)]
+        # The 1x1 stride-2 projection is a 1x1 conv on every second pixel: the same
+        # function, but TF 2.21's oneDNN Conv2DBackpropFilter for a 1x1 stride-2 VALID
+        # conv corrupts the heap on AVX-512 CPUs (measured: the second call on a
+        # (1, 32, 32, 8) input aborts with "munmap_chunk(): invalid pointer", eager and graph).
+        self.shortcut = [layers.Conv2D(filters, 1, use_bias=False), layers.GroupNormalization(groups)]
 
     def build(self, input_shape):
-        for stack in (self.body, self.shortcut):
-            shape = tuple(input_shape)
+        halved = tuple(input_shape[:1]) + tuple(None if s is None else -(-s // 2) for s in input_shape[1:3])
+        for stack, shape in ((self.body, input_shape), (self.shortcut, halved + tuple(input_shape[3:]))):
+            shape = tuple(shape)
             for layer in stack:
                 layer.build(shape)
                 shape = tuple(layer.compute_output_shape(shape))
 
     def call(self, x):
-        body, shortcut = x, x
+        body, shortcut = x, x[:, ::2, ::2, :]
         for layer in self.body:
             body = layer(body)
         for layer in self.shortcut:

@@ -70,7 +70,7 @@ class DUNITPaper(DUNIT):
         return variables
 
     def content_a_for_b(self, content, codes):
-        boxes, labels = self.ground_truth
+        boxes, labels = self.step_inputs.ground_truth
         return self.instance_branch(content, boxes, labels, codes)
 
     def eg_losses(self, f, real_a, real_b):
