@@ -44,7 +44,14 @@ class DUNIT(DRIT):
        gradient: the released term is rebuilt from Python floats (REFERENCE-WAVE4 §2.2);
        here it is computed after DRIT++'s updates, outside their tapes, so every update
        equals DRIT++'s.
-    At test time the detector is unused, as released: `generators()` are DRIT++'s.
+    At test time the detector is unused, as released: `generators()` are DRIT++'s
+    (translate and export as for `DRIT`); `sample_rows` draws the ground-truth boxes on A
+    and the detector's boxes on the translations, and `evaluate` adds the detector's
+    instance IoU on the translations (`instance_iou`).
+    Both phases read the same dict batches (`dunit.data.box_dataset`, data kind
+    "unpaired_boxes": trainA/trainB with boxes.json or init.txt, B's optional); the
+    detector phase trains on every A image of the batch, and the step number counts
+    detector steps, then DRIT++ iterations (`completed_steps`).
 
     What differs from the released code, and why:
     - The backbone is HsinYingLee's two-domain DRIT++ (the project's `DRIT`: concat
@@ -94,8 +101,9 @@ class DUNIT(DRIT):
 
     # DRIT's options are spelled out (not **kwargs) so that `train --option` offers them.
     def __init__(self, num_classes=None, detector_filters=32, detector_fpn_filters=64, detector_levels=(3, 5),
-                 detector_epochs=10, detector_steps=None, detector_learning_rate=2e-4, ic_weight=2.0, ic_cycle_weight=1.0, max_boxes=16, image_size=216,
-                 concat=True, mode_seeking=True, filters=64, attribute_filters=64, attribute_size=8,
+                 detector_epochs=10, detector_steps=None, detector_learning_rate=2e-4, ic_weight=2.0,
+                 ic_cycle_weight=1.0, max_boxes=16, image_size=216, concat=True, mode_seeking=True, filters=64,
+                 attribute_filters=64, attribute_size=8,
                  discriminator_filters=64, discriminator_layers=4, discriminator_scales=3,
                  content_discriminator_filters=256, content_discriminator_layers=3, discriminator_norm="none",
                  content_discriminator_norm="none", discriminator_negative_slope=0.01, learning_rate=1e-4,
