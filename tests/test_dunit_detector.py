@@ -273,3 +273,17 @@ def test_detect_converts_to_tflite_builtins(tmp_path):
     np.testing.assert_array_equal(got["labels"], want["labels"])
     np.testing.assert_allclose(got["scores"], want["scores"], atol=1e-6)
     np.testing.assert_allclose(got["boxes"], want["boxes"], atol=1e-4)
+
+
+def test_projection_shortcut_equals_a_strided_one_by_one_conv():
+    """The stage's shortcut, a 1x1 conv on every second pixel, is the 1x1 stride-2 conv it
+    replaces (whose oneDNN filter gradient corrupts the heap in TF 2.21 on AVX-512 CPUs)."""
+    from tf_translate.models.dunit.detector import DetectorResidualStage
+
+    stage = DetectorResidualStage(16)
+    x = tf.constant(np.random.default_rng(0).standard_normal((2, 9, 12, 8)), tf.float32)
+    stage.build(x.shape)
+    conv = stage.shortcut[0]
+    expected = tf.nn.conv2d(x, conv.kernel, strides=2, padding="VALID")
+    assert np.allclose(conv(x[:, ::2, ::2, :]).numpy(), expected.numpy(), atol=1e-6)
+    assert tuple(stage(x).shape) == (2, 5, 6, 16)
