@@ -256,13 +256,9 @@ def parse_args(argv):
 def option_names(model_name):
     """The constructor options `--option` may set for `model_name` (sizes and lengths have
     their own flags)."""
-    import inspect
+    from tf_translate.models import constructor_options
 
-    from tf_translate.models import model_class
-
-    parameters = inspect.signature(model_class(model_name).__init__).parameters
-    return sorted(name for name, p in parameters.items()
-                  if name not in ("self", "image_size", "kwargs") and p.kind is p.POSITIONAL_OR_KEYWORD)
+    return sorted(name for name in constructor_options(model_name) if name != "image_size")
 
 
 def model_options(model_name, pairs):

@@ -145,6 +145,9 @@ def format_table(results, features):
         mean, error = results["kid_blocks"]
         spread = "(one block: no s.e.)" if np.isnan(error) else f"± {100 * error:.3f}"
         lines.append(f"  KID x 100 (blocks of 10, ± s.e.) {100 * mean:6.3f} {spread}")
+    if "instance_iou" in results:
+        lines.append(f"  instance IoU (detector)      {results['instance_iou']:10.4f}  "
+                     f"({results['instance_images']} images with boxes)")
     return "\n".join(lines)
 
 
@@ -217,7 +220,7 @@ def held_out_callback(model, data, run_dir, every, features="mobilenet_v2", samp
     """An `EvaluationCallback` on DIR/testA -> DIR/testB (up to `samples` images each)."""
     from tf_translate.data import check_images, domain_folders, list_images, read_rgb
 
-    if model.data_kind != "unpaired" or "a2b" not in model.generators():
+    if model.data_kind not in ("unpaired", "unpaired_boxes") or "a2b" not in model.generators():
         raise ValueError(f"--eval-every evaluates a2b translation; {type(model).__name__} has none")
     if isinstance(data, (list, tuple)):
         raise ValueError("--eval-every needs --data DIR with testA and testB as the held-out set")
@@ -277,6 +280,7 @@ def evaluate_translations(args):
     size = args.feature_size or feature_size(args.features)
     results = evaluate(translate, images[0], images[1], extractor, size, args.metrics,
                        args.kid_subsets, args.kid_subset_size)
+    results.update(instance_results(args, translate, source))
     features = feature_label(args.features)
     print(format_table(results, features))
     if args.run_dir:
@@ -285,6 +289,21 @@ def evaluate_translations(args):
                   "weights": "best.weights.h5" if args.best else "checkpoint.weights.h5",
                   "kid_subsets": args.kid_subsets, "kid_subset_size": args.kid_subset_size}
         print(f"written to {write_evaluation(args.run_dir, record)}")
+
+
+def instance_results(args, translate, source):
+    """{"instance_iou", "instance_images"} for an a2b run of a model that detects objects
+    (DUNIT: its detector on the translations against the source boxes), else {}."""
+    from tf_translate.models import model_class
+    from tf_translate.runs import BEST_WEIGHTS, CHECKPOINT, load_generators, read_run
+
+    if not args.run_dir or args.direction not in (None, "a2b"):
+        return {}
+    if not hasattr(model_class(read_run(args.run_dir)["model"]), "instance_iou"):
+        return {}
+    model, _ = load_generators(args.run_dir, BEST_WEIGHTS if args.best else CHECKPOINT)
+    value, count = model.instance_iou(translate, source, args.samples)
+    return {"instance_iou": value, "instance_images": count}
 
 
 def paired_evaluation(args):

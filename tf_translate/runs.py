@@ -13,7 +13,6 @@ translate, export and evaluate read only their generators back (`load_generators
 """
 
 import hashlib
-import inspect
 import io
 import json
 import os
@@ -28,7 +27,7 @@ import numpy as np
 # DiskFullError and the atomic writes live in `files`; imported here as well for callers of `runs`.
 from tf_translate.files import (DiskFullError, is_disk_full, remove_quietly, write_atomically,  # noqa: F401
                                 write_json_atomically)
-from tf_translate.models import MODELS, build_model, model_class
+from tf_translate.models import MODELS, build_model, constructor_options, model_class
 from tf_translate.version import __version__
 
 RUN_FILE = "run.json"
@@ -135,9 +134,9 @@ def check_config(model_name, config, source):
     would fail or allocate absurdly deep inside Keras: unknown keys, values of the wrong
     kind for the constructor's default, sizes and widths that are not positive or not
     sane (a `filters` of 100,000 or an `image_size` of 100,000 px)."""
-    parameters = inspect.signature(model_class(model_name).__init__).parameters
+    parameters = constructor_options(model_name)
     for key, value in config.items():
-        if key not in parameters or key in ("self", "kwargs"):
+        if key not in parameters:
             raise ValueError(f"{source}: {model_name} has no option {key!r}")
         default = parameters[key].default
         kinds = {bool: (bool,), int: (int,), float: (int, float), str: (str,)}.get(type(default))

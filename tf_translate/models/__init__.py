@@ -3,6 +3,8 @@
 from tf_translate.models.cut import CUT, FastCUT
 from tf_translate.models.cyclegan import CycleGAN, PatchGANDiscriminator, ResNetGenerator
 from tf_translate.models.drit import DRIT
+from tf_translate.models.dunit.paper import DUNITPaper
+from tf_translate.models.dunit.model import DUNIT
 from tf_translate.models.nicegan import NICEGAN
 from tf_translate.models.photo2cartoon import Photo2Cartoon
 from tf_translate.models.pix2pix import Pix2Pix
@@ -29,6 +31,8 @@ MODELS = {
     "drit_paper": (DRIT, {"discriminator_norm": "instance", "content_discriminator_norm": "instance",
                           "discriminator_negative_slope": 0.2}),  # the Ds as the paper describes them
     "tuigan": (TuiGAN, {}),
+    "dunit": (DUNIT, {}),  # DUNIT as released: DRIT++ + a detector pretrained on A's boxes, IoU consistency logged
+    "dunit_paper": (DUNITPaper, {}),  # + the instance branch and a detector consistency with gradient (paper figure)
 }
 
 
@@ -37,6 +41,30 @@ def model_class(name):
     if name not in MODELS:
         raise ValueError(f"unknown model {name!r}; valid models: {', '.join(sorted(MODELS))}")
     return MODELS[name][0]
+
+
+def constructor_options(name):
+    """{option: inspect.Parameter} of the model registered as `name`: its constructor's
+    keyword arguments and, while a constructor passes **kwargs on, its bases' (a variant
+    such as `DUNITPaper` need not repeat `DUNIT`'s); `TranslationModel`'s **kwargs go to
+    keras.Model and are not options."""
+    import inspect
+
+    from tf_translate.models.base import TranslationModel
+
+    options = {}
+    for cls in model_class(name).__mro__:
+        if cls is TranslationModel:
+            break
+        if "__init__" not in vars(cls):
+            continue
+        parameters = inspect.signature(cls.__init__).parameters
+        for option, parameter in parameters.items():
+            if option != "self" and parameter.kind is parameter.POSITIONAL_OR_KEYWORD:
+                options.setdefault(option, parameter)
+        if not any(p.kind is p.VAR_KEYWORD for p in parameters.values()):
+            break
+    return options
 
 
 def build_model(name, **overrides):
@@ -49,4 +77,4 @@ def build_model(name, **overrides):
     return model_class(name)(**{**MODELS[name][1], **overrides})
 
 
-__all__ = ["MODELS", "build_model", "model_class", "CycleGAN", "PatchGANDiscriminator", "ResNetGenerator"]
+__all__ = ["MODELS", "build_model", "constructor_options", "model_class", "CycleGAN", "PatchGANDiscriminator", "ResNetGenerator"]

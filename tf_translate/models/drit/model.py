@@ -294,7 +294,8 @@ class DRIT(TranslationModel):
             codes_b.append(f["random2"])
         # One call per generator on all its inputs, as the reference (per-image norms only).
         contents_a = [f["content_b"], f["content_a"]] + [f["content_b"]] * (len(draws) - 2)
-        contents_b = [f["content_a"], f["content_b"]] + [f["content_a"]] * (len(draws) - 2)
+        contents_b = [f["content_b"] if draw == "self" else self.content_a_for_b(f["content_a"], code)
+                      for draw, code in zip(draws, codes_b)]
         fakes_a = self.generator_a(ops.concatenate(contents_a, 0), ops.concatenate(codes_a, 0), training=True)
         fakes_b = self.generator_b(ops.concatenate(contents_b, 0), ops.concatenate(codes_b, 0), training=True)
         for draw, fake_a, fake_b in zip(draws, ops.split(fakes_a, len(draws)), ops.split(fakes_b, len(draws))):
@@ -310,6 +311,12 @@ class DRIT(TranslationModel):
         f["regressed_a"] = self.attribute_encoder_a.encode(f["fake_a_random"], training=True)[0]
         f["regressed_b"] = self.attribute_encoder_b.encode(f["fake_b_random"], training=True)[0]
         return f
+
+    def content_a_for_b(self, content, codes):
+        """The content map of A that generator_b decodes with `codes`: A's own here; DUNIT's
+        paper variant merges its instance features into it."""
+        del codes
+        return content
 
     @staticmethod
     def image_gan_loss(discriminator, images, target):
