@@ -459,3 +459,75 @@ def test_mixed_float16_step_is_finite_and_moves_g_d_and_f():
     for name, net in (("G", model.generator), ("D", model.discriminator), ("F", model.patch_sampler)):
         assert any(not np.array_equal(b, w.numpy()) for b, w in zip(before[name], net.trainable_weights)), (name,
                                                                                                           scales)
+
+
+# --------------------------------------------------------------------------- data rule (trap C11)
+
+def write_domains(root, size_a=(50, 40), size_b=(44, 60)):
+    """trainA and trainB with one random non-square image each; returns their paths."""
+    from PIL import Image
+    rng = np.random.default_rng(5)
+    paths = []
+    for domain, (width, height) in (("A", size_a), ("B", size_b)):
+        os.makedirs(root / f"train{domain}")
+        path = str(root / f"train{domain}" / "0.png")
+        Image.fromarray(rng.integers(0, 255, (height, width, 3), dtype=np.uint8)).save(path)
+        paths.append(path)
+    return paths
+
+
+def test_two_rule_dataset_crops_from_the_load_size_or_resizes_to_the_crop(tmp_path):
+    """Each element holds both of the reference's rules for the same step: a random 32 px
+    window of the image squash-resized (bicubic) to 36, and the image squash-resized
+    straight to 32 (no crop, `load_size := crop_size`), each possibly mirrored."""
+    from tf_translate.data import read_rgb, to_unit_range
+    from tf_translate.models.cut import two_rule_dataset
+
+    paths = write_domains(tmp_path)
+    dataset, steps, report = two_rule_dataset(str(tmp_path), batch_size=1, image_size=32, load_size=36, seed=0)
+    assert steps == 1 and not report.skipped
+    loaded = [to_unit_range(read_rgb(path, 36)).numpy() for path in paths]
+    resized = [to_unit_range(read_rgb(path, 32)).numpy() for path in paths]
+    windows = [{(i, j, flip) for i in range(5) for j in range(5) for flip in (False, True)} for _ in paths]
+    mirrored = set()
+    for element in dataset.take(8):
+        for side, path in enumerate(paths):
+            crop = element["cropped"][side].numpy()[0]
+            found = [(i, j, flip) for i, j, flip in windows[side]
+                     if np.array_equal(crop, (lambda w: w[:, ::-1] if flip else w)(loaded[side][i:i + 32, j:j + 32]))]
+            assert found, f"domain {side}: the crop is no 32 px window of the 36 px image"
+            whole = element["resized"][side].numpy()[0]
+            assert np.array_equal(whole, resized[side]) or np.array_equal(whole, resized[side][:, ::-1])
+            mirrored.add((side, np.array_equal(whole, resized[side][:, ::-1])))
+    assert mirrored == {(0, False), (0, True), (1, False), (1, True)}  # flips stay on in the decay epochs
+
+
+def test_the_decay_epochs_train_on_the_resized_images():
+    """The no-crop rule starts at the schedule's first decayed epoch: FastCUT's 150 + 50
+    over 200 epochs of 2 steps switches at step 300, CUT's 200 + 200 over 10 epochs at
+    step 10; the train step's D sees the cropped B before and the resized B from then on."""
+    from tf_translate.losses import lsgan_real_loss
+
+    model = build_model("fastcut", **TINY, seed=0)
+    model.compile(total_steps=400, steps_per_epoch=2, jit_compile=False)
+    assert model.decay_start_step == 300
+    cut = build_model("cut", **TINY)
+    cut.compile(total_steps=20, steps_per_epoch=2, jit_compile=False)
+    assert cut.decay_start_step == 10
+    def rate(optimizer, step):
+        optimizer.iterations.assign(step)
+        return float(optimizer.learning_rate)
+    assert rate(model.g_optimizer, 299) == pytest.approx(2e-4) and rate(model.g_optimizer, 300) < 2e-4
+    assert rate(cut.g_optimizer, 9) == pytest.approx(2e-4) and rate(cut.g_optimizer, 10) < 2e-4
+    cropped, resized = (random_images(1, 32, 1), random_images(1, 32, 2)), (random_images(1, 32, 3),
+                                                                            random_images(1, 32, 4))
+    data = {"cropped": tuple(map(tf.constant, cropped)), "resized": tuple(map(tf.constant, resized))}
+    for step, expected in ((299, cropped), (300, resized)):
+        model.g_optimizer.iterations.assign(step)
+        np.testing.assert_array_equal(model.epoch_batch(data)[0].numpy(), expected[0])
+        d_real = float(lsgan_real_loss(model.discriminator(expected[1])))
+        logs = model.train_step(data)
+        assert float(logs["d_real_loss"]) == pytest.approx(d_real, rel=1e-6)
+    uncompiled = build_model("cut", **TINY)
+    uncompiled.compile(jit_compile=False)  # no run length: no decay epochs, the crop throughout
+    np.testing.assert_array_equal(uncompiled.epoch_batch(data)[1].numpy(), cropped[1])
