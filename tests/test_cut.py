@@ -572,57 +572,51 @@ from tf_translate.models import build_model
 def images(seed):
     return tf.constant(random_images(2, 32, seed))
 
-# Both data rules; 2 epochs of 2 steps: the third step is in the decay epoch (resized images).
+# Both data rules; 2 epochs of 1 step: the second step is a decay epoch's (resized images).
 data = {{"cropped": (images(1), images(2)), "resized": (images(3), images(4))}}
-strategy = tf.distribute.MirroredStrategy(["/cpu:0", "/cpu:1"])
+
+def trained(scope, start=None):
+    with scope:
+        model = build_model("fastcut", **{tiny}, seed=0)
+        if start is not None:
+            model.set_weights(start)
+        model.compile(total_steps=2, steps_per_epoch=1, jit_compile=False)
+    start = model.get_weights()
+    model.fit(tf.data.Dataset.from_tensors(data).repeat(), epochs=1, steps_per_epoch=2, verbose=0)
+    return model, start
+
+replicated, start = trained(tf.distribute.MirroredStrategy(["/cpu:0", "/cpu:1"]).scope())
+single, _ = trained(contextlib.nullcontext(), start)
+index = {{id(w): i for i, w in enumerate(single.weights)}}
+values, expected = replicated.get_weights(), single.get_weights()
 misses = {{}}
-for name in ("cut", "fastcut"):
-    def trained(scope, batch, start=None):
-        with scope:
-            model = build_model(name, **{tiny}, seed=0)
-            if start is not None:
-                model.set_weights(start)
-            model.compile(total_steps=4, steps_per_epoch=2, jit_compile=False)
-        dataset = tf.data.Dataset.from_tensor_slices(data).batch(batch).repeat()
-        before = model.get_weights()
-        model.fit(dataset, epochs=1, steps_per_epoch=3 * 2 // batch, verbose=0)
-        return model, before
-    replicated, start = trained(strategy.scope(), 2)
-    single, _ = trained(contextlib.nullcontext(), 2, start)
-    split, _ = trained(contextlib.nullcontext(), 1, start)  # the control: other batches
-    def miss(model, network):
-        values = [w.numpy() for w in getattr(model, network).weights]
-        expected = [w.numpy() for w in getattr(single, network).weights]
-        first = [w for w, v in zip(start, model.get_weights())][:0]
-        return values, expected
-    for network in ("generator", "discriminator", "patch_sampler"):
-        index = {{id(w): i for i, w in enumerate(single.weights)}}
-        kernels = [index[id(w)] for w in getattr(single, network).weights if len(w.shape) > 1]
-        expected = single.get_weights()
-        for label, model in (("replicated", replicated), ("split", split)):
-            values = model.get_weights()
-            miss = sum(float(np.sum((values[i] - expected[i]) ** 2)) for i in kernels)
-            update = sum(float(np.sum((expected[i] - start[i]) ** 2)) for i in kernels)
-            misses[f"{{name}} {{network}} {{label}}"] = (miss / update) ** 0.5
+for network in ("generator", "discriminator", "patch_sampler"):
+    kernels = [index[id(w)] for w in getattr(single, network).weights if len(w.shape) > 1]
+    miss = sum(float(np.sum((values[i] - expected[i]) ** 2)) for i in kernels)
+    update = sum(float(np.sum((expected[i] - start[i]) ** 2)) for i in kernels)
+    misses[network] = (miss / update) ** 0.5
 print("misses " + json.dumps(misses))
 """
 
 
 def test_mirrored_on_two_logical_cpus_trains_as_one_device_on_the_global_batch(tmp_path):
-    """Three `fit` steps of CUT and of FastCUT (flip coin) under MirroredStrategy on two
-    logical CPUs, one image per replica, the third in a decay epoch, against one device
-    on the same batches of 2: every replica draws the same patch positions and coin
-    (the seed generator's state is shared), negatives stay per image (trap C7), and the
-    per-replica losses are summed at 1/2 each. Measured: at most 1e-5 of the update
-    missed. The control, one device on batches of 1 (other batches), misses > 10 %."""
+    """Two `fit` steps of FastCUT under MirroredStrategy on two logical CPUs, one image per
+    replica, the second in a decay epoch, against one device on the same batches of 2
+    (both without XLA, whose random numbers differ): every replica draws the same flip
+    coin and patch positions (the seed generator's state is shared), negatives stay per
+    image (trap C7), and the per-replica losses are summed at 1/2 each. Rule: the share
+    of one device's update missed (test_distribute's), measured 1.1e-5 for G, 7e-6 for D
+    and 9e-6 for F. CUT (identity NCE, same code path) measured 0.16 % for G, a ReLU
+    knife edge after two Adam steps; FastCUT is tested for that margin and for time
+    (a replicated trace costs ~20 s here). One residual block and four NCE layers keep it
+    small."""
     import subprocess
     import sys
     script = tmp_path / "replicated.py"
     script.write_text(REPLICATED.format(tests=os.path.dirname(os.path.abspath(__file__)),
-                                        tiny={**TINY, "image_size": 32}))
+                                        tiny={**TINY, "num_residual_blocks": 1, "nce_layers": [0, 4, 8, 12]}))
     done = subprocess.run([sys.executable, str(script)], capture_output=True, text=True, timeout=600)
     assert done.returncode == 0, done.stderr[-3000:]
     misses = json.loads(done.stdout.split("misses ")[-1].splitlines()[0])
     print(misses)
-    for key, value in misses.items():
-        assert (value < 0.005) if key.endswith("replicated") else (value > 0.1), (key, misses)
+    assert all(value < 0.005 for value in misses.values()), misses
