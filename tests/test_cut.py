@@ -388,6 +388,24 @@ def test_config_round_trip_and_presets():
         build_model("cut", **TINY, nce_layers=[0, 40])
 
 
+def test_fastcut_takes_every_cut_option_and_its_run_json_reads_back():
+    """FastCUT's signature is CUT's with FastCUT's defaults, as `--option`, `--help` and the
+    run.json check read it (with `**kwargs` alone, `--option filters=8` was refused and
+    every fastcut run.json failed its check on `image_size`: no translate, export,
+    evaluate or resume)."""
+    import inspect
+
+    from tf_translate.cli import model_options
+    from tf_translate.runs import check_config
+    assert model_options("fastcut", ["filters=8", "no_antialias=true"]) == {"filters": 8, "no_antialias": True}
+    check_config("fastcut", build_model("fastcut", **TINY).get_config(), "run.json")
+    defaults = {name: p.default for name, p in inspect.signature(FastCUT.__init__).parameters.items()}
+    assert (defaults["nce_weight"], defaults["nce_identity"], defaults["flip_equivariance"],
+            defaults["constant_epochs"], defaults["decay_epochs"], defaults["filters"]) == (10.0, False, True, 150, 50, 64)
+    assert FastCUT(**TINY).get_config() == {**CUT(**TINY).get_config(), "nce_weight": 10.0, "nce_identity": False,
+                                            "flip_equivariance": True, "constant_epochs": 150, "decay_epochs": 50}
+
+
 def test_schedule_splits_epochs_as_the_reference_and_steps_at_epoch_end():
     """FastCUT's 150 + 50 over 200 epochs: epoch 151 (1-based) runs at lr·50/51, the last
     at lr/51; CUT's 200 + 200: epoch 201 at lr·200/201, the last at lr/201."""

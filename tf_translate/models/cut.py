@@ -11,6 +11,8 @@ Translation", ECCV 2020; taesungp/contrastive-unpaired-translation (`models/cut_
 `models/networks.py`, `models/patchnce.py`, `train.py`).
 """
 
+import inspect
+
 import keras
 import tensorflow as tf
 from keras import layers
@@ -463,13 +465,19 @@ class CUT(TranslationModel):
 class FastCUT(CUT):
     """CUT with FastCUT's defaults (`--CUT_mode FastCUT`): nce_weight 10, no identity
     NCE, flip equivariance, 150 + 50 epochs. A subclass only so that the reference run
-    (200 epochs, not CUT's 400) is the class's, as `train` and the CLI read it.
+    (200 epochs, not CUT's 400) is the class's, as `train` and the CLI read it. Its
+    signature is CUT's with these defaults: `--option`, `--help` and the run.json check
+    read the constructor's signature.
     Reference: `CUTModel.modify_commandline_options` in taesungp `models/cut_model.py`.
     """
 
     reference_run = ReferenceRun(epochs=200)
+    preset = dict(nce_weight=10.0, nce_identity=False, flip_equivariance=True, constant_epochs=150, decay_epochs=50)
 
-    def __init__(self, nce_weight=10.0, nce_identity=False, flip_equivariance=True, constant_epochs=150,
-                 decay_epochs=50, **kwargs):
-        super().__init__(nce_weight=nce_weight, nce_identity=nce_identity, flip_equivariance=flip_equivariance,
-                         constant_epochs=constant_epochs, decay_epochs=decay_epochs, **kwargs)
+    def __init__(self, **kwargs):
+        super().__init__(**{**self.preset, **kwargs})
+
+
+FastCUT.__init__.__signature__ = inspect.signature(CUT.__init__).replace(parameters=[
+    parameter.replace(default=FastCUT.preset.get(name, parameter.default))
+    for name, parameter in inspect.signature(CUT.__init__).parameters.items()])
