@@ -400,8 +400,8 @@ def test_fastcut_takes_every_cut_option_and_its_run_json_reads_back():
     assert model_options("fastcut", ["filters=8", "no_antialias=true"]) == {"filters": 8, "no_antialias": True}
     check_config("fastcut", build_model("fastcut", **TINY).get_config(), "run.json")
     defaults = {name: p.default for name, p in inspect.signature(FastCUT.__init__).parameters.items()}
-    assert (defaults["nce_weight"], defaults["nce_identity"], defaults["flip_equivariance"],
-            defaults["constant_epochs"], defaults["decay_epochs"], defaults["filters"]) == (10.0, False, True, 150, 50, 64)
+    assert [defaults[name] for name in ("nce_weight", "nce_identity", "flip_equivariance", "constant_epochs",
+                                        "decay_epochs", "filters")] == [10.0, False, True, 150, 50, 64]
     assert FastCUT(**TINY).get_config() == {**CUT(**TINY).get_config(), "nce_weight": 10.0, "nce_identity": False,
                                             "flip_equivariance": True, "constant_epochs": 150, "decay_epochs": 50}
 
@@ -552,6 +552,21 @@ def test_the_decay_epochs_train_on_the_resized_images():
 
 
 # --------------------------------------------------------------------------- export and replicas
+
+def test_the_generator_is_the_same_in_training_and_inference_mode():
+    """Why the reference's test-time `--eval` changes nothing (trap C13): instance norm
+    without running statistics and no dropout, so translate's inference-mode call is the
+    train step's generator."""
+    keras.utils.set_random_seed(0)
+    generator = CUTGenerator(8, 2)
+    generator.build((None, None, None, 3))
+    for weight in generator.weights:  # gain 1: an output far from 0
+        weight.assign(weight * 50.0)
+    images = random_images(2, 32, 5)
+    expected = generator(images, training=True).numpy()
+    assert np.abs(expected).mean() > 0.2
+    np.testing.assert_array_equal(generator(images, training=False).numpy(), expected)
+
 
 @pytest.mark.parametrize("flags", [{}, {"no_antialias": True, "no_antialias_up": True}])
 def test_tflite_export_of_the_generator_matches_keras(flags, tmp_path):
