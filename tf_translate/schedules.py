@@ -62,9 +62,16 @@ def epoch_share_decay(learning_rate, total_steps, steps_per_epoch, constant_epoc
     runs at lr·D/(D+1), the last at lr/(D+1)). None or 0 steps keeps the rate constant."""
     if not total_steps:
         return learning_rate
+    constant, decay = epoch_share_split(total_steps, steps_per_epoch, constant_epochs, decay_epochs)
+    return LinearDecay(learning_rate, constant, decay, steps_per_epoch, decay_at_epoch_start=False)
+
+
+def epoch_share_split(total_steps, steps_per_epoch, constant_epochs, decay_epochs):
+    """(constant, decaying) epochs of a run of `total_steps` split C : D, each at least
+    one (a partial last epoch counts); CUT's no-crop data rule starts with the decay."""
     epochs = max(2, -(-total_steps // steps_per_epoch))
     constant = min(epochs - 1, max(1, round(epochs * constant_epochs / (constant_epochs + decay_epochs))))
-    return LinearDecay(learning_rate, constant, epochs - constant, steps_per_epoch, decay_at_epoch_start=False)
+    return constant, epochs - constant
 
 
 def half_then_linear_decay(learning_rate, total_steps):

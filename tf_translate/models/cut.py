@@ -11,10 +11,13 @@ Translation", ECCV 2020; taesungp/contrastive-unpaired-translation (`models/cut_
 `models/networks.py`, `models/patchnce.py`, `train.py`).
 """
 
+import inspect
+
 import keras
 import tensorflow as tf
 from keras import layers
 
+from tf_translate.data import SkipReport, domain_folders, image_folder_dataset
 from tf_translate.layers import InstanceNormalization, ReflectionPadding2D
 from tf_translate.layers.antialias import BilinearUpsampling2D, BlurDownsampling2D
 from tf_translate.layers.blocks import build_stack, conv, run_stack
@@ -24,7 +27,7 @@ from tf_translate.losses import lsgan_fake_loss, lsgan_real_loss, patch_nce_loss
 from tf_translate.models.base import Generator, ReferenceRun, TranslationModel
 from tf_translate.models.cyclegan import ResidualBlock, transposed_upsampling
 from tf_translate.optimizers import current_learning_rate, make_adam
-from tf_translate.schedules import epoch_share_decay
+from tf_translate.schedules import epoch_share_decay, epoch_share_split
 
 NCE_LAYERS = (0, 4, 8, 12, 16)
 
@@ -194,6 +197,32 @@ def sample_patch_ids(features, num_patches, seed_generator):
     return ids
 
 
+def two_rule_dataset(data, batch_size=1, image_size=256, load_size=None, seed=None):
+    """`data.unpaired_dataset`'s batches under both of CUT's data rules, as
+    {"cropped": (a, b), "resized": (a, b)}: resized to `load_size` then randomly cropped
+    to `image_size` (the reference's first `--n_epochs`), and resized straight to
+    `image_size` with no crop (its decay epochs, `load_size := crop_size`); both randomly
+    flipped. `CUT.train_step` takes the rule of the batch's epoch. The cropped stream is
+    `unpaired_dataset`'s (same seeds); the resized one is drawn from its own seeds.
+
+    Returns:
+        (dataset, steps per epoch, SkipReport)
+    """
+    report = SkipReport()  # one report: a bad file is named once, not once per rule
+    folder_a, folder_b = domain_folders(data)
+
+    def stream(folder, size, seed_offset):
+        return image_folder_dataset(folder, image_size, size, True, report,
+                                    None if seed is None else seed + seed_offset)
+    (a, count_a), (b, count_b) = stream(folder_a, load_size, 0), stream(folder_b, load_size, 1)
+    (a_resized, _), (b_resized, _) = stream(folder_a, image_size, 2), stream(folder_b, image_size, 3)
+    steps_per_epoch = max(1, max(count_a, count_b) // batch_size)
+    dataset = tf.data.Dataset.zip(tuple(d.repeat() for d in (a, b, a_resized, b_resized)))
+    dataset = dataset.batch(batch_size, drop_remainder=True)
+    dataset = dataset.map(lambda a, b, a_resized, b_resized: {"cropped": (a, b), "resized": (a_resized, b_resized)})
+    return dataset.prefetch(tf.data.AUTOTUNE), steps_per_epoch, report
+
+
 @keras.saving.register_keras_serializable(package="tf_translate")
 class CUT(TranslationModel):
     """The CUT training model: generator (netG), discriminator (netD, judges B images)
@@ -208,6 +237,20 @@ class CUT(TranslationModel):
     drawn anew for every NCE term and shared by the batch and by q and k. CUT averages
     the NCE of (A, G(A)) and (B, G(B)); FastCUT flips each iteration's input batch with
     probability ½ (one coin) and flips q's features back.
+
+    Data (`two_rule_dataset`): resized to 286/256 of the crop, randomly cropped and
+    flipped, except in the epochs the learning rate decays, where images are resized
+    straight to the crop size and only flipped (the reference's fine-tuning rule,
+    `UnalignedDataset.__getitem__`). The switch follows the schedule's split of the run
+    (`compile`), read from G's optimizer step inside the train step, so a resumed run
+    switches at the same step.
+
+    Test time: the generator translates each image at its own size (fully
+    convolutional), in train or inference mode alike (instance norm without running
+    statistics, no dropout: the reference's `--eval` changes nothing). The reference's
+    `test.py` squash-resizes every test image to 256x256 and translates the first
+    `--num_test` 50 (its pretrained launcher: 500); on 256x256 test sets (horse2zebra)
+    the two agree, and `evaluate --samples 50` takes the same first 50 (sorted paths).
 
     Args:
         image_size: training crop (`--crop_size`, 256).
@@ -231,6 +274,7 @@ class CUT(TranslationModel):
     """
 
     reference_run = ReferenceRun(epochs=400)
+    decay_start_step = None  # the first step of the no-crop decay epochs (`compile`); None: never
 
     def __init__(self, image_size=256, filters=64, num_residual_blocks=9, discriminator_filters=64,
                  no_antialias=False, no_antialias_up=False, gan_weight=1.0, nce_weight=1.0, nce_identity=True,
@@ -283,6 +327,18 @@ class CUT(TranslationModel):
         self.seed_generator = keras.random.SeedGenerator(seed, name="patch_seed")
         self.built = True
 
+    def compile(self, total_steps=None, steps_per_epoch=1, **kwargs):
+        """`TranslationModel.compile`, and the step where the decay epochs, and with them
+        the no-crop data rule, start: the schedule's split of the run."""
+        super().compile(total_steps, steps_per_epoch, **kwargs)
+        self.decay_start_step = None
+        if total_steps:
+            constant, _ = epoch_share_split(total_steps, steps_per_epoch, self.constant_epochs, self.decay_epochs)
+            self.decay_start_step = constant * steps_per_epoch
+
+    def dataset_function(self):
+        return two_rule_dataset
+
     def default_optimizers(self, total_steps, steps_per_epoch):
         def adam():
             return make_adam(epoch_share_decay(self.learning_rate, total_steps, steps_per_epoch,
@@ -297,8 +353,20 @@ class CUT(TranslationModel):
     def generators(self):
         return {"a2b": self.generator}
 
+    def epoch_batch(self, data):
+        """(real A, real B) of a `two_rule_dataset` element under the rule of the current
+        step's epoch (the cropped images before `decay_start_step`, else the resized
+        ones); other data as it is."""
+        if not isinstance(data, dict):
+            real_a, real_b, _ = keras.utils.unpack_x_y_sample_weight(data)
+            return real_a, real_b
+        if self.decay_start_step is None:
+            return data["cropped"]
+        decaying = self.g_optimizer.iterations >= self.decay_start_step
+        return tuple(tf.where(decaying, resized, cropped) for cropped, resized in zip(data["cropped"], data["resized"]))
+
     def sample_rows(self, batch):
-        real_a, real_b = batch
+        real_a, real_b = self.epoch_batch(batch)
         rows = [("real A", real_a), ("fake B", self.generator(real_a, training=False)), ("real B", real_b)]
         if self.nce_identity:
             rows.append(("idt B", self.generator(real_b, training=False)))
@@ -328,8 +396,7 @@ class CUT(TranslationModel):
         return tf.add_n(losses) / float(len(losses))
 
     def train_step(self, data):
-        real_a, real_b, _ = keras.utils.unpack_x_y_sample_weight(data)
-        return self.optimize(real_a, real_b)
+        return self.optimize(*self.epoch_batch(data))
 
     def optimize(self, real_a, real_b, flip=None, patch_ids=None):
         """One `optimize_parameters`: D step, then the G and F step against the updated D.
@@ -401,13 +468,19 @@ class CUT(TranslationModel):
 class FastCUT(CUT):
     """CUT with FastCUT's defaults (`--CUT_mode FastCUT`): nce_weight 10, no identity
     NCE, flip equivariance, 150 + 50 epochs. A subclass only so that the reference run
-    (200 epochs, not CUT's 400) is the class's, as `train` and the CLI read it.
+    (200 epochs, not CUT's 400) is the class's, as `train` and the CLI read it. Its
+    signature is CUT's with these defaults: `--option`, `--help` and the run.json check
+    read the constructor's signature.
     Reference: `CUTModel.modify_commandline_options` in taesungp `models/cut_model.py`.
     """
 
     reference_run = ReferenceRun(epochs=200)
+    preset = dict(nce_weight=10.0, nce_identity=False, flip_equivariance=True, constant_epochs=150, decay_epochs=50)
 
-    def __init__(self, nce_weight=10.0, nce_identity=False, flip_equivariance=True, constant_epochs=150,
-                 decay_epochs=50, **kwargs):
-        super().__init__(nce_weight=nce_weight, nce_identity=nce_identity, flip_equivariance=flip_equivariance,
-                         constant_epochs=constant_epochs, decay_epochs=decay_epochs, **kwargs)
+    def __init__(self, **kwargs):
+        super().__init__(**{**self.preset, **kwargs})
+
+
+FastCUT.__init__.__signature__ = inspect.signature(CUT.__init__).replace(parameters=[
+    parameter.replace(default=FastCUT.preset.get(name, parameter.default))
+    for name, parameter in inspect.signature(CUT.__init__).parameters.items()])
