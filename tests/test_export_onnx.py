@@ -48,8 +48,8 @@ def generator():
 
 
 def test_uint8_file_matches_the_savedmodel_pixels_at_any_size(generator, tmp_path):
-    """Measured: 0 grey levels apart on these photos (float32 differences ~1e-6 can flip a
-    rounding, hence the bound of 1)."""
+    """Measured: at most 1 grey level apart (0.004 % of the values at 64 px, none at 38 x 50):
+    float32 differences of ~1e-6 flip a rounding now and then."""
     path = tmp_path / "g.onnx"
     export(generator, path)
     run = session(path)
@@ -65,7 +65,7 @@ def test_uint8_file_matches_the_savedmodel_pixels_at_any_size(generator, tmp_pat
 
 
 def test_float_file_matches_keras(generator, tmp_path):
-    """Measured max abs 1.2e-6 (bound 1e-5)."""
+    """Measured max abs 1.5e-6 (bound 1e-5)."""
     path = tmp_path / "g.onnx"
     export(generator, path, io="float")
     images = photos(48, 48).astype(np.float32) / 127.5 - 1.0
@@ -74,6 +74,7 @@ def test_float_file_matches_keras(generator, tmp_path):
 
 
 def test_ugatit_light_adalin_image_and_heatmap_match_the_savedmodel(tmp_path):
+    """Measured: 0 grey levels, heatmap max abs 7.7e-7 (bound 1e-5)."""
     from tf_translate.models.ugatit import UGATITGenerator
 
     keras.utils.set_random_seed(4)
@@ -86,7 +87,7 @@ def test_ugatit_light_adalin_image_and_heatmap_match_the_savedmodel(tmp_path):
     module = GeneratorModule(generator, heatmap=True)
     expected = module.serving_default(images)
     assert np.abs(outputs["translated"].astype(int) - expected["images"].numpy().astype(int)).max() <= 1
-    assert np.abs(outputs["heatmap"] - expected["heatmap"].numpy()).max() <= 1e-4
+    assert np.abs(outputs["heatmap"] - expected["heatmap"].numpy()).max() <= 1e-5
 
 
 def test_stargan_file_takes_the_target_labels(tmp_path):
