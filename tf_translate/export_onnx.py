@@ -76,17 +76,10 @@ def onnx_function(generator, io="uint8", heatmap=False):
     return tf.function(renamed, input_signature=specs), specs
 
 
-def unsupported_ops_message(error, model_name):
-    """A one-line explanation of a tf2onnx failure, naming the TF ops it could not convert."""
-    import re
-
-    text = str(error)
-    ops = re.findall(r"'(\w+)'", text) if "Unsupported ops" in text else []
-    if ops:
-        return (f"cannot export {model_name} to ONNX: TensorFlow op(s) {', '.join(sorted(set(ops)))} "
-                "have no ONNX conversion")
-    first = text.strip().splitlines()[0] if text.strip() else type(error).__name__
-    return f"cannot export {model_name} to ONNX: {first}"
+def unconverted_ops(model, onnx):
+    """The op types of `model`'s nodes that no ONNX opset defines: TF ops tf2onnx left in
+    place (its `from_function` continues past ops it cannot convert)."""
+    return sorted({node.op_type for node in model.graph.node if not onnx.defs.has(node.op_type, node.domain)})
 
 
 def export_onnx(generator, path, opset=DEFAULT_OPSET, io="uint8", heatmap=False, model_name=None):
@@ -114,9 +107,18 @@ def export_onnx(generator, path, opset=DEFAULT_OPSET, io="uint8", heatmap=False,
     logging.getLogger("tf2onnx").setLevel(logging.ERROR)  # its INFO lines go to stderr otherwise
     try:
         model, _ = tf2onnx.convert.from_function(function, input_signature=specs, opset=opset)
+    except Exception as error:  # tf2onnx raises plain ValueError / RuntimeError / AssertionError
+        first = str(error).strip().splitlines()[0] if str(error).strip() else type(error).__name__
+        raise ValueError(f"cannot export {model_name} to ONNX (opset {opset}): {first}") from None
+    unconverted = unconverted_ops(model, onnx)
+    if unconverted:
+        raise ValueError(f"cannot export {model_name} to ONNX: TensorFlow op(s) {', '.join(unconverted)} "
+                         f"have no ONNX conversion in tf2onnx {tf2onnx.__version__} (opset {opset})")
+    try:
         onnx.checker.check_model(model)
-    except Exception as error:  # tf2onnx raises plain ValueError / RuntimeError with the op names
-        raise ValueError(unsupported_ops_message(error, model_name)) from None
+    except onnx.checker.ValidationError as error:
+        raise ValueError(f"cannot export {model_name} to ONNX: the converted file is invalid: "
+                         f"{str(error).strip().splitlines()[0]}") from None
     data = model.SerializeToString()
     os.makedirs(os.path.dirname(os.path.abspath(path)), exist_ok=True)
     write_atomically(path, lambda file: file.write(data))
