@@ -109,6 +109,25 @@ def test_stargan_file_takes_the_target_labels(tmp_path):
         assert np.abs(translated.astype(int) - expected.astype(int)).max() <= 1
 
 
+@keras.saving.register_keras_serializable(package="tests")
+class MatrixInverseNet(keras.Model):
+    """A generator using an op that tf2onnx does not convert (MatrixInverse)."""
+
+    def call(self, x):
+        import tensorflow as tf
+
+        return x * tf.reduce_sum(tf.linalg.inv(x[0, :3, :3, 0]))
+
+
+def test_op_without_conversion_is_named_and_nothing_is_written(tmp_path):
+    network = MatrixInverseNet()
+    network.build((None, None, None, 3))
+    with pytest.raises(ValueError, match=r"^cannot export inverse to ONNX: TensorFlow op\(s\) MatrixInverse have no "
+                       r"ONNX conversion in tf2onnx [0-9.]+ \(opset 17\)$"):
+        export(network, tmp_path / "g.onnx", io="float", model_name="inverse")
+    assert os.listdir(tmp_path) == []
+
+
 @pytest.fixture(scope="module")
 def trained_run(tmp_path_factory):
     from tf_translate.data import write_demo_dataset
@@ -154,6 +173,7 @@ def test_cli_exports_onnx_and_refuses_to_replace_it(trained_run, tmp_path, capsy
     (["--format", "onnx", "--version", "2"], "--version is not for --format onnx"),
     (["--opset", "17"], "--opset is for --format onnx"),
     (["--format", "tflite", "--opset", "17"], "--opset is for --format onnx"),
+    (["--format", "onnx", "--opset", "0"], "--opset must be a positive ONNX opset number, got 0"),
 ])
 def test_onnx_flags_that_do_not_apply_are_one_line(tmp_path, capsys, flags, message):
     argv = ["export", "--run-dir", str(tmp_path / "run"), "--output", str(tmp_path / "out"), *flags]

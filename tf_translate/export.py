@@ -312,8 +312,8 @@ def check_export_request(run_dir, format="savedmodel", output=None, version=None
             if value is not None:
                 raise ValueError(f"{flag} is not for --format onnx; an .onnx file takes any size (as the "
                                  "SavedModel), in float32, with no versions")
-        if opset is not None and opset < 13:
-            raise ValueError(f"--opset must be 13 or more (the generators' ops), got {opset}")
+        if opset is not None and opset < 1:
+            raise ValueError(f"--opset must be a positive ONNX opset number, got {opset}")
         check_output(output or default_output(run_dir, format), "file", overwrite)
         from tf_translate.export_onnx import require_converter
         require_converter()

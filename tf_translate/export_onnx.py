@@ -23,7 +23,9 @@ from tf_translate.export import (AttributeGeneratorModule, GeneratorModule, Labe
                                  capabilities, float32_copy, label_size)
 
 IO_TYPES = ("uint8", "float")
-DEFAULT_OPSET = 17  # Resize, Pad (reflect) and every op the generators use; onnxruntime-web runs it
+# tf2onnx 1.17 writes opsets up to 18; a CycleGAN generator converts from 11 (opset 9 lacks its
+# slicing). onnxruntime-web 1.31 runs 17 (examples/browser).
+DEFAULT_OPSET = 17
 
 
 def require_converter():
