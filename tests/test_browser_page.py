@@ -100,7 +100,8 @@ def test_make_page_errors_are_one_line(tmp_path, capsys):
     package = stand_in_package(str(tmp_path / "package"))
     assert main(["--model", str(tmp_path / "none.onnx"), "--onnxruntime-web", package,
                  "--output", str(tmp_path / "page")]) == 2
-    assert capsys.readouterr().err.strip() == f"make_page: error: --model {str(tmp_path / 'none.onnx')!r} does not exist"
+    missing = str(tmp_path / "none.onnx")
+    assert capsys.readouterr().err.strip() == f"make_page: error: --model {missing!r} does not exist"
     (tmp_path / "g.onnx").write_bytes(b"model")
     os.remove(os.path.join(package, "dist/ort.wasm.min.js"))
     assert main(["--model", str(tmp_path / "g.onnx"), "--onnxruntime-web", package,

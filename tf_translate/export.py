@@ -311,7 +311,7 @@ def check_export_request(run_dir, format="savedmodel", output=None, version=None
                             ("--representative", representative)):
             if value is not None:
                 raise ValueError(f"{flag} is not for --format onnx; an .onnx file takes any size (as the "
-                                 "SavedModel), in float32, with no versions")
+                                 "SavedModel), holds float32 weights and has no versions")
         if opset is not None and opset < 1:
             raise ValueError(f"--opset must be a positive ONNX opset number, got {opset}")
         check_output(output or default_output(run_dir, format), "file", overwrite)
