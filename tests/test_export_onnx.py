@@ -130,6 +130,7 @@ def test_op_without_conversion_is_named_and_nothing_is_written(tmp_path):
 
 @pytest.fixture(scope="module")
 def trained_run(tmp_path_factory):
+    pytest.importorskip("tf2onnx")  # its only user exports
     from tf_translate.data import write_demo_dataset
     from tf_translate.training import train
 
@@ -151,7 +152,6 @@ def cli_error(capsys, argv):
 
 
 def test_cli_exports_onnx_and_refuses_to_replace_it(trained_run, tmp_path, capsys):
-    pytest.importorskip("tf2onnx")
     from tf_translate.cli import main
     from tf_translate.runs import CHECKPOINT, load_generators
 
