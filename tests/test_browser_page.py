@@ -68,6 +68,7 @@ def test_page_and_every_file_it_loads_are_served(tmp_path):
     names = make_page(str(model), stand_in_package(str(tmp_path / "package")), str(page))
     assert names == ["index.html", "model.onnx", "ort/ort-wasm-simd-threaded.mjs", "ort/ort-wasm-simd-threaded.wasm",
                      "ort/ort.wasm.min.js", "ort/package.json", "translate.js"]
+    assert os.stat(page).st_mode & 0o777 == 0o755
     server, base = serve(str(page))
     try:
         kind, body = fetch(base)

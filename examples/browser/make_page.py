@@ -46,6 +46,7 @@ def make_page(model, package, output, overwrite=False):
         raise ValueError(f"--output {output!r} exists: pass --overwrite to replace it")
     folder = tempfile.mkdtemp(prefix=".page-", dir=os.path.dirname(os.path.abspath(output)))
     try:
+        os.chmod(folder, 0o755)  # mkdtemp's 0700 would hide the page from a server of another user
         for name in PAGE_FILES:
             shutil.copy(os.path.join(HERE, name), folder)
         shutil.copy(model, os.path.join(folder, "model.onnx"))
