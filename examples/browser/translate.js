@@ -2,10 +2,12 @@
 // The file was exported with uint8 io (the default), so scaling, padding and cropping happen
 // inside the model; StarGAN's file also takes `labels` (float32 [1, label count]).
 // ?image=URL translates that image on load (for a scripted check); when a translation is
-// done, <body data-done> holds the milliseconds it took.
+// done, <body data-done> holds the milliseconds it took, and <body data-error> any error.
 "use strict";
 
-ort.env.wasm.wasmPaths = "ort/";  // the .wasm and .mjs files beside ort.wasm.min.js, no CDN
+// The .wasm and .mjs files beside ort.wasm.min.js (no CDN), as an absolute URL: the runtime
+// imports them from its own script, where a relative path would resolve against ort/.
+ort.env.wasm.wasmPaths = new URL("ort/", location.href).href;
 const status = document.getElementById("status");
 const sessionReady = ort.InferenceSession.create("model.onnx", { executionProviders: ["wasm"] });
 
@@ -99,4 +101,7 @@ sessionReady.then((session) => {
   status.textContent = "model loaded: pick or drop a photo";
   const requested = new URLSearchParams(location.search).get("image");
   if (requested) load(requested);
-}, (error) => { status.textContent = `error: cannot load model.onnx: ${error.message}`; });
+}, (error) => {
+  status.textContent = `error: cannot load model.onnx: ${error.message}`;
+  document.body.dataset.error = error.message;
+});
