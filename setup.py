@@ -34,6 +34,9 @@ setup(
         # `prepare-faces` and examples/selfie2anime_tflite.py; it needs only joblib and lz4
         # (its TensorFlow is an extra of its own, already here).
         "face": ["mtcnn==1.0.0"],
+        # `export --format onnx`: the versions tested with TF 2.21 (protobuf 7, numpy 2); they
+        # add no other package and change none of TensorFlow's (tf2onnx 1.16 pinned protobuf 3).
+        "onnx": ["tf2onnx==1.17.0", "onnx==1.23.2", "onnxruntime==1.32.0"],
     },
     entry_points={"console_scripts": ["tf-translate = tf_translate.cli:main"]},
 )

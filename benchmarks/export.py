@@ -6,8 +6,9 @@ beside the PyTorch reference generator's eager inference, in one run.
 
 For each generator: the Keras generator in a `tf.function`, the SavedModel as TF Serving
 runs it (`tf.saved_model.load`, the `translate_float` signature: any size, padding inside)
-and every TFLite format (float32, fp16 weights, int8 dynamic range, int8-full) exported
-with float [-1, 1] io at a fixed size and run with the TFLite interpreter, all on real
+every TFLite format (float32, fp16 weights, int8 dynamic range, int8-full) exported
+with float [-1, 1] io at a fixed size and run with the TFLite interpreter, and the ONNX
+file (float io, any size) run by ONNX Runtime when the `onnx` extra is installed, all on real
 photographs from scikit-image. Errors are against the Keras float32 output: max abs (in
 [-1, 1] units; x127.5 for grey levels) and PSNR over the [-1, 1] range (peak-to-peak 2).
 Latency is the median of `--runs` single-image calls after warm-up, on `--threads`
@@ -38,7 +39,7 @@ from PIL import Image
 
 EVALUATED = ("astronaut", "coffee", "chelsea")
 CALIBRATION = ("rocket", "cat", "stereo_motorcycle", "camera", "immunohistochemistry", "hubble_deep_field")
-FORMATS = ("none", "fp16", "int8", "int8-full")
+FORMATS = ("none", "fp16", "int8", "int8-full", "onnx")  # TFLite quantization modes, and ONNX
 
 
 def photographs(names, size):
@@ -109,6 +110,22 @@ def torch_seconds(name, size, threads, runs):
     return json.loads(done.stdout.strip().splitlines()[-1])["sec_per_iter_median"]
 
 
+def onnx_row(generator, path, evaluated, expected, label, args):
+    """The ONNX file (float io) run by ONNX Runtime's CPU provider on `args.threads` threads."""
+    import onnxruntime
+
+    from tf_translate.export_onnx import export_onnx
+
+    file_size = export_onnx(generator, path, io="float")
+    options = onnxruntime.SessionOptions()
+    options.intra_op_num_threads = args.threads
+    session = onnxruntime.InferenceSession(path, options, providers=["CPUExecutionProvider"])
+    run = lambda x: session.run(["translated"], {"images": x, **({"labels": label} if label is not None else {})})[0]
+    out = np.concatenate([run(image[None]) for image in evaluated])
+    return ("onnx (onnxruntime cpu)", file_size, float(np.abs(out - expected).max()), psnr(out, expected),
+            median_seconds(lambda: run(evaluated[:1]), args.runs))
+
+
 def psnr(a, b):
     mse = float(np.mean((a.astype(np.float64) - b) ** 2))
     return float("inf") if mse == 0 else 10 * np.log10(4.0 / mse)
@@ -117,7 +134,8 @@ def psnr(a, b):
 def main(argv=None):
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--models", nargs="+", default=["cyclegan"], choices=sorted(GENERATORS))
-    parser.add_argument("--formats", nargs="+", default=list(FORMATS), choices=FORMATS)
+    parser.add_argument("--formats", nargs="+", choices=FORMATS, default=[
+        name for name in FORMATS if name != "onnx" or importlib.util.find_spec("tf2onnx")])
     parser.add_argument("--image-size", type=int, default=256)
     parser.add_argument("--runs", type=int, default=10)
     parser.add_argument("--threads", type=int, default=os.cpu_count())
@@ -155,6 +173,10 @@ def main(argv=None):
                          psnr(out, expected),
                          median_seconds(lambda: serve(**feeds(evaluated[:1]))["images"].numpy(), args.runs)))
             for quantize in args.formats:
+                if quantize == "onnx":
+                    rows.append(onnx_row(generator, os.path.join(folder, f"{name}.onnx"), evaluated, expected,
+                                         label, args))
+                    continue
                 path = os.path.join(folder, f"{name}_{quantize}.tflite")
                 file_size = export_tflite(generator, path, size, quantize=quantize, io="float",
                                           representative_images=calibration)

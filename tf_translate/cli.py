@@ -192,25 +192,29 @@ def parse_args(argv):
     evaluate.add_argument("--inference-mode", choices=["reference", "eval"],
                           help="--run-dir, pix2pix: override the run's test-time behaviour (see train)")
 
-    export = commands.add_parser("export", help="export a generator as a SavedModel (TF Serving) or TFLite file")
+    export = commands.add_parser("export", help="export a generator as a SavedModel (TF Serving), TFLite or ONNX file")
     export.add_argument("--run-dir", required=True)
     export.add_argument("--output", help="savedmodel: model folder, written to OUTPUT/VERSION (default "
-                        "saved_models/RUN_NAME); tflite: the .tflite file (default saved_models/RUN_NAME.tflite)")
+                        "saved_models/RUN_NAME); tflite, onnx: the file (default "
+                        "saved_models/RUN_NAME.tflite or .onnx)")
     export.add_argument("--direction", help="which generator, a2b or b2a (default: the model's first)")
     export.add_argument("--version", type=int, help="savedmodel: the version folder, a positive number (default 1)")
-    export.add_argument("--overwrite", action="store_true", help="replace an existing version folder or .tflite file")
+    export.add_argument("--overwrite", action="store_true",
+                        help="replace an existing version folder, .tflite or .onnx file")
     export.add_argument("--best", action="store_true", help="export RUN/best.weights.h5 (kept by --eval-every)")
     export.add_argument("--inference-mode", choices=["reference", "eval"],
                         help="pix2pix: override the run's test-time behaviour (see train)")
     export.add_argument("--heatmap", action="store_true",
-                        help="savedmodel: also return the attention heatmap (ugatit, ugatit_light)")
-    export.add_argument("--format", default="savedmodel", choices=["savedmodel", "tflite"])
+                        help="savedmodel, onnx: also return the attention heatmap (ugatit, ugatit_light)")
+    export.add_argument("--format", default="savedmodel", choices=["savedmodel", "tflite", "onnx"],
+                        help="onnx: for ONNX Runtime and its web, mobile and GPU builds (needs the onnx extra)")
+    export.add_argument("--opset", type=int, help="onnx: the ONNX opset (default 17)")
     export.add_argument("--quantize", choices=["none", "fp16", "int8", "int8-full"],
                         help="tflite: float32, float16 weights, int8 weights, or int8 weights and activations")
     export.add_argument("--image-size", type=int, help="tflite: the file's fixed input side in px (default: the "
                         "run's training size)")
     export.add_argument("--io", choices=["uint8", "float"],
-                        help="tflite: uint8 pixels in and out, or float32 in [-1, 1]")
+                        help="tflite, onnx: uint8 pixels in and out (default), or float32 in [-1, 1]")
     export.add_argument("--representative", help="int8-full: image folder for calibration "
                         "(default: the run's training folder of the source domain)")
 
@@ -371,7 +375,7 @@ def run(args):
         from tf_translate.runs import BEST_WEIGHTS, CHECKPOINT, generator, load_generators
         request = dict(format=args.format, output=args.output, version=args.version, heatmap=args.heatmap,
                        quantize=args.quantize, image_size=args.image_size, io=args.io,
-                       representative=args.representative, overwrite=args.overwrite)
+                       representative=args.representative, overwrite=args.overwrite, opset=args.opset)
         check_export_request(args.run_dir, **request)  # before anything is loaded
         model, record = load_generators(args.run_dir, BEST_WEIGHTS if args.best else CHECKPOINT)
         direction, _ = generator(model, record, args.direction)

@@ -293,21 +293,36 @@ def set_inference_mode(generator, mode):
 
 
 def default_output(run_dir, format):
-    """saved_models/RUN_NAME (SavedModel) or saved_models/RUN_NAME.tflite."""
+    """saved_models/RUN_NAME (SavedModel), saved_models/RUN_NAME.tflite or .onnx."""
     name = os.path.basename(os.path.normpath(run_dir))
-    return os.path.join("saved_models", name + (".tflite" if format == "tflite" else ""))
+    return os.path.join("saved_models", name + {"tflite": ".tflite", "onnx": ".onnx"}.get(format, ""))
 
 
 def check_export_request(run_dir, format="savedmodel", output=None, version=None, heatmap=False, quantize=None,
-                         image_size=None, io=None, representative=None, overwrite=False):
+                         image_size=None, io=None, representative=None, overwrite=False, opset=None):
     """One-line errors for an export that cannot be what was asked, before anything is
     loaded or written: flags of the other format, sizes and versions that are not
     positive (TF Serving loads only positive numeric version folders), and an output
     that exists (unless `overwrite`) or belongs to a run directory."""
+    if opset is not None and format != "onnx":
+        raise ValueError("--opset is for --format onnx")
+    if format == "onnx":
+        for flag, value in (("--version", version), ("--quantize", quantize), ("--image-size", image_size),
+                            ("--representative", representative)):
+            if value is not None:
+                raise ValueError(f"{flag} is not for --format onnx; an .onnx file takes any size (as the "
+                                 "SavedModel), holds float32 weights and has no versions")
+        if opset is not None and opset < 1:
+            raise ValueError(f"--opset must be a positive ONNX opset number, got {opset}")
+        check_output(output or default_output(run_dir, format), "file", overwrite)
+        from tf_translate.export_onnx import require_converter
+        require_converter()
+        return
     if format == "tflite":
         for flag, value in (("--heatmap", heatmap or None), ("--version", version)):
             if value is not None:
-                raise ValueError(f"{flag} is for --format savedmodel; a .tflite file has one output and no versions")
+                raise ValueError(f"{flag} is for --format savedmodel or onnx; a .tflite file has one output "
+                                 "and no versions")
         if image_size is not None and image_size < 1:
             raise ValueError(f"--image-size must be a positive number of px, got {image_size}")
         if representative is not None and quantize != "int8-full":
@@ -317,7 +332,9 @@ def check_export_request(run_dir, format="savedmodel", output=None, version=None
     for flag, value in (("--quantize", quantize), ("--image-size", image_size), ("--io", io),
                         ("--representative", representative)):
         if value is not None:
-            raise ValueError(f"{flag} is for --format tflite; a SavedModel takes any size and serves uint8 and float")
+            also = " or onnx" if flag == "--io" else ""
+            raise ValueError(f"{flag} is for --format tflite{also}; a SavedModel takes any size and serves uint8 "
+                             "and float")
     if version is not None and version < 1:
         raise ValueError(f"--version must be a positive number (TF Serving loads only those), got {version}")
     folder = output or default_output(run_dir, format)
@@ -328,29 +345,35 @@ def check_export_request(run_dir, format="savedmodel", output=None, version=None
 
 def export_run(model, record, run_dir, direction, format="savedmodel", output=None, version=None,
                inference_mode=None, heatmap=False, quantize=None, image_size=None, io=None,
-               representative=None, overwrite=False):
+               representative=None, overwrite=False, opset=None):
     """The `export` command: a run's generator as a SavedModel (`output`/`version`,
-    default saved_models/RUN_NAME) or a TFLite file (default saved_models/RUN_NAME.tflite).
+    default saved_models/RUN_NAME), a TFLite file (default saved_models/RUN_NAME.tflite)
+    or an ONNX file (default saved_models/RUN_NAME.onnx; `export_onnx.export_onnx`).
 
     Args:
         model, record: the run's model with its weights and its run.json
             (`runs.load_generators(run_dir)`).
         direction: which of `model.generators()` (`runs.generator` checks it).
         inference_mode: override a pix2pix run's test-time behaviour.
-        heatmap, quantize, image_size, io, representative: see `export_saved_model` and
-            `export_tflite`; with int8-full and no `representative` folder, the run's
-            training folder of the source domain calibrates.
+        heatmap, quantize, image_size, io, representative, opset: see `export_saved_model`,
+            `export_tflite` and `export_onnx`; with int8-full and no `representative`
+            folder, the run's training folder of the source domain calibrates.
     Returns:
         the line that says what was written.
     """
     check_export_request(run_dir, format, output, version, heatmap, quantize, image_size, io, representative,
-                         overwrite)
+                         overwrite, opset)
     network = model.generators()[direction]
     if heatmap and not capabilities(network).returns_heatmap:
         raise ValueError(f"--heatmap: the {record['model']} generator has no attention heatmap "
                          "(ugatit, ugatit_light and photo2cartoon have)")
     set_inference_mode(network, inference_mode)
     quantize, io, version = quantize or "none", io or "uint8", version or 1
+    if format == "onnx":
+        from tf_translate.export_onnx import DEFAULT_OPSET, export_onnx
+        output = output or default_output(run_dir, format)
+        size = export_onnx(network, output, opset or DEFAULT_OPSET, io=io, heatmap=heatmap, model_name=record["model"])
+        return f"ONNX (opset {opset or DEFAULT_OPSET}, {io} in/out, any size) written to {output}: {size / 1e6:.1f} MB"
     if format == "tflite":
         output = output or default_output(run_dir, format)
         image_size = image_size or record.get("config", {}).get("image_size") or 256
