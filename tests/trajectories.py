@@ -24,6 +24,7 @@ RECORDERS = {
     "test_pix2pix": {"pix2pix": "record_pix2pix"},
     "test_ugatit_parity": {"ugatit": "record_ugatit"},
     "test_nicegan_parity": {"nicegan": "record_nicegan"},
+    "test_tuigan": {"tuigan": "record_tuigan"},
 }
 
 # Plain reference values (torch.optim.Adam's weights, LambdaLR's rates): test module ->
