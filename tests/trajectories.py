@@ -25,6 +25,7 @@ RECORDERS = {
     "test_ugatit_parity": {"ugatit": "record_ugatit"},
     "test_nicegan_parity": {"nicegan": "record_nicegan"},
     "test_tuigan": {"tuigan": "record_tuigan"},
+    "test_drit": {"drit": "record_drit"},
     "test_unit": {"unit": "record_unit", "unit_shared": "record_unit_shared"},
 }
 
