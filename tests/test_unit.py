@@ -147,16 +147,30 @@ def test_initialisation_is_kaiming_then_gaussian_discriminators(default_networks
     assert not any(w.numpy().any() for w in discriminator.weights if w.path.endswith("bias"))
 
 
-@pytest.mark.filterwarnings("ignore:Detected call of `lr_scheduler")
-def test_step_decay_matches_torch_steplr_stepped_at_each_iteration_start():
-    torch = pytest.importorskip("torch")
+def record_step_lr():
+    """torch StepLR(step_size=3, gamma=0.5) on an Adam, stepped at the start of each of 10
+    iterations as UNIT's train.py does (update_learning_rate() before the updates)."""
+    import warnings
+
+    import torch
+
     parameter = torch.nn.Parameter(torch.zeros(1))
     optimizer = torch.optim.Adam([parameter], lr=1e-4)
     scheduler = torch.optim.lr_scheduler.StepLR(optimizer, step_size=3, gamma=0.5)
     used = []
-    for _ in range(10):
-        scheduler.step()  # UNIT's train.py: update_learning_rate() before the updates
-        used.append(optimizer.param_groups[0]["lr"])
+    with warnings.catch_warnings():  # torch warns of this order, which is the reference's
+        warnings.filterwarnings("ignore", message="Detected call of `lr_scheduler")
+        for _ in range(10):
+            scheduler.step()
+            used.append(optimizer.param_groups[0]["lr"])
+    return {"array/rates": np.array(used)}
+
+
+def test_step_decay_matches_torch_steplr_stepped_at_each_iteration_start():
+    """Against StepLR's rates, recorded by `record_step_lr` (tests/fixtures/trajectories)."""
+    from trajectories import reference_values
+
+    used = list(reference_values("step_lr")["array/rates"])
     ours = [float(StepDecay(1e-4, 3, 0.5)(k)) for k in range(10)]
     np.testing.assert_allclose(ours, used, rtol=1e-6)
     assert used[:3] == [1e-4, 1e-4, 0.5e-4]  # the first halving one iteration early

@@ -34,6 +34,7 @@ RECORDERS = {
 VALUE_RECORDERS = {
     "test_optimizer": {"adam": "record_adam"},
     "test_schedules": {"lambda_lr": "record_lambda_lr"},
+    "test_unit": {"step_lr": "record_step_lr"},
 }
 
 
