@@ -178,15 +178,20 @@ def test_schedule_is_two_content_steps_then_a_full_step(parity):
                                "attribute_optimizer": 1}
 
 
+# The 0.01 % slack covers our float32 noise on other CPUs (content D and image Ds at 1.0x).
+SLACK = 1e-4
+
+
 def test_updates_match_the_reference_two_phase_sequence(parity):
     """Measured (seeded, eager, AMD EPYC): ours misses 0.0026-0.013 % of the float64 reference's
     update per optimizer group (content D 0.0028 %, image Ds 0.0026 %, E_c + G 0.013 %, E_attr
     0.0039 %); the reference's own float32 run 0.0028 %, 0.0026 %, 5.4 % and 2.6 % (Adam's
     first steps turn float32 round-off of near-zero gradients into whole-step sign changes),
-    so the E_c + G and E_attr allowances are 8.7 % and 4.5 %."""
+    so the E_c + G and E_attr allowances are 8.2 % and 4.0 %. oneDNN off: the same within
+    0.0002 % of the update."""
     from test_step_parity import within_float32_floor
 
-    assert all(within_float32_floor(parity).values()), parity
+    assert all(within_float32_floor(parity, SLACK).values()), parity
 
 
 @pytest.mark.parametrize("variant", ["keras_adam", "no_weight_decay"])
@@ -206,13 +211,13 @@ def test_the_parity_check_can_fail(parity, variant):
                       for name, optimizer in model.default_optimizers(None, 1).items()}
     our_parity_run(model, parity["replay"], **optimizers)
     run = parity_misses(model, parity["replay"])
-    assert not all(within_float32_floor(run).values()), run
+    assert not all(within_float32_floor(run, SLACK).values()), run
 
 
 def test_summing_both_phases_into_one_step_would_fail_the_check(parity):
     """The #48 workaround (one backward of EG + G-alone, one step) is not the reference:
     measured 53 % of the E_c/G update and 101 % of E_attr's (it then gets the latent
-    regression gradient) missed, against allowances of 8.7 % and 4.5 %. A property of the re-statement,
+    regression gradient) missed, against allowances of 8.2 % and 4.0 %. A property of the re-statement,
     so it runs torch (the summed variant) from the recorded start."""
     pytest.importorskip("torch")
     from test_step_parity import update_miss
@@ -229,7 +234,7 @@ def test_summing_both_phases_into_one_step_would_fail_the_check(parity):
     values = summed.weights_as_keras(model)
     groups = model.optimizer_variables()
     miss = {g: update_miss(groups[g], values, expected, start) for g in ("g_optimizer", "attribute_optimizer")}
-    floor = {g: 1.5 * parity["float32"][g] + 0.005 for g in miss}
+    floor = {g: 1.5 * parity["float32"][g] + SLACK for g in miss}
     assert all(miss[g] > floor[g] for g in miss), (miss, floor)
 
 

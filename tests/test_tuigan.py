@@ -323,6 +323,11 @@ def tuigan_misses(model, replay):
     return run
 
 
+# The generators' 18x their float32 floor is not explained yet, so the slack is what they
+# measure, x1.75 (as CycleGAN's), not the floor.
+SLACK = 0.0025
+
+
 def test_one_iteration_losses_match_the_pytorch_restatement(tuigan_parity):
     """The last critic and generator steps' losses of scale 1's iteration."""
     expected = tuigan_parity["replay"].losses
@@ -336,13 +341,13 @@ def test_one_iteration_matches_the_pytorch_restatement(tuigan_parity):
     same weights, levels and noise: the updates of 3 critic and 3 generator steps within
     the float32 floor of the float64 reference; scale 0 and the running averages of
     the frozen scale exactly where they started. Measured (eager, AMD EPYC): generators
-    0.14 % (the float32 reference 0.0073 %, 18x), critics 0.00047 % (0.00029 %, 1.6x):
-    the generators pass by the rule's 0.5 % term."""
+    0.14 % (the float32 reference 0.0073 %, 18x), critics 0.00047 % (0.00029 %, 1.6x);
+    oneDNN off the same within 0.002 % of the update. The generators pass by the slack."""
     from test_step_parity import within_float32_floor
 
     model, replay = tuigan_parity["model"], tuigan_parity["replay"]
     run = tuigan_misses(model, replay)
-    assert all(within_float32_floor(run).values()), run
+    assert all(within_float32_floor(run, SLACK).values()), run
     frozen = [w for group in parity_groups(model) for w in group[0].weights]
     ours, start = replay.by_id(model, replay.values(model)), replay.by_id(model, replay.start)
     assert all(np.array_equal(ours[id(w)], start[id(w)]) for w in frozen)
@@ -367,7 +372,7 @@ def test_keras_adam_arithmetic_fails_the_parity_check(tuigan_parity):
     randoms |= {f"chain_{side}": [tf.constant(z) for z in replay.arrays[f"chain_{side}"]] for side in "ab"}
     model.iteration(1, *levels, randoms)
     run = tuigan_misses(model, replay)
-    assert not all(within_float32_floor(run).values()), run
+    assert not all(within_float32_floor(run, SLACK).values()), run
 
 
 def test_cli_trains_translates_and_exports_a_two_scale_pyramid(tmp_path):

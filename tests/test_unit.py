@@ -317,6 +317,13 @@ def reference_run(model, table, **overrides):
     return out
 
 
+# Measured ours (the float32 reference), AMD EPYC, oneDNN on and off: generators 0.0035 %
+# (0.0035 %, 0.99x), discriminators 0.00053 % (0.00053 %, 1.0x); shared layers 0.0034 %
+# (0.0034 %) and 0.00054 % (0.00054 %). The 0.01 % slack covers our float32 noise on other
+# CPUs; a ReLU gate that float32 round-off puts on its other side is `KNIFE_EDGE`'s.
+SLACK = 1e-4
+
+
 # A ReLU input this close to 0 is within float32 round-off of the conv + norm outputs
 # (of order 1) that feed UNIT's ReLUs: which side it lands on depends on the summation
 # order of the conv kernel (oneDNN's or Eigen's, AVX-512 or AVX2), not on the step's
@@ -390,12 +397,12 @@ def within_the_floor_up_to_one_knife_edge_gate(model, start, reference, switched
     from test_step_parity import within_float32_floor
 
     run = misses(model, start, reference, variables)
-    if all(within_float32_floor(run).values()):
+    if all(within_float32_floor(run, SLACK).values()):
         return True, run, None
     for gate, weights in switched:
         flipped = misses(model, start, {"torch.float64": {"weights": weights},
                                         "torch.float32": reference["torch.float32"]}, variables)
-        if all(within_float32_floor(flipped).values()):
+        if all(within_float32_floor(flipped, SLACK).values()):
             return True, run, (gate, flipped)
     return False, run, None
 
@@ -498,7 +505,7 @@ def test_losses_match_the_reference_step(parity):
 
 def test_updates_match_the_reference_step(parity):
     """The project's rule (`test_step_parity.within_float32_floor`): our miss of the
-    float64 reference's kernel update < 1.5 x the float32 reference's + 0.5 %, or
+    float64 reference's kernel update < 1.5 x the float32 reference's + 0.01 %, or
     within it once one recorded knife-edge gate is switched (`KNIFE_EDGE`).
     Measured (XLA step, seed 1, AMD EPYC): generators 0.0035 % (the float32 reference
     0.0035 %, 1.0x), discriminators 0.00053 % (0.00053 %, 1.0x). The start weights are
@@ -554,7 +561,7 @@ def test_the_parity_check_can_fail(parity, variant):
     for a, b in parity_batches():
         model.train_on_batch(a, b)
     run = misses(model, start, reference, variables)
-    assert not all(within_float32_floor(run).values()), run
+    assert not all(within_float32_floor(run, SLACK).values()), run
 
 
 def cross_noise_generator_step(model, tables, real_a, real_b):
@@ -623,7 +630,7 @@ def test_one_relu_gate_at_float32_round_off_is_the_six_percent_miss():
     for variable in paired_variables(model):  # "ours": the other side of the gate
         variable.assign(weights[id(variable)].astype(np.float32))
     run = misses(model, start, reference)
-    assert not all(within_float32_floor(run).values()), run
+    assert not all(within_float32_floor(run, SLACK).values()), run
     assert 0.05 < run["ours"]["generators"] < 0.07, run  # measured 6.07 %
     others = [gate for gate, x in sorted(near, key=lambda item: item[1]) if gate != SEED_0_KNIFE_EDGE_GATE][:3]
     switched = lambda gates: ((gate, gated(gate)[0]) for gate in gates)
