@@ -1,6 +1,7 @@
 """TuiGAN: parameter counts, the pyramid rule, the reference's resize, the attention
 blend, the gradient penalty, what one scale's step moves, resume at a scale boundary,
-one iteration against a PyTorch re-statement, and the CLI (train, translate, export)."""
+one iteration against a PyTorch re-statement (recorded in tests/fixtures/trajectories/tuigan.npz,
+replayed without torch), and the CLI (train, translate, export)."""
 
 import json
 import math

@@ -1,5 +1,6 @@
 """UNIT: networks against the reference's counts and numerics, the training step against a
-PyTorch re-statement of the official `dis_update` + `gen_update` (`torch_unit.py`), the
+PyTorch re-statement of the official `dis_update` + `gen_update` (`torch_unit.py`; its
+trajectories are recorded in tests/fixtures/trajectories and replayed without torch), the
 import of the official `gen_XXXXXXXX.pt` layout, and the CLI round trip.
 
 Tiny models run at 64 px: the default discriminator (3 scales of 4 reflect-padded
