@@ -1,5 +1,6 @@
 """UNIT: networks against the reference's counts and numerics, the training step against a
-PyTorch re-statement of the official `dis_update` + `gen_update` (`torch_unit.py`), the
+PyTorch re-statement of the official `dis_update` + `gen_update` (`torch_unit.py`; its
+trajectories are recorded in tests/fixtures/trajectories and replayed without torch), the
 import of the official `gen_XXXXXXXX.pt` layout, and the CLI round trip.
 
 Tiny models run at 64 px: the default discriminator (3 scales of 4 reflect-padded
@@ -147,16 +148,30 @@ def test_initialisation_is_kaiming_then_gaussian_discriminators(default_networks
     assert not any(w.numpy().any() for w in discriminator.weights if w.path.endswith("bias"))
 
 
-@pytest.mark.filterwarnings("ignore:Detected call of `lr_scheduler")
-def test_step_decay_matches_torch_steplr_stepped_at_each_iteration_start():
-    torch = pytest.importorskip("torch")
+def record_step_lr():
+    """torch StepLR(step_size=3, gamma=0.5) on an Adam, stepped at the start of each of 10
+    iterations as UNIT's train.py does (update_learning_rate() before the updates)."""
+    import warnings
+
+    import torch
+
     parameter = torch.nn.Parameter(torch.zeros(1))
     optimizer = torch.optim.Adam([parameter], lr=1e-4)
     scheduler = torch.optim.lr_scheduler.StepLR(optimizer, step_size=3, gamma=0.5)
     used = []
-    for _ in range(10):
-        scheduler.step()  # UNIT's train.py: update_learning_rate() before the updates
-        used.append(optimizer.param_groups[0]["lr"])
+    with warnings.catch_warnings():  # torch warns of this order, which is the reference's
+        warnings.filterwarnings("ignore", message="Detected call of `lr_scheduler")
+        for _ in range(10):
+            scheduler.step()
+            used.append(optimizer.param_groups[0]["lr"])
+    return {"array/rates": np.array(used)}
+
+
+def test_step_decay_matches_torch_steplr_stepped_at_each_iteration_start():
+    """Against StepLR's rates, recorded by `record_step_lr` (tests/fixtures/trajectories)."""
+    from trajectories import reference_values
+
+    used = list(reference_values("step_lr")["array/rates"])
     ours = [float(StepDecay(1e-4, 3, 0.5)(k)) for k in range(10)]
     np.testing.assert_allclose(ours, used, rtol=1e-6)
     assert used[:3] == [1e-4, 1e-4, 0.5e-4]  # the first halving one iteration early
@@ -243,7 +258,10 @@ def test_shared_layers_are_one_set_of_variables_and_round_trip(tmp_path):
 # Step parity with the PyTorch re-statement of the official dis_update + gen_update.
 
 STEPS = 3
-PARITY = dict(TINY, num_residual_blocks=1, decay_steps=2)  # iterations 2 and 3 run at lr / 2
+# Widths 4: 100,388 weights, so each recorded trajectory stays near 1 MB.
+PARITY = dict(TINY, filters=4, discriminator_filters=4, num_residual_blocks=1,
+              decay_steps=2)  # iterations 2 and 3 run at lr / 2
+PARITY_SEED, SHARED_SEED = 1, 2  # the start weights (see test_updates_match_the_reference_step)
 
 
 def parity_batches():
@@ -275,8 +293,9 @@ def paired_variables(model):
     return variables
 
 
-def values(model):
-    return {id(v): v.numpy().astype(np.float64) for v in paired_variables(model)}
+def values(model, variables=None):
+    """{id(variable): float64 value} of `variables` (default: the reference pairing's)."""
+    return {id(v): v.numpy().astype(np.float64) for v in variables or paired_variables(model)}
 
 
 def reference_run(model, table, **overrides):
@@ -297,6 +316,13 @@ def reference_run(model, table, **overrides):
     finally:
         torch.set_num_threads(threads)
     return out
+
+
+# Measured ours (the float32 reference), AMD EPYC, oneDNN on and off: generators 0.0035 %
+# (0.0035 %, 0.99x), discriminators 0.00053 % (0.00053 %, 1.0x); shared layers 0.0034 %
+# (0.0034 %) and 0.00054 % (0.00054 %). The 0.01 % slack covers our float32 noise on other
+# CPUs; a ReLU gate that float32 round-off puts on its other side is `KNIFE_EDGE`'s.
+SLACK = 1e-4
 
 
 # A ReLU input this close to 0 is within float32 round-off of the conv + norm outputs
@@ -354,7 +380,7 @@ def gated_reference(model, table, flip=None):
     return run
 
 
-def within_the_floor_up_to_one_knife_edge_gate(model, start, reference, gated, gates=None):
+def within_the_floor_up_to_one_knife_edge_gate(model, start, reference, switched, variables=None):
     """The project's rule against the float64 reference; where it fails, against the
     float64 reference with one ReLU gate switched whose input lies within KNIFE_EDGE of 0
     (each such gate of the generators in turn, the largest-effect first found).
@@ -365,21 +391,19 @@ def within_the_floor_up_to_one_knife_edge_gate(model, start, reference, gated, g
     0 from one input of 9.8e-7 (the 6.06 % an Intel Xeon's oneDNN kernels showed), 8.16 %
     at seed 3 from one of -2.6e-7 (torch's own float32 run, and TF without oneDNN on an
     AMD EPYC). A real difference stays refused: the step without weight decay (generators
-    1.5 %, discriminators 69 % at seed 0, shared layers) after every gate (97 s). `gates`: the gates to try (default: every one within KNIFE_EDGE, nearest
-    0 first). Returns (passed, misses of the plain rule, the gate that explains them)."""
+    1.5 %, discriminators 69 % at seed 0, 8-wide, shared layers) after every gate (97 s).
+    `switched`: [(gate, {id(variable): the float64 reference's weights with that gate
+    switched})], nearest 0 first (`recorded_gates`, or `gated_reference` with torch).
+    Returns (passed, misses of the plain rule, the gate that explains them)."""
     from test_step_parity import within_float32_floor
 
-    run = misses(model, start, reference)
-    if all(within_float32_floor(run).values()):
+    run = misses(model, start, reference, variables)
+    if all(within_float32_floor(run, SLACK).values()):
         return True, run, None
-    if gates is None:
-        _, near = gated()
-        gates = [gate for gate, _ in sorted(near, key=lambda item: item[1])]
-    for gate in gates:
-        weights, _ = gated(gate)
+    for gate, weights in switched:
         flipped = misses(model, start, {"torch.float64": {"weights": weights},
-                                        "torch.float32": reference["torch.float32"]})
-        if all(within_float32_floor(flipped).values()):
+                                        "torch.float32": reference["torch.float32"]}, variables)
+        if all(within_float32_floor(flipped, SLACK).values()):
             return True, run, (gate, flipped)
     return False, run, None
 
@@ -389,12 +413,12 @@ def groups(model):
     return {"generators": variables["g_optimizer"], "discriminators": variables["d_optimizer"]}
 
 
-def misses(model, start, reference):
+def misses(model, start, reference, variables=None):
     from test_step_parity import update_miss
 
     expected = reference["torch.float64"]["weights"]
     float32 = reference["torch.float32"]["weights"]
-    ours = values(model)
+    ours = values(model, variables)
     return {"ours": {g: update_miss(vs, ours, expected, start) for g, vs in groups(model).items()},
             "float32": {g: update_miss(vs, float32, expected, start) for g, vs in groups(model).items()}}
 
@@ -407,47 +431,92 @@ def our_run(model, table, jit_compile):
     return [model.train_on_batch(a, b, return_dict=True) for a, b in parity_batches()]
 
 
-@pytest.fixture(scope="module")
-def parity():
-    pytest.importorskip("torch")
-    keras.utils.set_random_seed(4)  # see test_updates_match_the_reference_step
-    model = build_model("unit", **PARITY)
+# A switched gate is recorded when it moves either group's update by more than this share:
+# the others change no verdict (a step they would explain misses the rule by less).
+GATE_EFFECT = 1e-3
+
+
+def record_run(seed, **overrides):
+    """The reference's STEPS iterations (float64, float32) from seeded start weights, and
+    its float64 finals with each consequential knife-edge gate switched."""
+    from test_step_parity import update_miss
+    from trajectories import trajectory
+
+    keras.utils.set_random_seed(seed)
+    model = build_model("unit", **PARITY, **overrides)
     table = noise_table(model)
+    variables = paired_variables(model)
     start = values(model)
     reference = reference_run(model, table)
+    expected = reference["torch.float64"]["weights"]
     gated = gated_reference(model, table)
+    gates = []
+    for gate, size in sorted(gated()[1], key=lambda item: item[1]):
+        weights, _ = gated(gate)
+        final = [weights[id(v)] for v in variables]
+        seen = any(all(np.array_equal(a, b) for a, b in zip(final, other)) for _, _, other in gates)
+        if not seen and max(update_miss(vs, weights, expected, start) for vs in groups(model).values()) > GATE_EFFECT:
+            gates.append((repr(gate), size, final))  # a shared module's gate is seen under both names
+    order = lambda by_id: [by_id[id(v)] for v in variables]
+    return trajectory(model, variables, order(start), order(expected), order(reference["torch.float32"]["weights"]),
+                      reference["torch.float64"]["losses"], gates=gates)
+
+
+def record_unit():
+    return record_run(PARITY_SEED)
+
+
+def record_unit_shared():
+    return record_run(SHARED_SEED, shared_layers=1)
+
+
+def recorded(model, name):
+    """(start, reference in `reference_run`'s layout, switched gates) of the committed
+    trajectory `name` (tests/fixtures/trajectories; test_fixtures_current.py re-records it),
+    its start assigned to `model`."""
+    from trajectories import Trajectory
+
+    replay = Trajectory(name)
+    replay.assign_start(model)
+    reference = {"torch.float64": {"weights": replay.by_id(model, replay.final), "losses": replay.losses},
+                 "torch.float32": {"weights": replay.by_id(model, replay.final32)}}
+    switched = [(gate, replay.by_id(model, weights)) for gate, _, weights in replay.gates]
+    return replay.by_id(model, replay.start), reference, switched, replay.variables(model)
+
+
+@pytest.fixture(scope="module")
+def parity():
+    model = build_model("unit", **PARITY)
+    table = noise_table(model)
+    start, reference, switched, variables = recorded(model, "unit")
     logs = our_run(model, table, jit_compile=True)
     return {"model": model, "table": table, "start": start, "reference": reference, "logs": logs,
-            "misses": misses(model, start, reference), "gated": gated}
+            "variables": variables, "misses": misses(model, start, reference, variables), "switched": switched}
 
 
 def test_losses_match_the_reference_step(parity):
     """Every logged loss and the learning rate, at every step, against the float64
     reference (measured: within 7e-7 relative)."""
-    from torch_unit import TorchUNIT
-
     for step, (ours, expected) in enumerate(zip(parity["logs"], parity["reference"]["torch.float64"]["losses"])):
-        for name in TorchUNIT.LOSSES:
+        assert len(expected) == 10, expected  # the nine losses and the learning rate
+        for name in set(expected) - {"learning_rate"}:
             np.testing.assert_allclose(ours[name], expected[name], rtol=2e-5, err_msg=f"{name}, step {step}")
     assert [round(log["learning_rate"] * 1e4, 6) for log in parity["logs"]] == [1.0, 0.5, 0.5]
 
 
 def test_updates_match_the_reference_step(parity):
     """The project's rule (`test_step_parity.within_float32_floor`): our miss of the
-    float64 reference's kernel update < 1.5 x the float32 reference's + 0.5 %.
-    Measured (XLA step, seed 4): generators 0.050 % (the float32 reference 0.050 %),
-    discriminators 0.0006 % (0.0006 %). The start weights are seeded because later
-    steps amplify float32 round-off in elements whose gradient is near zero (Adam's
-    first steps move them by about lr whatever the gradient's size): over seeds 0-4 the
-    float32 reference's own generator miss is 0.015-2.3 % and ours 0.002-7.4 % (eager),
-    each larger on some seeds; the discriminators' 0.0006 % on all. Seed 4 leaves the
-    fixed 0.5 % term of the rule to decide, as tight as the rule allows. Seed 4 too has
-    ReLU inputs within float32 round-off of 0 that, switched, move the generators'
-    update 8.2 %, 6.3 % and 4.0 % (1.2e-6, 1.5e-6, 9.3e-7): another CPU's kernels may land
-    on their other side, which the check accepts (see `KNIFE_EDGE`)."""
+    float64 reference's kernel update < 1.5 x the float32 reference's + 0.01 %, or
+    within it once one recorded knife-edge gate is switched (`KNIFE_EDGE`).
+    Measured (XLA step, seed 1, AMD EPYC): generators 0.0035 % (the float32 reference
+    0.0035 %, 1.0x), discriminators 0.00053 % (0.00053 %, 1.0x). The start weights are
+    seeded because later steps amplify float32 round-off in elements whose gradient is
+    near zero (Adam's first steps move them by about lr whatever the gradient's size):
+    at these widths over seeds 0-5 the float32 reference's own generator miss is
+    0.0035-0.012 % and ours (XLA, seeds 1, 2, 4, 5) 0.0034-0.0064 %."""
     model = parity["model"]
     passed, run, _ = within_the_floor_up_to_one_knife_edge_gate(model, parity["start"], parity["reference"],
-                                                                parity["gated"])
+                                                                parity["switched"], parity["variables"])
     assert passed, run
 
 
@@ -456,7 +525,7 @@ def test_biases_and_layer_norm_parameters_follow_the_reference(parity):
     β, the output convs' biases (the conv biases ahead of an instance norm have none)."""
     model, reference = parity["model"], parity["reference"]
     expected, float32 = reference["torch.float64"]["weights"], reference["torch.float32"]["weights"]
-    ours, start = values(model), parity["start"]
+    ours, start = values(model, parity["variables"]), parity["start"]
     variables = [v for v in model.optimizer_variables()["d_optimizer"] if len(v.shape) == 1]
     for generator in (model.generator_a, model.generator_b):
         for layer in generator.decoder.upsampler:
@@ -472,18 +541,14 @@ def test_the_parity_check_can_fail(parity, variant):
     """One deliberate difference from the reference, run eagerly from the same start,
     misses the reference beyond the rule: no weight decay; the rate halved one
     iteration later (StepLR stepped after the updates); x_ab decoded with other noise
-    than x_a_recon. Measured misses of the generators' / discriminators' update: 2.6 % /
-    64 %, 28 % / 26 %, 114 % / 0.002 % (the float32 reference: 0.050 % / 0.0006 %)."""
+    than x_a_recon. Measured misses of the generators' / discriminators' update: 1.9 % /
+    76 %, 28 % / 26 %, 116 % / 0.001 % (the float32 reference: 0.0035 % / 0.00053 %)."""
     from test_step_parity import within_float32_floor
 
     from tf_translate.optimizers import make_adam
 
     model = build_model("unit", **PARITY, **({"weight_decay": 0.0} if variant == "no_weight_decay" else {}))
-    rekey = lambda by_id: {id(new): by_id[id(old)]
-                           for new, old in zip(paired_variables(model), paired_variables(parity["model"]))}
-    start = rekey(parity["start"])
-    for variable in paired_variables(model):
-        variable.assign(start[id(variable)].astype(np.float32))
+    start, reference, _, variables = recorded(model, "unit")
     optimizers = {}
     if variant == "schedule_after_update":
         adam = lambda: make_adam(StepDecay(1e-4, 2, 0.5, step_at_start=False), 0.5)
@@ -496,9 +561,8 @@ def test_the_parity_check_can_fail(parity, variant):
         model.generator_step = lambda a, b: cross_noise_generator_step(model, tables, a, b)
     for a, b in parity_batches():
         model.train_on_batch(a, b)
-    reference = {dtype: {"weights": rekey(run["weights"])} for dtype, run in parity["reference"].items()}
-    run = misses(model, start, reference)
-    assert not all(within_float32_floor(run).values()), run
+    run = misses(model, start, reference, variables)
+    assert not all(within_float32_floor(run, SLACK).values()), run
 
 
 def cross_noise_generator_step(model, tables, real_a, real_b):
@@ -526,24 +590,17 @@ def cross_noise_generator_step(model, tables, real_a, real_b):
 
 def test_shared_layers_step_matches_the_reference_with_shared_modules():
     """shared_layers=1 against the re-statement with version_02's sharing (one module in
-    both generators, given to Adam once), three eager steps. Measured (seed 0, AMD EPYC,
-    oneDNN on and off, eager, graph and XLA alike): generators 0.0023 % (the float32
-    reference 0.0023 %), discriminators 0.0006 % (0.0006 %); over seeds 0-4 ours
-    0.002-0.18 % with oneDNN (graph) and 0.0023 % / 8.15 % without (seeds 0 / 3), the
-    float32 reference 0.002-8.2 %:
-    seed 3's 8.2 % is one ReLU gate (see `KNIFE_EDGE`). An Intel Xeon's oneDNN kernels
-    missed 6.06 % here: the other side of one gate, 9.8e-7 from 0
-    (`test_one_relu_gate_at_float32_round_off_is_the_six_percent_miss`)."""
-    pytest.importorskip("torch")
-
-    keras.utils.set_random_seed(0)
+    both generators, given to Adam once), three eager steps from the recorded start
+    (seed 2). Measured (AMD EPYC): generators 0.0034 % (the float32 reference 0.0034 %),
+    discriminators 0.00054 % (0.00054 %). At seeds 0 and 3 ours misses 0.15 % and 0.90 %
+    of the generators' update (the float32 reference 0.0033 %): knife-edge gates.
+    An Intel Xeon's oneDNN kernels missed 6.06 % at the 8-wide seed 0: the other side of one
+    gate, 9.8e-7 from 0 (`test_one_relu_gate_at_float32_round_off_is_the_six_percent_miss`)."""
     model = build_model("unit", **PARITY, shared_layers=1)
     table = noise_table(model)
-    start = values(model)
-    reference = reference_run(model, table)
-    gated = gated_reference(model, table)
+    start, reference, switched, variables = recorded(model, "unit_shared")
     our_run(model, table, jit_compile=False)
-    passed, run, gate = within_the_floor_up_to_one_knife_edge_gate(model, start, reference, gated)
+    passed, run, gate = within_the_floor_up_to_one_knife_edge_gate(model, start, reference, switched, variables)
     assert passed, run
 
 
@@ -559,11 +616,11 @@ def test_one_relu_gate_at_float32_round_off_is_the_six_percent_miss():
     it differs from the reference but summation order. The check the parity tests use
     accepts that step, by naming the gate; a step 6 % off for any other reason stays
     refused (the other gates do not explain it)."""
-    pytest.importorskip("torch")
+    pytest.importorskip("torch")  # runs the re-statement with gates switched: a diagnosis, not a replay
     from test_step_parity import within_float32_floor
 
     keras.utils.set_random_seed(0)
-    model = build_model("unit", **PARITY, shared_layers=1)
+    model = build_model("unit", **dict(PARITY, filters=8, discriminator_filters=8), shared_layers=1)
     table = noise_table(model)
     start = values(model)
     reference = reference_run(model, table)
@@ -574,12 +631,13 @@ def test_one_relu_gate_at_float32_round_off_is_the_six_percent_miss():
     for variable in paired_variables(model):  # "ours": the other side of the gate
         variable.assign(weights[id(variable)].astype(np.float32))
     run = misses(model, start, reference)
-    assert not all(within_float32_floor(run).values()), run
+    assert not all(within_float32_floor(run, SLACK).values()), run
     assert 0.05 < run["ours"]["generators"] < 0.07, run  # measured 6.07 %
     others = [gate for gate, x in sorted(near, key=lambda item: item[1]) if gate != SEED_0_KNIFE_EDGE_GATE][:3]
-    assert not within_the_floor_up_to_one_knife_edge_gate(model, start, reference, gated, others)[0]
+    switched = lambda gates: ((gate, gated(gate)[0]) for gate in gates)
+    assert not within_the_floor_up_to_one_knife_edge_gate(model, start, reference, switched(others))[0]
     passed, _, found = within_the_floor_up_to_one_knife_edge_gate(
-        model, start, reference, gated, others + [SEED_0_KNIFE_EDGE_GATE])
+        model, start, reference, switched(others + [SEED_0_KNIFE_EDGE_GATE]))
     assert passed and found[0] == SEED_0_KNIFE_EDGE_GATE, found
 
 

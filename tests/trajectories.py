@@ -24,6 +24,9 @@ RECORDERS = {
     "test_pix2pix": {"pix2pix": "record_pix2pix"},
     "test_ugatit_parity": {"ugatit": "record_ugatit"},
     "test_nicegan_parity": {"nicegan": "record_nicegan"},
+    "test_tuigan": {"tuigan": "record_tuigan"},
+    "test_drit": {"drit": "record_drit"},
+    "test_unit": {"unit": "record_unit", "unit_shared": "record_unit_shared"},
 }
 
 # Plain reference values (torch.optim.Adam's weights, LambdaLR's rates): test module ->
@@ -31,6 +34,7 @@ RECORDERS = {
 VALUE_RECORDERS = {
     "test_optimizer": {"adam": "record_adam"},
     "test_schedules": {"lambda_lr": "record_lambda_lr"},
+    "test_unit": {"step_lr": "record_step_lr"},
 }
 
 
@@ -52,7 +56,7 @@ def compact(array):
     return single if np.array_equal(single.astype(np.float64), array) else array
 
 
-def trajectory(model, variables, start, final, final32, losses, **arrays):
+def trajectory(model, variables, start, final, final32, losses, gates=(), **arrays):
     """The arrays of one recorded trajectory.
 
     Args:
@@ -60,6 +64,9 @@ def trajectory(model, variables, start, final, final32, losses, **arrays):
       start, final, final32: values (Keras layout) before the steps, after them in the float64
         reference and after them in the float32 reference.
       losses: the reference's losses per step (JSON-able: floats, lists, dicts).
+      gates: [(name, |input|, final)]: the float64 reference's final values with one ReLU
+        gate at float32 round-off switched (UNIT's knife-edge gates), stored as float32
+        differences from `final`.
       **arrays: anything else the replay needs (noise draws, ...).
     """
     out = {"positions": positions(model, variables), "losses": np.array(json.dumps(to_python(losses)))}
@@ -70,6 +77,12 @@ def trajectory(model, variables, start, final, final32, losses, **arrays):
         # noise, so its residual in float32 keeps it to ~1e-7 of that noise (float64 exact for
         # every figure the tests compute) at half the size
         out[f"residual/{i}"] = (np.asarray(f, np.float64) - np.asarray(f32, np.float32)).astype(np.float32)
+    if gates:
+        out["gate/names"] = np.array([name for name, _, _ in gates])
+        out["gate/inputs"] = np.array([size for _, size, _ in gates], np.float64)
+    for j, (_, _, flipped) in enumerate(gates):
+        for i, (f, g) in enumerate(zip(final, flipped, strict=True)):
+            out[f"gate/{j}/{i}"] = (np.asarray(g, np.float64) - np.asarray(f, np.float64)).astype(np.float32)
     out.update({f"array/{k}": np.asarray(v) for k, v in arrays.items()})
     return out
 
@@ -109,6 +122,9 @@ class Trajectory:
         self.final = [f32 + data[f"residual/{i}"] for i, f32 in enumerate(self.final32)]
         self.losses = json.loads(str(data["losses"]))
         self.arrays = {k[len("array/"):]: v for k, v in data.items() if k.startswith("array/")}
+        names, inputs = data.get("gate/names", []), data.get("gate/inputs", [])
+        self.gates = [(str(name), float(size), [f + data[f"gate/{j}/{i}"] for i, f in enumerate(self.final)])
+                      for j, (name, size) in enumerate(zip(names, inputs))]
 
     def variables(self, model):
         """Our model's variables in the recorded order (shapes checked)."""
@@ -134,13 +150,16 @@ class Trajectory:
 def difference(recorded, committed):
     """Largest deviations of a re-recorded trajectory from the committed one:
     {"start": max |Δ|, "final": ||Δ|| / ||update||, "final32": ||Δ|| / ||update||,
-    "losses": max relative Δ, "arrays": max |Δ|, "layout": problems with names/shapes}."""
+    "gates": the largest switched-gate final's ||Δ|| / ||update||, "losses": max relative Δ,
+    "arrays": max |Δ|, "layout": problems with names/shapes (and gate names)}."""
     layout = []
     if set(recorded) != set(committed):
         layout.append(sorted(set(recorded) ^ set(committed)))
         return {"layout": layout}
     if not np.array_equal(recorded["positions"], committed["positions"]):
         layout.append("positions")
+    if "gate/names" in committed and not np.array_equal(recorded["gate/names"], committed["gate/names"]):
+        layout.append("gate/names")
     for k in recorded:
         if recorded[k].shape != committed[k].shape:
             layout.append(k)
@@ -159,6 +178,12 @@ def difference(recorded, committed):
         miss = sum(float(np.sum((recorded[f"{kind}/{i}"].astype(np.float64)
                                  - committed[f"{kind}/{i}"].astype(np.float64)) ** 2)) for i in range(count))
         out[kind] = np.sqrt(miss / update)
+    gates = len(committed.get("gate/names", []))
+    out["gates"] = max((np.sqrt(sum(float(np.sum((recorded[f"gate/{j}/{i}"].astype(np.float64)
+                                                   - committed[f"gate/{j}/{i}"]) ** 2)) for i in range(count))
+                                / update) for j in range(gates)), default=0.0)
+    if gates:
+        out["gates"] = max(out["gates"], float(np.max(np.abs(recorded["gate/inputs"] / committed["gate/inputs"] - 1))))
     flat = lambda losses: np.array(list(leaves(json.loads(str(losses)))))
     new, old = flat(recorded["losses"]), flat(committed["losses"])
     out["losses"] = float(np.max(np.abs(new - old) / np.maximum(np.abs(old), 1e-12), initial=0))
