@@ -1,6 +1,8 @@
 """INIT (Shen et al., CVPR 2019), labelled "from the paper": no code was released, so
 everything beyond the abstract's facts (REFERENCE-WAVE4 §3) is a documented choice."""
 
+import threading
+
 import keras
 import tensorflow as tf
 from keras import ops
@@ -139,8 +141,9 @@ class INIT(DRIT):
             name="instance_discriminator_b")
         for network in (self.instance_attribute_encoder_a, self.instance_discriminator_b):
             network.build((None, None, None, 3))
-        # What a train step hands its full step: image 0's boxes and labels of A and B.
-        self.step_boxes = None
+        # What a train step hands its full step (`step_boxes`); per thread, as replicas
+        # trace in threads.
+        self.step_inputs = threading.local()
 
     # --- the contract (base.py) ----------------------------------------------------------
 
@@ -170,6 +173,15 @@ class INIT(DRIT):
         return translators
 
     # --- training ------------------------------------------------------------------------
+
+    @property
+    def step_boxes(self):
+        """(boxes_a, labels_a, boxes_b, labels_b) of the encoded images (image 0 of each domain)."""
+        return getattr(self.step_inputs, "boxes", None)
+
+    @step_boxes.setter
+    def step_boxes(self, value):
+        self.step_inputs.boxes = value
 
     def train_step(self, data):
         # The encoded images are image 0 of each domain (DRIT++'s half_size 1).
