@@ -181,3 +181,29 @@ def test_cli_trains_on_a_scene_folder(scenes, tmp_path):
     outside = translator([images, codes], boxes=tf.constant([[[80.0, 80.0, 90.0, 90.0]]]), labels=tf.constant([[1]]))
     global_only = DRITTranslator(model.content_encoder_a, model.generator_b)([images, codes])
     assert np.array_equal(outside.numpy(), global_only.numpy())
+
+
+def test_instance_losses_stay_float32_and_close_under_mixed_precision():
+    import keras
+
+    def instance_losses(model):
+        model.noise = lambda shape, name: tf.zeros(shape)
+        real_a, real_b = random_images(8, 1), random_images(9, 1)
+        model.step_boxes = (tf.constant([[[8.0, 8.0, 40.0, 40.0], [30.0, 20.0, 60.0, 50.0]]]), tf.constant([[1, 2]]),
+                            tf.zeros((1, 1, 4)), tf.zeros((1, 1), tf.int32))
+        f = model.forward(real_a, real_b)
+        losses = {**model.eg_losses(f, real_a, real_b), **model.discriminator_losses(f, real_a, real_b, real_a, real_b)}
+        return {name: value for name, value in losses.items() if name.startswith("instance")}
+
+    reference = INIT(**TINY, crop_size=16)
+    keras.mixed_precision.set_global_policy("mixed_float16")
+    try:
+        mixed = INIT(**TINY, crop_size=16)
+    finally:
+        keras.mixed_precision.set_global_policy("float32")
+    mixed.set_weights(reference.get_weights())
+    expected, got = instance_losses(reference), instance_losses(mixed)
+    assert len(got) == 5
+    for name, value in got.items():
+        assert value.dtype == tf.float32
+        assert float(value) == pytest.approx(float(expected[name]), rel=2e-3), name
