@@ -3,6 +3,7 @@
 from tf_translate.models.cut import CUT, FastCUT
 from tf_translate.models.cyclegan import CycleGAN, PatchGANDiscriminator, ResNetGenerator
 from tf_translate.models.drit import DRIT
+from tf_translate.models.dunit.init_model import INIT
 from tf_translate.models.dunit.paper import DUNITPaper
 from tf_translate.models.dunit.model import DUNIT
 from tf_translate.models.nicegan import NICEGAN
@@ -33,6 +34,7 @@ MODELS = {
     "tuigan": (TuiGAN, {}),
     "dunit": (DUNIT, {}),  # DUNIT as released: DRIT++ + a detector pretrained on A's boxes, IoU consistency logged
     "dunit_paper": (DUNITPaper, {}),  # + the instance branch and a detector consistency with gradient (paper figure)
+    "init": (INIT, {}),  # INIT from the paper (no code): DRIT++ + instance crops at ground-truth boxes
 }
 
 
