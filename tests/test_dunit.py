@@ -276,3 +276,13 @@ def test_instance_iou_scores_detections_against_the_source_boxes(scenes):
     assert model.instance_iou(inverted, folder)[0] == pytest.approx(0.0)
     answers[:] = [exact[0]] + far[1:]
     assert model.instance_iou(inverted, folder)[0] == pytest.approx(1.0 / len(boxed))
+
+
+def test_classes_come_from_domain_a_box_file_and_a_missing_one_is_a_one_line_error(scenes, tmp_path):
+    assert DUNIT.options_from_data(str(scenes), {}) == {"num_classes": 3}  # boxes.json names 3 classes
+    assert DUNIT.options_from_data(str(scenes), {"num_classes": 5}) == {}  # given (or kept by a resumed run)
+    for domain in ("trainA", "trainB"):
+        os.makedirs(tmp_path / domain)
+    with pytest.raises(ValueError, match="trainA has no boxes.json or init.txt") as error:
+        DUNIT.options_from_data(str(tmp_path), {})
+    assert "\n" not in str(error.value)
