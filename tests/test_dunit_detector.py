@@ -51,6 +51,18 @@ def test_heads_and_anchors_agree_on_any_image_size():
         class_logits, box_deltas = detector(tf.zeros((2, height, width, 3)))
         count = detector.anchors(height, width).shape[0]
         assert class_logits.shape == (2, count, 3) and box_deltas.shape == (2, count, 4)
+    free_size = tf.function(detector.detect, input_signature=[tf.TensorSpec((None, None, None, 3), tf.float32)])
+    assert free_size(tf.zeros((1, 20, 12, 3)))["boxes"].shape == (1, 100, 4)
+
+
+def test_bad_shapes_give_one_line_errors():
+    detector = BoxDetector(**TINY)
+    with pytest.raises(ValueError, match=r"\(batch, height, width, 3\) images in \[0, 1\], got shape \(2, 16, 16\)$"):
+        detector.detect(tf.zeros((2, 16, 16)))
+    with pytest.raises(ValueError, match=r"padded boxes .* got shapes \(2, 4\) and \(2, 1\)$"):
+        detector.detection_loss(tf.zeros((2, 16, 16, 3)), tf.zeros((2, 4)), tf.zeros((2, 1), tf.int32))
+    with pytest.raises(ValueError, match="num_classes >= 1"):
+        BoxDetector(num_classes=0)
 
 
 def test_box_coding_hand_value_and_round_trip():
@@ -120,16 +132,144 @@ def test_losses_normalised_by_positive_anchors():
     np.testing.assert_allclose(regression, smooth(0.1) + smooth(0.05), rtol=1e-5)
 
 
-def test_per_class_nms_on_hand_boxes():
+@pytest.mark.parametrize("jit_compile", [False, True])
+def test_per_class_nms_on_hand_boxes(jit_compile):
+    nms = tf.function(per_class_nms, jit_compile=True) if jit_compile else per_class_nms
     boxes = tf.constant([[[0, 0, 10, 10], [1, 1, 11, 11], [20, 20, 30, 30], [0, 0, 10, 4]]], tf.float32)
     scores = tf.constant([[[0.9, 0.0], [0.8, 0.7], [0.04, 0.0], [0.6, 0.01]]])
-    result = {k: v.numpy() for k, v in per_class_nms(boxes, scores, 0.05, 0.5, 5).items()}
+    result = {k: v.numpy() for k, v in nms(boxes, scores, 0.05, 0.5, 5).items()}
     # Box 1 of class 1 overlaps box 0 by 81/119 and goes; as class 2 it stays; box 2 is
     # under the score threshold; box 3 overlaps box 0 by 0.4 and stays.
     np.testing.assert_array_equal(result["num_detections"], [3])
     np.testing.assert_allclose(result["scores"], [[0.9, 0.7, 0.6, 0, 0]], rtol=1e-6)
     np.testing.assert_array_equal(result["labels"], [[1, 2, 1, 0, 0]])
     np.testing.assert_allclose(result["boxes"], [[[0, 0, 10, 10], [1, 1, 11, 11], [0, 0, 10, 4], [0] * 4, [0] * 4]])
-    capped = per_class_nms(boxes, scores, 0.05, 0.5, 2)
+    capped = nms(boxes, scores, 0.05, 0.5, 2)
     np.testing.assert_array_equal(capped["labels"], [[1, 2]])
     np.testing.assert_array_equal(capped["num_detections"], [2])
+
+
+def test_config_round_trip_and_keras_file(tmp_path):
+    detector = BoxDetector(**TINY)
+    images = tf.random.stateless_uniform((2, 16, 16, 3), seed=(1, 2))
+    expected = detector(images)
+    rebuilt = BoxDetector.from_config(detector.get_config())
+    assert rebuilt.get_config() == detector.get_config()
+    rebuilt.build()
+    # By hand: stem 3x3x3x8 + GN 16 = 232; stage 16: 3x3x8x16 + 3x3x16x16 + 1x1x8x16 + 3 GN
+    # x 32 = 3,680; stage 32: 3x3x16x32 + 3x3x32x32 + 1x1x16x32 + 3 x 64 = 14,528;
+    # laterals (16+1)x16 + (32+1)x16 = 800; FPN outputs 2 x (9x16+1)x16 = 4,640; class head
+    # (9x16+1)x16 + (9x16+1)x12 = 4,060 (4 anchors x 3 classes); box head (9x16+1)x(16+16) = 4,640.
+    assert rebuilt.count_params() == detector.count_params() == 32580
+    path = str(tmp_path / "detector.keras")
+    detector.save(path)
+    loaded = keras.models.load_model(path)
+    for got, want in zip(loaded(images), expected):
+        np.testing.assert_array_equal(got, want)
+
+
+def test_mixed_precision_outputs_float32_close_to_float32():
+    images = tf.random.stateless_uniform((2, 16, 16, 3), seed=(3, 4))
+    detector = BoxDetector(**TINY)
+    expected = detector(images)
+    policy = keras.config.dtype_policy()
+    keras.config.set_dtype_policy("mixed_float16")
+    try:
+        half = BoxDetector(**TINY)
+        half.build()
+    finally:
+        keras.config.set_dtype_policy(policy)
+    half.set_weights(detector.get_weights())
+    for got, want in zip(half(images), expected):
+        assert got.dtype == tf.float32
+        np.testing.assert_allclose(got, want, atol=2e-2)
+    loss = half.detection_loss(images, tf.constant([[[2.0, 2.0, 9.0, 9.0]]] * 2), tf.constant([[1], [0]]))
+    assert loss.dtype == tf.float32 and np.isfinite(loss.numpy())
+
+
+def scene_batch(count=16, size=64, seed=0, max_boxes=16):
+    """`count` night scenes from the scene maker (the first four its special kinds), as
+    [0, 1] images and padded boxes and labels."""
+    from tf_translate.models.dunit.scenes import SCENE_KINDS, make_scene
+
+    rng = np.random.default_rng(seed)
+    images = np.zeros((count, size, size, 3), np.float32)
+    boxes, labels = np.zeros((count, max_boxes, 4), np.float32), np.zeros((count, max_boxes), np.int32)
+    for i in range(count):
+        image, record, _ = make_scene(rng, size, "night", SCENE_KINDS[i] if i < len(SCENE_KINDS) else "random")
+        images[i], n = image / 255.0, len(record["labels"])
+        boxes[i, :n], labels[i, :n] = record["boxes"], record["labels"]
+    return images, boxes, labels
+
+
+def top_detection_ious(detections, boxes, labels):
+    """For every ground-truth box: its best IoU with a detection of its class among the
+    image's n highest-scoring detections, n = the image's number of boxes."""
+    ious = []
+    for image in range(len(boxes)):
+        n = int((labels[image] > 0).sum())
+        top_boxes, top_labels = detections["boxes"][image][:n], detections["labels"][image][:n]
+        iou = numpy_iou(boxes[image][:n], top_boxes)
+        ious += [max([iou[g, d] for d in range(n) if top_labels[d] == labels[image, g]], default=0.0)
+                 for g in range(n)]
+    return np.array(ious)
+
+
+def test_detector_overfits_sixteen_scenes():
+    """The proof that the detector learns: 200 full-batch Adam steps (lr 1e-3) on 16
+    seeded 64-px night scenes (29 boxes, 3-21 px, with the empty, overlapping, border
+    and 3-px scenes) give a mean IoU above 0.9 between every box and the image's top
+    detections of its class (measured 0.97-1.0 over six data and weight seeds; lr 3e-3
+    stalled for one seed, hence 1e-3), and nothing scores 0.5 on the empty scene; the
+    jit-compiled `detect` gives the same top detections."""
+    keras.utils.set_random_seed(0)
+    images, boxes, labels = (tf.constant(a) for a in scene_batch())
+    detector = BoxDetector(num_classes=3, filters=16, fpn_filters=32, head_convs=1, min_level=2, max_level=4,
+                           anchor_scale=2.0, image_size=64)
+    optimizer = keras.optimizers.Adam(1e-3)
+
+    @tf.function
+    def train_step():
+        with tf.GradientTape() as tape:
+            loss = detector.detection_loss(images, boxes, labels)
+        optimizer.apply(tape.gradient(loss, detector.trainable_variables), detector.trainable_variables)
+        return loss
+
+    first = float(train_step())
+    for _ in range(199):
+        last = float(train_step())
+    detections = {k: v.numpy() for k, v in detector.detect(images).items()}
+    ious = top_detection_ious(detections, boxes.numpy(), labels.numpy())
+    assert last < 0.05 * first
+    assert len(ious) == 29 and ious.mean() > 0.9, (ious.mean(), np.round(ious, 2))
+    assert labels.numpy()[0].max() == 0 and detections["scores"][0].max() < 0.5
+    # Under XLA (a jit-compiled step can log detections) the confident detections agree.
+    compiled = {k: v.numpy() for k, v in tf.function(detector.detect, jit_compile=True)(images).items()}
+    for image, n in enumerate((labels.numpy() > 0).sum(1)):
+        np.testing.assert_array_equal(compiled["labels"][image, :n], detections["labels"][image, :n])
+        np.testing.assert_allclose(compiled["boxes"][image, :n], detections["boxes"][image, :n], atol=1e-3)
+
+
+def test_detect_converts_to_tflite_builtins(tmp_path):
+    """Anchors, decoding and per-class NMS convert with TFLite builtins only and give the
+    Keras detections (exported the project's way: ExportArchive freezes the weights)."""
+    from tf_translate.export import tflite_interpreter
+
+    detector = BoxDetector(**TINY)
+    detector.build()
+    bias = detector.class_head[-1].bias
+    bias.assign(tf.zeros_like(bias))  # scores near 0.5, so that NMS has work to do
+    images = tf.random.stateless_uniform((1, 16, 16, 3), seed=(5, 6))
+    archive = keras.export.ExportArchive()
+    archive.track(detector)
+    archive.add_endpoint("serving_default", lambda images: detector.detect(images, max_detections=20),
+                         [tf.TensorSpec((1, 16, 16, 3), tf.float32, name="images")])
+    archive.write_out(str(tmp_path), verbose=False)
+    converter = tf.lite.TFLiteConverter.from_saved_model(str(tmp_path))
+    converter.target_spec.supported_ops = [tf.lite.OpsSet.TFLITE_BUILTINS]
+    got = tflite_interpreter(converter.convert()).get_signature_runner("serving_default")(images=images.numpy())
+    want = detector.detect(images, max_detections=20)
+    assert want["num_detections"].numpy()[0] == got["num_detections"][0] == 20
+    np.testing.assert_array_equal(got["labels"], want["labels"])
+    np.testing.assert_allclose(got["scores"], want["scores"], atol=1e-6)
+    np.testing.assert_allclose(got["boxes"], want["boxes"], atol=1e-4)

@@ -3,19 +3,24 @@ DUNIT's detection network.
 
 The released DUNIT code pretrains a detector on domain A's ground-truth boxes, then
 freezes it and reads its detections on translations (REFERENCE-WAVE4 §2.2). keras-hub's
-RetinaNet would do, but keras-hub cannot be installed beside `tensorflow-cpu`: it requires
-`tensorflow-text` on Linux, and every `tensorflow-text` wheel requires the full
-`tensorflow` wheel (measured with keras-hub 0.32.0: `pip install --dry-run keras-hub` would
-install tensorflow 2.21.0 (572 MB), tensorflow-text 2.21.1, tokenizers, sentencepiece,
-kagglehub, huggingface_hub). So this module holds an own detector of the same family.
+RetinaNet would do, but keras-hub 0.32.0 requires `tensorflow-text` on Linux, and every
+`tensorflow-text` wheel requires the full `tensorflow` wheel: `pip install --dry-run
+keras-hub` here would add tensorflow 2.21.0 (572 MB) beside tensorflow-cpu, plus
+tensorflow-text 2.21.1, tokenizers, sentencepiece, kagglehub, kagglesdk and
+huggingface_hub (measured 2026-12). keras-hub itself does not need tensorflow-text to
+build and train a RetinaNet (installed with `--no-deps` next to tokenizers,
+sentencepiece, kagglehub, kagglesdk and huggingface_hub, it imported, built one from
+config and ran a `fit` step), but a package extra cannot say `--no-deps`. So this module
+holds an own detector of the same family.
 
 How it differs from the released detector (torchvision `fasterrcnn_resnet50_fpn`,
 41,808,406 parameters from scratch; §2.2):
 - One stage, not two: a class head and a box head shared over the FPN levels predict
   sigmoid class scores and box deltas for every anchor (RetinaNet, Lin et al. 2017);
   there is no region proposal network, no RoIAlign and no second box head.
-- Much smaller: 1,921,884 parameters at the defaults for 3 classes (filters 32,
-  levels P3-P5, 2 head convolutions); the released model is 41.8 M (ResNet-50 + FPN).
+- Much smaller: 5,233,311 parameters at the defaults for 3 classes (filters 32, levels
+  P3-P5, 2 head convolutions), 374,575 in the 64-px test configuration; the released
+  model has 41,808,406 (ResNet-50 + FPN + RPN + RoI heads).
 - D8: GroupNorm in the backbone, so training and frozen inference compute the same
   function and there is no choice between BatchNorm and the identity FrozenBatchNorm.
 - D3: inputs are [0, 1] images at their own size; no resize to 800 px and no ImageNet
@@ -23,6 +28,9 @@ How it differs from the released detector (torchvision `fasterrcnn_resnet50_fpn`
   levels (`anchor_scale` × stride), so pick levels and scale to suit the object sizes.
 - Kept from the released evaluation settings (D7): score threshold 0.05, per-class NMS at
   IoU 0.5, at most 100 detections per image.
+`detect` runs inside jit-compiled functions (XLA) and converts to TFLite with builtin ops
+only (export with `keras.export.ExportArchive`: a plain tf.Module leaves the weights as
+uninitialised resource variables in the .tflite file).
 Losses: sigmoid focal loss (alpha 0.25, gamma 2) over positive and negative anchors, and
 smooth L1 (beta 1/9, Detectron's RetinaNet) on the (dx, dy, dw, dh) deltas of positive
 anchors; each summed and divided by the number of positive anchors in the batch (at
@@ -177,12 +185,14 @@ def retinanet_losses(class_logits, box_deltas, anchors, boxes, labels):
 
 
 def per_class_nms(boxes, scores, score_threshold, iou_threshold, max_detections):
-    """Per-class NMS of decoded boxes (B, A, 4) and class scores (B, A, K), padded.
+    """Per-class NMS of decoded boxes (B, A, 4), coordinates >= 0 (`detect` clips them to
+    the image), and class scores (B, A, K), padded.
 
     Per image: the NMS_CANDIDATES best (anchor, class) scores, each class's boxes shifted
     by class x (largest coordinate + 1) so that classes never overlap (torchvision's
-    `batched_nms`), one NMS over them (`tf.image.non_max_suppression_with_scores`, the
-    TFLite builtin NON_MAX_SUPPRESSION_V5), highest scores first.
+    `batched_nms`), one NMS over them, highest scores first. The op is NonMaxSuppressionV4
+    with padded output: it has an XLA kernel (so a jit-compiled train step can log
+    detections; V5, `non_max_suppression_with_scores`, has none) and is a TFLite builtin.
     Returns a dict: boxes (B, D, 4), scores (B, D), labels (B, D) int32 1..K with 0 for
     padding, num_detections (B,) int32; D = max_detections, padding rows all zero.
     """
@@ -191,15 +201,19 @@ def per_class_nms(boxes, scores, score_threshold, iou_threshold, max_detections)
     def one_image(inputs):
         image_boxes, image_scores = inputs
         flat_scores = tf.reshape(image_scores, [-1])
-        top_scores, top = tf.math.top_k(flat_scores, tf.minimum(NMS_CANDIDATES, tf.size(flat_scores)))
+        size = flat_scores.shape[0]
+        count = min(NMS_CANDIDATES, size) if size is not None else tf.minimum(NMS_CANDIDATES, tf.size(flat_scores))
+        top_scores, top = tf.math.top_k(flat_scores, count)
         candidates, classes = tf.gather(image_boxes, top // num_classes), top % num_classes
         shift = tf.cast(classes, tf.float32) * (tf.reduce_max(candidates) + 1.0)
-        selected, selected_scores = tf.image.non_max_suppression_with_scores(
-            candidates + shift[:, None], top_scores, max_detections, iou_threshold, score_threshold)
-        count = tf.shape(selected)[0]
-        padding = [[0, max_detections - count]]
-        return (tf.pad(tf.gather(candidates, selected), padding + [[0, 0]]), tf.pad(selected_scores, padding),
-                tf.pad(tf.gather(classes, selected) + 1, padding), count)
+        selected, num_selected = tf.raw_ops.NonMaxSuppressionV4(
+            boxes=candidates + shift[:, None], scores=top_scores, max_output_size=max_detections,
+            iou_threshold=iou_threshold, score_threshold=score_threshold, pad_to_max_output_size=True)
+        valid = tf.range(max_detections) < num_selected
+        keep = lambda values: tf.where(tf.reshape(valid, [-1] + [1] * (values.shape.rank - 1)), values,
+                                       tf.zeros_like(values))
+        return (keep(tf.gather(candidates, selected)), keep(tf.gather(top_scores, selected)),
+                keep(tf.gather(classes, selected) + 1), num_selected)
 
     signature = (tf.TensorSpec((max_detections, 4), tf.float32), tf.TensorSpec((max_detections,), tf.float32),
                  tf.TensorSpec((max_detections,), tf.int32), tf.TensorSpec((), tf.int32))
@@ -208,7 +222,8 @@ def per_class_nms(boxes, scores, score_threshold, iou_threshold, max_detections)
     return dict(zip(("boxes", "scores", "labels", "num_detections"), detected))
 
 
-class _ResidualStage(layers.Layer):
+@keras.saving.register_keras_serializable(package="tf_translate")
+class DetectorResidualStage(layers.Layer):
     """relu(GN(conv3x3(relu(GN(conv3x3 stride 2 (x))))) + GN(conv1x1 stride 2 (x))): one
     backbone stage halving the map (a ResNet basic block with GroupNorm)."""
 
@@ -241,12 +256,15 @@ class _ResidualStage(layers.Layer):
         half = lambda n: None if n is None else (n + 1) // 2
         return (b, half(h), half(w), self.filters)
 
+    def get_config(self):
+        return {**super().get_config(), "filters": self.filters}
+
 
 @keras.saving.register_keras_serializable(package="tf_translate")
 class BoxDetector(keras.Model):
     """A RetinaNet-style detector: residual backbone, FPN, anchor heads shared by levels.
 
-    Backbone: a 3x3 stride-2 stem (`filters`, GroupNorm, ReLU) and one `_ResidualStage`
+    Backbone: a 3x3 stride-2 stem (`filters`, GroupNorm, ReLU) and one `DetectorResidualStage`
     per further level up to `max_level`, level l having filters * 2**(l - 1) channels.
     FPN: 1x1 laterals to `fpn_filters` on levels min_level..max_level, top-down nearest x2
     upsampling (cropped to the lateral's size, so any image size works) added to them,
@@ -291,7 +309,7 @@ class BoxDetector(keras.Model):
         self.anchors_per_cell = scales_per_octave * len(self.aspect_ratios)
         self.stem = [layers.Conv2D(filters, 3, strides=2, padding="same", use_bias=False),
                      layers.GroupNormalization(math.gcd(8, filters)), layers.ReLU()]
-        self.stages = [_ResidualStage(filters * 2 ** (level - 1)) for level in range(2, max_level + 1)]
+        self.stages = [DetectorResidualStage(filters * 2 ** (level - 1)) for level in range(2, max_level + 1)]
         num_levels = max_level - min_level + 1
         self.laterals = [layers.Conv2D(fpn_filters, 1) for _ in range(num_levels)]
         self.outputs_convs = [layers.Conv2D(fpn_filters, 3, padding="same") for _ in range(num_levels)]
@@ -360,7 +378,12 @@ class BoxDetector(keras.Model):
         return anchor_boxes(height, width, self.min_level, self.max_level, self.anchor_scale,
                             self.scales_per_octave, self.aspect_ratios)
 
-    def _image_anchors(self, images):
+    def _image_anchors(self, images, boxes=None, labels=None):
+        if images.shape.rank != 4 or images.shape[-1] != 3:
+            raise ValueError(f"BoxDetector takes (batch, height, width, 3) images in [0, 1], got shape {images.shape}")
+        if boxes is not None and (boxes.shape.rank != 3 or boxes.shape[-1] != 4 or labels.shape.rank != 2):
+            raise ValueError(f"BoxDetector takes padded boxes (batch, max_boxes, 4) and labels (batch, max_boxes), "
+                             f"got shapes {boxes.shape} and {labels.shape}")
         shape = tf.shape(images)
         height = images.shape[1] if images.shape[1] is not None else shape[1]
         width = images.shape[2] if images.shape[2] is not None else shape[2]
@@ -370,7 +393,8 @@ class BoxDetector(keras.Model):
         """Focal classification + smooth-L1 box regression loss (float32 scalar, their
         sum) of [0, 1] `images` against padded ground truth: `boxes` (B, M, 4) xyxy
         pixels, `labels` (B, M) int 1..K with 0 = padding (data.py's batches)."""
-        _, _, anchors = self._image_anchors(images)
+        images, boxes, labels = tf.convert_to_tensor(images), tf.convert_to_tensor(boxes), tf.convert_to_tensor(labels)
+        _, _, anchors = self._image_anchors(images, boxes, labels)
         class_logits, box_deltas = self(images, training=training)
         classification, regression = retinanet_losses(class_logits, box_deltas, anchors, boxes, labels)
         return classification + regression
@@ -379,6 +403,7 @@ class BoxDetector(keras.Model):
         """Boxes of [0, 1] images: a dict of boxes (B, D, 4) xyxy pixels clipped to the
         image, scores (B, D), labels (B, D) int32 1..K (0 = padding) and
         num_detections (B,), best first; defaults are the released detector's (D7)."""
+        images = tf.convert_to_tensor(images)
         height, width, anchors = self._image_anchors(images)
         class_logits, box_deltas = self(images, training=False)
         boxes = decode_boxes(box_deltas, anchors)
