@@ -14,7 +14,7 @@ from tf_translate.models.dunit.boxes import instance_consistency_tf
 from tf_translate.models.dunit.detector import BoxDetector
 from tf_translate.optimizers import current_learning_rate, make_adam
 
-DETECTOR_PHASE, TRANSLATION_PHASE = 0, 1
+DETECTOR_PHASE = 0  # `phases()`: 0 detector pretraining, 1 translation
 # Eval-mode detections as torchvision's Faster R-CNN keeps them in the released code (D7).
 DETECTION = dict(score_threshold=0.05, iou_threshold=0.5, max_detections=100)
 
