@@ -165,8 +165,8 @@ OVERRIDES = {k: v for k, v in TINY.items() if k != "image_size"}
 @pytest.fixture(scope="module")
 def run(scenes, tmp_path_factory):
     """CLI train: 2 detector steps, then 1 DRIT++ iteration; then `training.train` resumes
-    it for 2 more iterations. Eagerly unless DUNIT_TEST_GRAPH=1: tracing DRIT++'s two step
-    kinds (graph mode, as `train` runs it) took 7 minutes here."""
+    it for 2 more iterations. Eagerly unless DUNIT_TEST_GRAPH=1 (graph mode: tracing DRIT++'s
+    two step kinds took 2.5-7 minutes here; XLA, as `train` runs it, 6 minutes)."""
     from tf_translate.cli import main
     from tf_translate.training import train
 
@@ -174,15 +174,22 @@ def run(scenes, tmp_path_factory):
     options = [f"{k}={v}" for k, v in OVERRIDES.items()] + ["detector_steps=2"]
     assert main(["train", "--model", "dunit", "--data", str(scenes), "--run-dir", run_dir, "--steps", "1",
                  "--batch-size", "2", "--image-size", "64", "--load-size", "64", "--seed", "0", "--sample-every", "3",
-                 *(() if GRAPH else ("--eager",)), "--option", *options]) == 0
-    from tf_translate.runs import load_generators
-    first, _ = load_generators(run_dir)
+                 *(("--no-xla",) if GRAPH else ("--eager",)), "--option", *options]) == 0
+    import keras
+
+    from tf_translate.models import build_model
+    from tf_translate.runs import load_checkpoint, read_run
+
+    keras.utils.set_random_seed(0)  # as `train` seeds the run: `first` starts from the run's initial weights
+    first = build_model("dunit", **read_run(run_dir)["config"])
+    initial = [w.numpy() for w in first.detector.weights]
+    assert load_checkpoint(first, run_dir, optimizers=False)
     resumed = train("dunit", str(scenes), run_dir, steps=3, resume=True, verbose=0, eager=not GRAPH)
-    return run_dir, first, resumed
+    return run_dir, first, resumed, initial
 
 
 def test_detector_phase_then_translation_and_resume_keeps_the_detector(run):
-    run_dir, first, resumed = run
+    run_dir, first, resumed, initial = run
     with open(os.path.join(run_dir, "run.json")) as f:
         record = json.load(f)
     assert record["flags"]["total_steps"] == 2 + 3
@@ -190,18 +197,33 @@ def test_detector_phase_then_translation_and_resume_keeps_the_detector(run):
     assert int(resumed.content_d_optimizer.iterations.numpy()) == 3
     assert resumed.completed_steps() == 5
     assert not resumed.detector.trainable
-    fresh = DUNIT(**TINY, seed=0)
+    # D4: the checkpoint holds the trained detector (not its initial weights), and the
+    # resumed translation phase keeps it frozen.
     trained = [w.numpy() for w in first.detector.weights]
-    assert any(not np.array_equal(t, w.numpy()) for t, w in zip(trained, fresh.detector.weights))
-    # D4: the checkpoint holds the detector; the resumed translation phase leaves it frozen.
+    assert any(not np.array_equal(t, i) for t, i in zip(trained, initial))
     for before, after in zip(trained, resumed.detector.weights):
         assert np.array_equal(before, after.numpy()), after.path
     # The generators moved in the resumed phase.
     moved = [not np.array_equal(a.numpy(), b.numpy()) for a, b in zip(first.generator_b.weights,
                                                                      resumed.generator_b.weights)]
     assert any(moved)
-    samples = sorted(os.listdir(os.path.join(run_dir, "samples")))
-    assert samples  # grids with boxes drawn were written
+    assert sorted(os.listdir(os.path.join(run_dir, "samples")))  # the grids were written
+
+
+def test_sample_rows_draw_ground_truth_on_a_and_detections_on_its_translations(run, scenes):
+    _, _, model, _ = run
+    batch = scene_batch(scenes)
+    rows = dict(model.sample_rows(batch))
+    gt = draw_boxes(batch["a"][:1], batch["boxes_a"][:1], batch["labels_a"][:1])
+    np.testing.assert_array_equal(rows["real A, ground-truth boxes"], gt)
+    assert not np.array_equal(gt, batch["a"][:1].numpy())  # boxes were drawn
+    assert {"fake B, random code 1, detected boxes", "reconstructed A, detected boxes", "real B"} <= set(rows)
+    model.start_phase(0)  # the detector phase's grid: ground truth, then detections on real A
+    try:
+        assert [title for title, _ in model.sample_rows(batch)] == ["real A, ground-truth boxes",
+                                                                    "real A, detected boxes"]
+    finally:
+        model.start_phase(1)
 
 
 def test_cli_translates_and_exports_the_run(run, scenes, tmp_path):
@@ -209,7 +231,7 @@ def test_cli_translates_and_exports_the_run(run, scenes, tmp_path):
 
     from tf_translate.cli import main
 
-    run_dir, _, resumed = run
+    run_dir, _, resumed, _ = run
     out = tmp_path / "out"
     inputs = os.path.join(str(scenes), "testA")
     assert main(["translate", "--run-dir", run_dir, "--input", inputs, "--output", str(out), "--code-seed", "1"]) == 0
@@ -276,3 +298,13 @@ def test_instance_iou_scores_detections_against_the_source_boxes(scenes):
     assert model.instance_iou(inverted, folder)[0] == pytest.approx(0.0)
     answers[:] = [exact[0]] + far[1:]
     assert model.instance_iou(inverted, folder)[0] == pytest.approx(1.0 / len(boxed))
+
+
+def test_classes_come_from_domain_a_box_file_and_a_missing_one_is_a_one_line_error(scenes, tmp_path):
+    assert DUNIT.options_from_data(str(scenes), {}) == {"num_classes": 3}  # boxes.json names 3 classes
+    assert DUNIT.options_from_data(str(scenes), {"num_classes": 5}) == {}  # given (or kept by a resumed run)
+    for domain in ("trainA", "trainB"):
+        os.makedirs(tmp_path / domain)
+    with pytest.raises(ValueError, match="trainA has no boxes.json or init.txt") as error:
+        DUNIT.options_from_data(str(tmp_path), {})
+    assert "\n" not in str(error.value)

@@ -14,7 +14,7 @@ from tf_translate.models.dunit.boxes import instance_consistency_tf
 from tf_translate.models.dunit.detector import BoxDetector
 from tf_translate.optimizers import current_learning_rate, make_adam
 
-DETECTOR_PHASE, TRANSLATION_PHASE = 0, 1
+DETECTOR_PHASE = 0  # `phases()`: 0 detector pretraining, 1 translation
 # Eval-mode detections as torchvision's Faster R-CNN keeps them in the released code (D7).
 DETECTION = dict(score_threshold=0.05, iou_threshold=0.5, max_detections=100)
 
@@ -42,8 +42,9 @@ class DUNIT(DRIT):
        (weight 1, `--cycle-object-detection-loss-weight`). As in the released code they
        add to the generator loss's value (logged `eg_loss`, `g_loss`) and carry no
        gradient: the released term is rebuilt from Python floats (REFERENCE-WAVE4 §2.2);
-       here it is computed after DRIT++'s updates, outside their tapes, so every update
-       equals DRIT++'s.
+       here it is computed after DRIT++'s updates, outside their tapes (the NMS has no
+       gradient to give), so every update equals DRIT++'s. The step, detections included,
+       compiles with XLA as DRIT++'s does.
     At test time the detector is unused, as released: `generators()` are DRIT++'s
     (translate and export as for `DRIT`); `sample_rows` draws the ground-truth boxes on A
     and the detector's boxes on the translations, and `evaluate` adds the detector's
@@ -95,9 +96,6 @@ class DUNIT(DRIT):
     # at least 2; the released default 1 only works in IVRL's DRIT).
     reference_run = ReferenceRun(image_size=216, batch_size=2, epochs=100)
     data_kind = "unpaired_boxes"
-    # Graph mode, not XLA: the detector's NMS (NonMaxSuppressionV5) has no XLA kernel, and
-    # every full step runs it.
-    trains_with_xla = False
 
     # DRIT's options are spelled out (not **kwargs) so that `train --option` offers them.
     def __init__(self, num_classes=None, detector_filters=32, detector_fpn_filters=64, detector_levels=(3, 5),
@@ -190,25 +188,12 @@ class DUNIT(DRIT):
     def compile(self, total_steps=None, steps_per_epoch=None, jit_compile=True, **optimizers):
         """As `DRIT.compile`; `total_steps` counts both phases, and DRIT++'s decay spans the
         translation phase only (when the detector phase's length is known)."""
-        jit_compile = False  # see `trains_with_xla`
         if total_steps:
             try:
                 total_steps = max(1, total_steps - self.detector_phase_steps())
             except ValueError:
                 pass  # no data read (`runs.load_run`): the decay spans the whole run
         super().compile(total_steps, steps_per_epoch, jit_compile, **optimizers)
-
-    def make_train_function(self, force=False):
-        """The current phase's step as one graph-compiled `tf.function` (no XLA, see
-        `trains_with_xla`), traced without AutoGraph and called on each batch; eager runs
-        and distribution strategies keep Keras'."""
-        if self.train_function is not None and not force:
-            return self.train_function
-        if self.run_eagerly or tf.distribute.has_strategy():
-            return super().make_train_function(force)
-        step = tf.function(self.train_step, reduce_retracing=True, autograph=False)
-        self.train_function = lambda iterator: step(next(iterator))
-        return self.train_function
 
     def default_optimizers(self, total_steps, steps_per_epoch):
         optimizers = super().default_optimizers(total_steps, steps_per_epoch)
@@ -264,7 +249,8 @@ class DUNIT(DRIT):
     def full_step(self, real_a, real_b):
         """DRIT++'s full step, then the two consistency terms on its forward pass's A→B
         and self-reconstruction of A, outside every gradient tape (the released terms
-        carry no gradient; the detector's NMS has none to give), added to the logged
+        carry no gradient; the detector's NMS has none to give: inside a graph-mode tape
+        it raised LookupError even behind stop_gradient), added to the logged
         `eg_loss` and `g_loss` as the released code adds them to G's loss value."""
         logs = super().full_step(real_a, real_b)
         translation, reconstruction = self.step_inputs.images
