@@ -48,13 +48,15 @@ def model_class(name):
 def constructor_options(name):
     """{option: inspect.Parameter} of the model registered as `name`: its constructor's
     keyword arguments and, while a constructor passes **kwargs on, its bases' (a variant
-    such as `DUNITPaper` need not repeat `DUNIT`'s); `TranslationModel`'s **kwargs go to
-    keras.Model and are not options."""
+    such as `DUNITPaper` need not repeat `DUNIT`'s), except those the model sets for its base
+    itself (`fixed_options`: photo2cartoon's `num_residual_blocks`); `TranslationModel`'s
+    **kwargs go to keras.Model and are not options."""
     import inspect
 
     from tf_translate.models.base import TranslationModel
 
     options = {}
+    fixed = set(model_class(name).fixed_options)
     for cls in model_class(name).__mro__:
         if cls is TranslationModel:
             break
@@ -62,7 +64,7 @@ def constructor_options(name):
             continue
         parameters = inspect.signature(cls.__init__).parameters
         for option, parameter in parameters.items():
-            if option != "self" and parameter.kind is parameter.POSITIONAL_OR_KEYWORD:
+            if option not in fixed | {"self"} and parameter.kind is parameter.POSITIONAL_OR_KEYWORD:
                 options.setdefault(option, parameter)
         if not any(p.kind is p.VAR_KEYWORD for p in parameters.values()):
             break

@@ -24,8 +24,9 @@ A training model subclasses `TranslationModel`. What the CLI, `training`, `runs`
 - `train_step(data)`; `get_config()` whose output rebuilds the model, `image_size` included;
 - for label-conditioned models (`data_kind == "labelled"`): `label_names()` and
   `target_label(names)` (the defaults here refuse).
-- The constructor's keyword arguments are the model's options: `train --option NAME=VALUE`
-  sets any of them, and the CLI's convenience flags (`--generator`, `--inference-mode`,
+- The constructor's keyword arguments are the model's options, with its bases' while the
+  constructor passes **kwargs on, less `fixed_options` (`models.constructor_options`):
+  `train --option NAME=VALUE` sets any of them, and the CLI's convenience flags (`--generator`, `--inference-mode`,
   `--face-model`, `--min-size`) are accepted for a model exactly when its constructor
   has the option they set (`cli.OPTION_FLAGS`).
 A model whose step schedule updates a network only on some steps (StarGAN's n_critic)
@@ -265,6 +266,7 @@ class TranslationModel(keras.Model):
 
     # -- Run settings and training phases: what `training.train` reads besides the above. A
     # model that trains as the image-folder models do keeps these defaults. (issue 32)
+    fixed_options = ()  # options of a base class that this model's constructor sets itself (not options)
     flag_options = {"image_size": "image_size"}  # train setting -> the constructor option it sets
     unused_flags = ()  # train settings the model has no use for: refused when given, not recorded
     precisions = None  # the precision policies the model trains in (None: any)

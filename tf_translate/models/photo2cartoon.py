@@ -428,6 +428,8 @@ class Photo2Cartoon(UGATIT):
     reference_run = ReferenceRun(steps=1_000_000)  # minivision --iteration (trained about 200k, chosen by FID)
     training_only_config = ("face_model",)
 
+    fixed_options = ("num_residual_blocks",)  # its generator has 4 per hourglass stage, whatever U-GAT-IT says
+
     def __init__(self, image_size=256, light=True, filters=32, discriminator_filters=32, global_layers=7,
                  local_layers=5, adversarial_weight=1.0, cycle_weight=50.0, identity_weight=10.0,
                  cam_weight=1000.0, face_id_weight=1.0, face_model=None, learning_rate=1e-4, beta_1=0.5,
