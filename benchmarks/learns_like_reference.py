@@ -132,7 +132,7 @@ def load_judge(args):
         classifier.save_weights(path)
     test_images, test_labels = load_split(args.data_dir, "t10k")
     accuracy = float(np.mean(predict(classifier, to_model_images(test_images, args.size).numpy()) == test_labels))
-    features = keras.Model(classifier.input, classifier.layers[-2].output)
+    features = keras.Model(classifier.inputs, classifier.layers[-2].output)
     return classifier, features, accuracy
 
 
