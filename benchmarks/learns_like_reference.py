@@ -142,13 +142,13 @@ def judge_images(judge, images, real_b, target):
     return judged(outputs(classifier, images), outputs(features, images), outputs(features, real_b), target)
 
 
-# --- CycleGAN -----------------------------------------------------------------------------
+# --- the models: our options and the reference's training loop ----------------------------
 
 def cyclegan_options(args):
     return {"filters": args.filters, "num_residual_blocks": args.blocks, "discriminator_filters": args.discriminator_filters}
 
 
-def cyclegan_reference(args, root, seed, images):
+def cyclegan_reference(args, seed, images):
     """junyanz `train.py` + `UnalignedDataset` + `CycleGANModel` at our sizes."""
     import torch
 
@@ -157,34 +157,67 @@ def cyclegan_reference(args, root, seed, images):
     epochs = args.steps // args.train_count
     trainer = TorchCycleGAN(ngf=args.filters, n_blocks=args.blocks, ndf=args.discriminator_filters,
                             n_epochs=epochs // 2, n_epochs_decay=epochs - epochs // 2, seed=seed)
-    reference_loop(args, seed, images, trainer.step, trainer.start_epoch, shuffle_a=True)
+    reference_loop(args, seed, images, lambda step, a, b: trainer.step(a, b), trainer.start_epoch, shuffle_b=False)
     return torch.no_grad()(lambda x: trainer.netG_A(trainer.tensor(x)).permute(0, 2, 3, 1).numpy())
 
 
-def reference_loop(args, seed, images, step, start_epoch, shuffle_a):
-    """The reference's data loop at batch 1: resize (PIL bicubic) to the load size, random
-    crop, random flip; A in a new order each epoch when `shuffle_a`, else drawn at random
-    like B."""
+def ugatit_light_options(args):
+    return {"filters": args.filters, "num_residual_blocks": args.blocks, "discriminator_filters": args.discriminator_filters,
+            "global_layers": args.global_layers, "local_layers": args.local_layers}
+
+
+def ugatit_light_reference(args, seed, images):
+    """UGATIT-pytorch `UGATIT.train` with `--light True` at our sizes: PyTorch's default
+    initialisation, both domains reshuffled per pass, the learning rate lowered by
+    lr / (iterations // 2) before each iteration of the second half."""
+    import torch
+
+    from torch_ugatit import TorchUGATIT
+
+    trainer = TorchUGATIT(args.filters, args.blocks, args.size, True, args.discriminator_filters,
+                          args.global_layers, args.local_layers, dtype="float32")
+    half = args.steps // 2
+
+    def step(index, a, b):
+        if index + 1 > half:  # the reference counts iterations from 1
+            for optimizer in (trainer.G_optim, trainer.D_optim):
+                optimizer.param_groups[0]["lr"] -= 1e-4 / half
+        trainer.step(a, b)
+    reference_loop(args, seed, images, step, shuffle_b=True)
+    return torch.no_grad()(lambda x: trainer.genA2B(trainer.tensor(x))[0].permute(0, 2, 3, 1).numpy())
+
+
+def reference_loop(args, seed, images, step, start_epoch=lambda: None, shuffle_b=False):
+    """The references' data loop at batch 1: resize (PIL bicubic) to the load size (286/256 of
+    the crop, as ours), random crop, random flip; A in a new order every pass, B the same
+    when `shuffle_b` (two DataLoaders), else drawn at random (junyanz's unaligned dataset).
+    An epoch is one pass over A."""
     from tf_translate.data import reference_load_size
     rng = np.random.default_rng(seed)
     load = reference_load_size(args.size)
+    orders = {"A": [], "B": []}
 
     def transform(image):
         array = np.asarray(image.resize((load, load), Image.BICUBIC))
         y, x = rng.integers(0, load - args.size + 1, size=2)
         array = array[y:y + args.size, x:x + args.size]
-        return array[:, ::-1] if rng.random() < 0.5 else array
+        return to_unit([array[:, ::-1] if rng.random() < 0.5 else array])
 
-    count_a, count_b = len(images["A"]), len(images["B"])
-    for _ in range(args.steps // args.train_count):
-        start_epoch()
-        order = rng.permutation(count_a) if shuffle_a else rng.integers(count_a, size=args.train_count)
-        for index in order:
-            b = images["B"][int(rng.integers(count_b))]
-            step(to_unit([transform(images["A"][index])]), to_unit([transform(b)]))
+    def draw(domain):
+        if not orders[domain]:
+            orders[domain] = list(rng.permutation(len(images[domain])))
+        return images[domain][orders[domain].pop()]
+
+    for index in range(args.steps):
+        if index % len(images["A"]) == 0:
+            start_epoch()
+        a = draw("A")
+        b = draw("B") if shuffle_b else images["B"][int(rng.integers(len(images["B"])))]
+        step(index, transform(a), transform(b))
 
 
-MODELS = {"cyclegan": (cyclegan_options, cyclegan_reference)}
+MODELS = {"cyclegan": (cyclegan_options, cyclegan_reference),
+          "ugatit_light": (ugatit_light_options, ugatit_light_reference)}
 
 
 # --- one run per side and seed --------------------------------------------------------------
@@ -209,7 +242,7 @@ def run_reference(args, root, seed, work):
     torch.set_num_threads(args.torch_threads)
     torch.manual_seed(seed)
     images = {d: [Image.fromarray(x) for x in read_folder(os.path.join(root, "train" + d))] for d in "AB"}
-    return MODELS[args.model][1](args, root, seed, images)
+    return MODELS[args.model][1](args, seed, images)
 
 
 def settings(args):
@@ -270,6 +303,8 @@ def parse_args(argv=None):
     parser.add_argument("--filters", type=int, default=16)
     parser.add_argument("--blocks", type=int, default=4)
     parser.add_argument("--discriminator-filters", type=int, default=32)
+    parser.add_argument("--global-layers", type=int, default=5, help="U-GAT-IT's global D depth (7 at 256 px)")
+    parser.add_argument("--local-layers", type=int, default=4, help="U-GAT-IT's local D depth (5 at 256 px)")
     parser.add_argument("--torch-threads", type=int, default=1,
                         help="PyTorch threads (2 threads on 2 cores shared with other jobs ran 14x slower than 1)")
     parser.add_argument("--data-dir", default=DATA_DIR)
