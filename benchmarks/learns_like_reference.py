@@ -1,16 +1,17 @@
 """Does our training learn like the reference's? Several seeds per side on real data,
 both sides judged the same way (issue 34).
 
-For a two-domain model: domain A = `--train-count` Fashion-MNIST training images of one
-class, domain B = as many of another, written as `--size` px RGB PNGs (bicubic from 28 px);
-test = the class-A test split. Ours is the library's `train` on those folders (XLA,
-float32). The reference side is the PyTorch re-statement of the reference's training loop
-on the same PNGs, built on the networks and `step` of `tests/torch_*.py`: its data
-pipeline (PIL bicubic resize, random crop, random flip; A in a new order every epoch, B
-drawn at random), its initialisation, learning-rate schedule, image pool and update
-order. Both sides use the same widths, sizes and steps. An epoch is one pass over
-domain A (`--train-count` steps at batch 1), so the schedules step where the references'
-do.
+Models: cyclegan, ugatit_light. Domain A = `--train-count` Fashion-MNIST training images
+of one class, domain B = as many of another, written as `--size` px RGB PNGs (bicubic from
+28 px); test = the class-A test split. Ours is the library's `train` on those folders
+(XLA, float32). The reference side is the PyTorch re-statement of the reference's training
+loop on the same PNGs, built on the networks and `step` of `tests/torch_reference.py` /
+`tests/torch_ugatit.py`: its data pipeline (PIL bicubic resize to 286/256 of the crop,
+random crop, random flip; A in a new order every pass, B drawn at random for CycleGAN and
+reshuffled per pass for U-GAT-IT), its initialisation, learning-rate schedule, image pool
+and update order. Both sides use the same widths, sizes and steps. An epoch is one pass
+over domain A (`--train-count` steps at batch 1), so junyanz's schedule steps where it
+would.
 
 The judge is a small CNN trained once on the real training split (cached in
 ~/.cache/tf_translate): the share of translated class-A test images it assigns to class
@@ -24,6 +25,8 @@ both sides) goes beside the JSON.
 
     python benchmarks/learns_like_reference.py --model cyclegan --pair sandal:sneaker --seeds 0 1 2
     python benchmarks/learns_like_reference.py --model cyclegan --seeds 0 --side ours
+    python benchmarks/learns_like_reference.py --model ugatit_light --steps 600 --train-count 200 \
+        --discriminator-filters 16
     python benchmarks/learns_like_reference.py --model cyclegan --seeds 0 --steps 40 --train-count 20 \
         --results /tmp/look   # a quick look
 """
