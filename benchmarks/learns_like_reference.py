@@ -148,7 +148,8 @@ def judge_images(judge, images, real_b, target):
 # --- the models: our options and the reference's training loop ----------------------------
 
 def cyclegan_options(args):
-    return {"filters": args.filters, "num_residual_blocks": args.blocks, "discriminator_filters": args.discriminator_filters}
+    return {"filters": args.filters, "num_residual_blocks": args.blocks,
+            "discriminator_filters": args.discriminator_filters}
 
 
 def cyclegan_reference(args, seed, images):
@@ -165,7 +166,8 @@ def cyclegan_reference(args, seed, images):
 
 
 def ugatit_light_options(args):
-    return {"filters": args.filters, "num_residual_blocks": args.blocks, "discriminator_filters": args.discriminator_filters,
+    return {"filters": args.filters, "num_residual_blocks": args.blocks,
+            "discriminator_filters": args.discriminator_filters,
             "global_layers": args.global_layers, "local_layers": args.local_layers}
 
 
@@ -270,7 +272,8 @@ def print_table(record, judge_accuracy, inputs):
           f"{s['train_count']} images per domain; judge: {judge_accuracy:.1%} on the real test split; "
           f"CPU: {cpu_name()}, shared")
     print(f"inputs before training: {inputs['target_accuracy']:.1%} judged target, KID x 100 {inputs['kid_x100']:.2f}")
-    print("| side | seeds | judged target, mean ± sd | KID x 100, mean ± sd | train s, mean | per seed (judged target) |\n"
+    print("| side | seeds | judged target, mean ± sd | KID x 100, mean ± sd | train s, mean "
+          "| per seed (judged target) |\n"
           "|---|---|---:|---:|---:|---|")
     by_side = {side: sorted((r for r in runs if r["side"] == side), key=lambda r: r["seed"])
                for side in ("reference", "ours")}
@@ -354,7 +357,8 @@ def main(argv=None):
                 json.dump(record, file, indent=1)
     both = sorted({r["seed"] for r in record["runs"] if r["side"] == "ours"}
                   & {r["seed"] for r in record["runs"] if r["side"] == "reference"})
-    pictures = [os.path.join(work, f"{side}_seed{both[0]}_first8.npy") for side in ("reference", "ours")] if both else []
+    pictures = [os.path.join(work, f"{side}_seed{both[0]}_first8.npy") for side in ("reference", "ours")
+                ] if both else []
     if pictures and all(os.path.exists(p) for p in pictures):
         save_picture(os.path.join(args.results, name + ".png"), [test] + [np.load(p) for p in pictures])
     print_table(record, judge[2], inputs)
