@@ -210,3 +210,29 @@ def test_the_page_script_translates_like_python_onnxruntime(tmp_path, capsys):
     (python,) = session.run(None, {"images": photo})
     assert np.abs(page_output.astype(int) - python.astype(int)).max() <= 1
     assert np.abs(python.astype(int) - photo.astype(int)).max() > 8  # a translation, not the photo
+
+
+def test_the_page_draws_drit_attribute_codes(tmp_path):
+    """A model with DRIT++'s `attributes` input (length 8; here passed through as a second
+    output): the page feeds a code of that length, else onnxruntime-web refuses the run."""
+    if shutil.which("node") is None or not os.path.isdir(ORT_WEB_CACHE):
+        pytest.skip(f"needs node and onnxruntime-web unpacked in {ORT_WEB_CACHE} (.ci/run puts it there)")
+    onnx = pytest.importorskip("onnx")
+    from onnx import TensorProto, helper
+
+    graph = helper.make_graph(
+        [helper.make_node("Identity", ["images"], ["translated"]), helper.make_node("Identity", ["attributes"], ["codes"])],
+        "drit_like", [helper.make_tensor_value_info("images", TensorProto.UINT8, ["batch", "height", "width", 3]),
+                      helper.make_tensor_value_info("attributes", TensorProto.FLOAT, ["batch", 8])],
+        [helper.make_tensor_value_info("translated", TensorProto.UINT8, ["batch", "height", "width", 3]),
+         helper.make_tensor_value_info("codes", TensorProto.FLOAT, ["batch", 8])])
+    model = helper.make_model(graph, opset_imports=[helper.make_opsetid("", 17)], ir_version=8)
+    page = str(tmp_path / "page")
+    write_page(lambda path: onnx.save(model, path), page)
+    photo = np.random.default_rng(0).integers(0, 256, (1, 6, 10, 3), dtype=np.uint8)
+    photo.tofile(tmp_path / "in.raw")
+    script = os.path.join(os.path.dirname(os.path.abspath(__file__)), "page_in_node.js")
+    done = subprocess.run(["node", script, page, str(tmp_path / "in.raw"), "6", "10", str(tmp_path / "out.raw")],
+                          capture_output=True, text=True, timeout=120)
+    assert done.returncode == 0, done.stderr
+    assert np.array_equal(np.fromfile(tmp_path / "out.raw", np.uint8).reshape(photo.shape), photo)
