@@ -165,8 +165,10 @@ def test_serve_web_refuses_a_folder_that_is_not_a_page(tmp_path, capsys):
         "write one with tf-translate export --format web)")
     missing = str(tmp_path / "none")
     assert cli_error(capsys, ["serve-web", missing]) == (
-        f"tf-translate: error: serve-web: {missing!r} is not a folder (write one with tf-translate export --format web)")
-    assert cli_error(capsys, ["serve-web", page, "--port", "70000"]) == "tf-translate: error: --port must be 0-65535, got 70000"
+        f"tf-translate: error: serve-web: {missing!r} is not a folder (write one with tf-translate export "
+        "--format web)")
+    assert cli_error(capsys, ["serve-web", page, "--port", "70000"]) == (
+        "tf-translate: error: --port must be 0-65535, got 70000")
 
 
 def test_the_page_script_translates_like_python_onnxruntime(tmp_path, capsys):
@@ -221,7 +223,8 @@ def test_the_page_draws_drit_attribute_codes(tmp_path):
     from onnx import TensorProto, helper
 
     graph = helper.make_graph(
-        [helper.make_node("Identity", ["images"], ["translated"]), helper.make_node("Identity", ["attributes"], ["codes"])],
+        [helper.make_node("Identity", ["images"], ["translated"]),
+         helper.make_node("Identity", ["attributes"], ["codes"])],
         "drit_like", [helper.make_tensor_value_info("images", TensorProto.UINT8, ["batch", "height", "width", 3]),
                       helper.make_tensor_value_info("attributes", TensorProto.FLOAT, ["batch", 8])],
         [helper.make_tensor_value_info("translated", TensorProto.UINT8, ["batch", "height", "width", 3]),
