@@ -13,6 +13,8 @@ setup(
     long_description=open("README.md").read(),
     long_description_content_type="text/markdown",
     packages=find_packages(include=["tf_translate", "tf_translate.*"]),
+    # The in-browser page's own files (tf_translate/web.py copies them into each exported page).
+    package_data={"tf_translate": ["web_page/index.html", "web_page/translate.js"]},
     python_requires=">=3.10",
     # TensorFlow is chosen by an extra, because `tensorflow` and `tensorflow-cpu` install
     # into the same folder and must never both be required: `[cpu]` (small CPU wheel) or

@@ -1,6 +1,6 @@
-// Runs examples/browser's translate.js under Node on a stand-in DOM (tests/test_browser_page.py):
+// Runs the exported page's translate.js (tf_translate/web_page) under Node on a stand-in DOM (tests/test_browser_page.py):
 //   node page_in_node.js PAGE_DIR PHOTO.raw HEIGHT WIDTH OUT.raw
-// PAGE_DIR is a folder make_page.py wrote; PHOTO.raw holds HEIGHT x WIDTH x 3 uint8 RGB bytes
+// PAGE_DIR is a folder `tf-translate export --format web` wrote; PHOTO.raw holds HEIGHT x WIDTH x 3 uint8 RGB bytes
 // (at most 512 px a side, so the page does not resize it). The page's canvases are arrays, its
 // image loads PHOTO.raw, and fetch reads the folder's files; the onnxruntime-web build, the
 // tensor packing and the output drawing are the page's own. OUT.raw gets the output canvas

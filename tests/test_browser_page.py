@@ -1,5 +1,6 @@
-"""examples/browser: the page folder make_page.py writes, served on 127.0.0.1, and the page's
-script translating a photograph under Node with the onnxruntime-web build it ships.
+"""The in-browser page (tf_translate/web.py): `export --format web` writes its folder,
+`serve-web`'s server serves every file it loads with the type a browser needs, and the
+page's script translates a photograph under Node with the onnxruntime-web build it ships.
 
 No browser runs here: Debian's chromium would bring 131 packages (systemd and perl-base
 upgrades among them) onto the machine, and npm's puppeteer/playwright download a browser
@@ -9,34 +10,36 @@ picker, loading the runtime through a <script> tag) is not exercised.
 """
 
 import html.parser
-import http.server
 import os
 import re
 import shutil
 import subprocess
-import sys
 import threading
 import urllib.request
 
 import numpy as np
 import pytest
+from helpers import TINY_CYCLEGAN
 
-EXAMPLE = os.path.join(os.path.dirname(os.path.dirname(os.path.abspath(__file__))), "examples", "browser")
-sys.path.insert(0, EXAMPLE)
-from make_page import ORT_FILES, make_page  # noqa: E402
+from tf_translate.web import ORT_FILES, ORT_WEB_CACHE, page_server, write_page
 
-# Unpacked by .ci/run from `npm pack onnxruntime-web@1.31.1` (package.json and the dist files
-# the page loads).
-ORT_WEB = os.path.expanduser("~/.cache/tf_translate/onnxruntime-web-1.31.1")
+PAGE = ["index.html", "model.onnx", "ort/ort-wasm-simd-threaded.mjs", "ort/ort-wasm-simd-threaded.wasm",
+        "ort/ort.wasm.min.js", "ort/package.json", "translate.js"]
 
 
 def stand_in_package(folder):
-    """An unpacked npm package with the files make_page copies, holding their own names."""
+    """An unpacked npm package with the files the page takes, each holding its own name."""
     for name in ORT_FILES:
         os.makedirs(os.path.join(folder, os.path.dirname(name)), exist_ok=True)
         with open(os.path.join(folder, name), "w") as file:
             file.write(name)
     return folder
+
+
+def stand_in_page(tmp_path, model=b"an exported model"):
+    page = str(tmp_path / "page")
+    write_page(lambda path: open(path, "wb").write(model), page, package=stand_in_package(str(tmp_path / "pkg")))
+    return page
 
 
 class Scripts(html.parser.HTMLParser):
@@ -49,99 +52,190 @@ class Scripts(html.parser.HTMLParser):
             self.sources.append(dict(attrs)["src"])
 
 
-def serve(folder):
-    """A static file server on 127.0.0.1 (a free port) for `folder`; returns (server, base URL)."""
-    handler = lambda *args: http.server.SimpleHTTPRequestHandler(*args, directory=folder)  # noqa: E731
-    server = http.server.ThreadingHTTPServer(("127.0.0.1", 0), handler)
-    threading.Thread(target=server.serve_forever, daemon=True).start()
-    return server, f"http://127.0.0.1:{server.server_address[1]}/"
-
-
 def fetch(url):
     with urllib.request.urlopen(url, timeout=30) as response:
-        return response.headers.get_content_type(), response.read()
+        return response.headers.get_content_type(), response.headers, response.read()
 
 
-def test_page_and_every_file_it_loads_are_served(tmp_path):
-    model = tmp_path / "g.onnx"
-    model.write_bytes(b"an exported model")
-    page = tmp_path / "page"
-    names = make_page(str(model), stand_in_package(str(tmp_path / "package")), str(page))
-    assert names == ["index.html", "model.onnx", "ort/ort-wasm-simd-threaded.mjs", "ort/ort-wasm-simd-threaded.wasm",
-                     "ort/ort.wasm.min.js", "ort/package.json", "translate.js"]
-    assert os.stat(page).st_mode & 0o777 == 0o755
-    server, base = serve(str(page))
+def served(page):
+    """{path a browser asks for -> (MIME type, bytes)} for the page and everything it loads,
+    from serve-web's server on a free port."""
+    server = page_server(page, port=0)
+    threading.Thread(target=server.serve_forever, daemon=True).start()
+    base = f"http://127.0.0.1:{server.server_address[1]}/"
     try:
-        kind, body = fetch(base)
-        assert kind == "text/html"
+        kind, headers, body = fetch(base)
+        assert headers["Cross-Origin-Embedder-Policy"] == "require-corp"  # WASM threads allowed
+        files = {"": (kind, body)}
         scripts = Scripts()
         scripts.feed(body.decode())
-        assert scripts.sources == ["ort/ort.wasm.min.js", "translate.js"]
-        script = fetch(base + "translate.js")[1].decode()
+        script = fetch(base + "translate.js")[2].decode()
         wasm_folder = re.search(r'wasmPaths = new URL\("([^"]+)", location.href\)', script).group(1)
-        model_name = re.search(r'InferenceSession\.create\("([^"]+)"', script).group(1)
-        expected = {  # what the browser asks for -> (MIME type it needs, bytes)
-            "ort/ort.wasm.min.js": ("text/javascript", b"dist/ort.wasm.min.js"),
-            wasm_folder + "ort-wasm-simd-threaded.mjs": ("text/javascript", b"dist/ort-wasm-simd-threaded.mjs"),
-            # streaming compilation refuses any other type
-            wasm_folder + "ort-wasm-simd-threaded.wasm": ("application/wasm", b"dist/ort-wasm-simd-threaded.wasm"),
-            model_name: (None, b"an exported model"),
-        }
-        for path, (mime, data) in expected.items():
-            kind, body = fetch(base + path)
-            assert body == data, path
-            assert mime is None or kind == mime, (path, kind)
+        model = re.search(r'InferenceSession\.create\("([^"]+)"', script).group(1)
+        for path in scripts.sources + [wasm_folder + "ort-wasm-simd-threaded.mjs",
+                                       wasm_folder + "ort-wasm-simd-threaded.wasm", model, "ort/package.json"]:
+            kind, _, body = fetch(base + path)
+            files[path] = (kind, body)
+        return files
     finally:
         server.shutdown()
         server.server_close()
 
 
-def test_make_page_errors_are_one_line(tmp_path, capsys):
-    from make_page import main
+def test_page_and_every_file_it_loads_are_served_with_their_types(tmp_path):
+    page = stand_in_page(tmp_path)
+    assert sorted(os.path.relpath(os.path.join(root, name), page)
+                  for root, _, names in os.walk(page) for name in names) == PAGE
+    assert os.stat(page).st_mode & 0o777 == 0o755
+    files = served(page)
+    assert {path: kind for path, (kind, _) in files.items()} == {
+        "": "text/html",
+        "ort/ort.wasm.min.js": "text/javascript",
+        "translate.js": "text/javascript",
+        "ort/ort-wasm-simd-threaded.mjs": "text/javascript",  # a module script needs a JavaScript type
+        "ort/ort-wasm-simd-threaded.wasm": "application/wasm",  # streaming compilation refuses others
+        "model.onnx": "application/octet-stream",
+        "ort/package.json": "application/json",
+    }
+    for path in ORT_FILES:
+        assert files["ort/" + os.path.basename(path)][1] == path.encode()
+    assert files["model.onnx"][1] == b"an exported model"
 
-    package = stand_in_package(str(tmp_path / "package"))
-    assert main(["--model", str(tmp_path / "none.onnx"), "--onnxruntime-web", package,
-                 "--output", str(tmp_path / "page")]) == 2
-    missing = str(tmp_path / "none.onnx")
-    assert capsys.readouterr().err.strip() == f"make_page: error: --model {missing!r} does not exist"
-    (tmp_path / "g.onnx").write_bytes(b"model")
-    os.remove(os.path.join(package, "dist/ort.wasm.min.js"))
-    assert main(["--model", str(tmp_path / "g.onnx"), "--onnxruntime-web", package,
-                 "--output", str(tmp_path / "page")]) == 2
+
+def test_page_is_written_whole_or_not_at_all(tmp_path):
+    page = stand_in_page(tmp_path, b"first")
+    package = str(tmp_path / "pkg")
+    with pytest.raises(ValueError, match=f"--output {re.escape(repr(page))} exists: pass --overwrite"):
+        write_page(lambda path: None, page, package=package)
+
+    def broken_export(path):
+        raise ValueError("the export failed")
+
+    with pytest.raises(ValueError, match="the export failed"):
+        write_page(broken_export, page, overwrite=True, package=package)
+    assert open(os.path.join(page, "model.onnx"), "rb").read() == b"first"
+    assert sorted(os.listdir(tmp_path)) == ["page", "pkg"]  # no temporary folder left
+    os.remove(os.path.join(package, "dist/ort-wasm-simd-threaded.wasm"))
+    with pytest.raises(ValueError) as error:
+        write_page(lambda path: None, str(tmp_path / "other"), package=package)
+    assert str(error.value) == (
+        f"--format web needs onnxruntime-web 1.31.1 unpacked in {package} (no dist/ort-wasm-simd-threaded.wasm); "
+        f"fill it with: mkdir -p {ORT_WEB_CACHE} && npm pack onnxruntime-web@1.31.1 && "
+        f"tar -xzf onnxruntime-web-1.31.1.tgz -C {ORT_WEB_CACHE} --strip-components=1")
+    assert not os.path.exists(tmp_path / "other")
+
+
+def cli_error(capsys, argv):
+    from tf_translate.cli import main
+
+    code = main(argv)
     lines = capsys.readouterr().err.strip().splitlines()
-    assert len(lines) == 1 and "no dist/ort.wasm.min.js in it" in lines[0]
-    assert not os.path.exists(tmp_path / "page")
+    assert code == 2 and len(lines) == 1, lines
+    return lines[0]
 
 
-def test_the_page_script_translates_like_python_onnxruntime(tmp_path):
-    """translate.js itself (tests/page_in_node.js: Node, a stand-in DOM) with the onnxruntime-web
-    WASM build the page ships, on a photograph at a size the model pads. Measured 0 grey levels
-    from Python's onnxruntime; bound 1, as the WASM kernels may round differently."""
-    if shutil.which("node") is None or not os.path.isdir(ORT_WEB):
-        pytest.skip(f"needs node and onnxruntime-web unpacked in {ORT_WEB} (.ci/run puts it there)")
+@pytest.mark.parametrize("flags, message", [
+    (["--io", "float"], "--io float is not for --format web; the page sends and draws uint8 pixels"),
+    (["--heatmap"], "--heatmap is not for --format web"),
+    (["--quantize", "fp16"], "--quantize is not for --format web"),
+    (["--opset", "0"], "--opset must be a positive ONNX opset number, got 0"),
+])
+def test_web_flags_that_do_not_apply_are_one_line(tmp_path, capsys, flags, message):
+    argv = ["export", "--run-dir", str(tmp_path / "run"), "--format", "web", "--output", str(tmp_path / "out"), *flags]
+    assert cli_error(capsys, argv).startswith(f"tf-translate: error: {message}")
+    assert not os.path.exists(tmp_path / "out")
+
+
+def test_web_export_names_the_missing_extra(tmp_path, capsys, monkeypatch):
+    import importlib.util
+
+    find_spec = importlib.util.find_spec
+    monkeypatch.setattr(importlib.util, "find_spec",
+                        lambda name, *args: None if name == "tf2onnx" else find_spec(name, *args))
+    argv = ["export", "--run-dir", str(tmp_path / "run"), "--format", "web", "--output", str(tmp_path / "out")]
+    assert cli_error(capsys, argv) == ('tf-translate: error: --format web needs the onnx extra (tf2onnx is not '
+                                       'installed): pip install "tf_translate[onnx]"')
+
+
+def test_serve_web_refuses_a_folder_that_is_not_a_page(tmp_path, capsys):
+    page = stand_in_page(tmp_path)
+    os.remove(os.path.join(page, "ort", "ort-wasm-simd-threaded.wasm"))
+    assert cli_error(capsys, ["serve-web", page]) == (
+        f"tf-translate: error: serve-web: {page!r} is not an exported page (no ort/ort-wasm-simd-threaded.wasm; "
+        "write one with tf-translate export --format web)")
+    missing = str(tmp_path / "none")
+    assert cli_error(capsys, ["serve-web", missing]) == (
+        f"tf-translate: error: serve-web: {missing!r} is not a folder (write one with tf-translate export "
+        "--format web)")
+    assert cli_error(capsys, ["serve-web", page, "--port", "70000"]) == (
+        "tf-translate: error: --port must be 0-65535, got 70000")
+
+
+def test_the_page_script_translates_like_python_onnxruntime(tmp_path, capsys):
+    """`export --format web` on a tiny CycleGAN run; every file of the folder served by
+    serve-web's server with its type; then translate.js itself (tests/page_in_node.js: Node, a
+    stand-in DOM) with the onnxruntime-web WASM build the page ships, on a photograph at a size
+    the model pads. Measured 0 grey levels from Python's onnxruntime; bound 1, as the WASM
+    kernels may round differently."""
+    if shutil.which("node") is None or not os.path.isdir(ORT_WEB_CACHE):
+        pytest.skip(f"needs node and onnxruntime-web unpacked in {ORT_WEB_CACHE} (.ci/run puts it there)")
     pytest.importorskip("tf2onnx")
     ort = pytest.importorskip("onnxruntime")
-    import keras
     from PIL import Image
     from skimage import data
 
-    from tf_translate.export_onnx import export_onnx
-    from tf_translate.models import ResNetGenerator
+    from tf_translate.cli import main
+    from tf_translate.data import write_demo_dataset
+    from tf_translate.training import train
 
-    keras.utils.set_random_seed(0)
-    generator = ResNetGenerator(filters=8, num_residual_blocks=2)
-    generator.build((None, None, None, 3))
-    export_onnx(generator, tmp_path / "g.onnx")
-    page = tmp_path / "page"
-    make_page(str(tmp_path / "g.onnx"), ORT_WEB, str(page))
+    tiny = {k: v for k, v in TINY_CYCLEGAN.items() if k != "image_size"}
+    run = str(tmp_path / "run")
+    train("cyclegan", write_demo_dataset(str(tmp_path / "data"), size=32, train_count=2, test_count=1), run,
+          steps=1, batch_size=1, image_size=32, load_size=32, seed=0, model_overrides=tiny, verbose=0, xla=False)
+    page = str(tmp_path / "page")
+    assert main(["export", "--run-dir", run, "--format", "web", "--output", page]) == 0
+    assert capsys.readouterr().out.strip().endswith(f"written to {page}: tf-translate serve-web {page}")
+    files = served(page)
+    assert files["ort/ort-wasm-simd-threaded.wasm"] == (
+        "application/wasm", open(os.path.join(ORT_WEB_CACHE, "dist/ort-wasm-simd-threaded.wasm"), "rb").read())
+    assert files["ort/ort-wasm-simd-threaded.mjs"][0] == "text/javascript"
+
     photo = np.asarray(Image.fromarray(data.astronaut()).resize((54, 42), Image.BICUBIC))[None]
     photo.tofile(tmp_path / "in.raw")
     script = os.path.join(os.path.dirname(os.path.abspath(__file__)), "page_in_node.js")
-    done = subprocess.run(["node", script, str(page), str(tmp_path / "in.raw"), "42", "54", str(tmp_path / "out.raw")],
+    done = subprocess.run(["node", script, page, str(tmp_path / "in.raw"), "42", "54", str(tmp_path / "out.raw")],
                           capture_output=True, text=True, timeout=300)
     assert done.returncode == 0, done.stderr
     assert re.fullmatch(r"translated in \d+ ms \(WASM, on this computer\)\n", done.stdout)
     page_output = np.fromfile(tmp_path / "out.raw", np.uint8).reshape(photo.shape)
-    session = ort.InferenceSession(str(tmp_path / "g.onnx"), providers=["CPUExecutionProvider"])
+    session = ort.InferenceSession(os.path.join(page, "model.onnx"), providers=["CPUExecutionProvider"])
     (python,) = session.run(None, {"images": photo})
     assert np.abs(page_output.astype(int) - python.astype(int)).max() <= 1
+    assert np.abs(python.astype(int) - photo.astype(int)).max() > 8  # a translation, not the photo
+
+
+def test_the_page_draws_drit_attribute_codes(tmp_path):
+    """A model with DRIT++'s `attributes` input (length 8; here passed through as a second
+    output): the page feeds a code of that length, else onnxruntime-web refuses the run."""
+    if shutil.which("node") is None or not os.path.isdir(ORT_WEB_CACHE):
+        pytest.skip(f"needs node and onnxruntime-web unpacked in {ORT_WEB_CACHE} (.ci/run puts it there)")
+    onnx = pytest.importorskip("onnx")
+    from onnx import TensorProto, helper
+
+    graph = helper.make_graph(
+        [helper.make_node("Identity", ["images"], ["translated"]),
+         helper.make_node("Identity", ["attributes"], ["codes"])],
+        "drit_like", [helper.make_tensor_value_info("images", TensorProto.UINT8, ["batch", "height", "width", 3]),
+                      helper.make_tensor_value_info("attributes", TensorProto.FLOAT, ["batch", 8])],
+        [helper.make_tensor_value_info("translated", TensorProto.UINT8, ["batch", "height", "width", 3]),
+         helper.make_tensor_value_info("codes", TensorProto.FLOAT, ["batch", 8])])
+    model = helper.make_model(graph, opset_imports=[helper.make_opsetid("", 17)], ir_version=8)
+    page = str(tmp_path / "page")
+    write_page(lambda path: onnx.save(model, path), page)
+    photo = np.random.default_rng(0).integers(0, 256, (1, 6, 10, 3), dtype=np.uint8)
+    photo.tofile(tmp_path / "in.raw")
+    script = os.path.join(os.path.dirname(os.path.abspath(__file__)), "page_in_node.js")
+    done = subprocess.run(["node", script, page, str(tmp_path / "in.raw"), "6", "10", str(tmp_path / "out.raw")],
+                          capture_output=True, text=True, timeout=120)
+    assert done.returncode == 0, done.stderr
+    assert np.array_equal(np.fromfile(tmp_path / "out.raw", np.uint8).reshape(photo.shape), photo)

@@ -196,19 +196,22 @@ def parse_args(argv):
     export.add_argument("--run-dir", required=True)
     export.add_argument("--output", help="savedmodel: model folder, written to OUTPUT/VERSION (default "
                         "saved_models/RUN_NAME); tflite, onnx: the file (default "
-                        "saved_models/RUN_NAME.tflite or .onnx)")
+                        "saved_models/RUN_NAME.tflite or .onnx); web: the page folder (default "
+                        "saved_models/RUN_NAME_web)")
     export.add_argument("--direction", help="which generator, a2b or b2a (default: the model's first)")
     export.add_argument("--version", type=int, help="savedmodel: the version folder, a positive number (default 1)")
     export.add_argument("--overwrite", action="store_true",
-                        help="replace an existing version folder, .tflite or .onnx file")
+                        help="replace an existing version folder, .tflite or .onnx file, or page folder")
     export.add_argument("--best", action="store_true", help="export RUN/best.weights.h5 (kept by --eval-every)")
     export.add_argument("--inference-mode", choices=["reference", "eval"],
                         help="pix2pix: override the run's test-time behaviour (see train)")
     export.add_argument("--heatmap", action="store_true",
                         help="savedmodel, onnx: also return the attention heatmap (ugatit, ugatit_light)")
-    export.add_argument("--format", default="savedmodel", choices=["savedmodel", "tflite", "onnx"],
-                        help="onnx: for ONNX Runtime and its web, mobile and GPU builds (needs the onnx extra)")
-    export.add_argument("--opset", type=int, help="onnx: the ONNX opset (default 17)")
+    export.add_argument("--format", default="savedmodel", choices=["savedmodel", "tflite", "onnx", "web"],
+                        help="onnx: for ONNX Runtime and its web, mobile and GPU builds (needs the onnx extra); "
+                        "web: a static page folder that translates photos in the browser (the onnx extra and "
+                        "onnxruntime-web's npm package; serve it with serve-web)")
+    export.add_argument("--opset", type=int, help="onnx, web: the ONNX opset (default 17)")
     export.add_argument("--quantize", choices=["none", "fp16", "int8", "int8-full"],
                         help="tflite: float32, float16 weights, int8 weights, or int8 weights and activations")
     export.add_argument("--image-size", type=int, help="tflite: the file's fixed input side in px (default: the "
@@ -217,6 +220,10 @@ def parse_args(argv):
                         help="tflite, onnx: uint8 pixels in and out (default), or float32 in [-1, 1]")
     export.add_argument("--representative", help="int8-full: image folder for calibration "
                         "(default: the run's training folder of the source domain)")
+
+    serve = commands.add_parser("serve-web", help="serve a page folder (export --format web) on 127.0.0.1")
+    serve.add_argument("folder", help="the page folder export --format web wrote")
+    serve.add_argument("--port", type=int, default=8000, help="the port (default 8000; 0: any free one)")
 
     imports = commands.add_parser("import-torch", help="convert a reference PyTorch generator checkpoint")
     imports.add_argument("--model", required=True,
@@ -402,6 +409,11 @@ def run(args):
             return
         written = pretrained.install(args.name, args.output or os.path.join("pretrained", args.name), args.tflite)
         print("\n".join(f"{what}: {path}" for what, path in written.items()))
+    elif args.command == "serve-web":
+        from tf_translate.web import serve_web
+        if not 0 <= args.port <= 65535:
+            raise ValueError(f"--port must be 0-65535, got {args.port}")
+        serve_web(args.folder, args.port)
     elif args.command == "import-torch":
         from tf_translate.torch_import import import_torch
         path = import_torch(args.model, args.checkpoint, args.output, args.checkpoint_b, overwrite=args.overwrite)
@@ -415,7 +427,7 @@ def quiet_tensorflow(argv):
     if "--tf-logs" in argv or "tensorflow" in sys.modules:
         return
     warnings.filterwarnings("ignore", message="`shuffle=True` was passed")
-    if not argv or argv[0] == "pretrained" or (argv[0] != "train" and {"-h", "--help"} & set(argv)):
+    if not argv or argv[0] in ("pretrained", "serve-web") or (argv[0] != "train" and {"-h", "--help"} & set(argv)):
         return  # nothing imports TensorFlow
     os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
     saved, null = os.dup(2), os.open(os.devnull, os.O_WRONLY)

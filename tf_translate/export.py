@@ -293,9 +293,10 @@ def set_inference_mode(generator, mode):
 
 
 def default_output(run_dir, format):
-    """saved_models/RUN_NAME (SavedModel), saved_models/RUN_NAME.tflite or .onnx."""
+    """saved_models/RUN_NAME (SavedModel), saved_models/RUN_NAME.tflite or .onnx, or the
+    page folder saved_models/RUN_NAME_web."""
     name = os.path.basename(os.path.normpath(run_dir))
-    return os.path.join("saved_models", name + {"tflite": ".tflite", "onnx": ".onnx"}.get(format, ""))
+    return os.path.join("saved_models", name + {"tflite": ".tflite", "onnx": ".onnx", "web": "_web"}.get(format, ""))
 
 
 def check_export_request(run_dir, format="savedmodel", output=None, version=None, heatmap=False, quantize=None,
@@ -304,8 +305,23 @@ def check_export_request(run_dir, format="savedmodel", output=None, version=None
     loaded or written: flags of the other format, sizes and versions that are not
     positive (TF Serving loads only positive numeric version folders), and an output
     that exists (unless `overwrite`) or belongs to a run directory."""
-    if opset is not None and format != "onnx":
-        raise ValueError("--opset is for --format onnx")
+    if opset is not None and format not in ("onnx", "web"):
+        raise ValueError("--opset is for --format onnx or web")
+    if format == "web":
+        for flag, value in (("--version", version), ("--quantize", quantize), ("--image-size", image_size),
+                            ("--representative", representative), ("--heatmap", heatmap or None)):
+            if value is not None:
+                raise ValueError(f"{flag} is not for --format web; the page's model.onnx takes any size, holds "
+                                 "float32 weights and returns the translated image only")
+        if io not in (None, "uint8"):
+            raise ValueError("--io float is not for --format web; the page sends and draws uint8 pixels")
+        if opset is not None and opset < 1:
+            raise ValueError(f"--opset must be a positive ONNX opset number, got {opset}")
+        from tf_translate.export_onnx import require_converter
+        from tf_translate.web import check_web_request
+        require_converter("web")
+        check_web_request(output or default_output(run_dir, format), overwrite)
+        return
     if format == "onnx":
         for flag, value in (("--version", version), ("--quantize", quantize), ("--image-size", image_size),
                             ("--representative", representative)):
@@ -348,7 +364,8 @@ def export_run(model, record, run_dir, direction, format="savedmodel", output=No
                representative=None, overwrite=False, opset=None):
     """The `export` command: a run's generator as a SavedModel (`output`/`version`,
     default saved_models/RUN_NAME), a TFLite file (default saved_models/RUN_NAME.tflite)
-    or an ONNX file (default saved_models/RUN_NAME.onnx; `export_onnx.export_onnx`).
+    an ONNX file (default saved_models/RUN_NAME.onnx; `export_onnx.export_onnx`) or the
+    in-browser page folder (default saved_models/RUN_NAME_web; `web.write_page`).
 
     Args:
         model, record: the run's model with its weights and its run.json
@@ -369,6 +386,14 @@ def export_run(model, record, run_dir, direction, format="savedmodel", output=No
                          "(ugatit, ugatit_light and photo2cartoon have)")
     set_inference_mode(network, inference_mode)
     quantize, io, version = quantize or "none", io or "uint8", version or 1
+    if format == "web":
+        from tf_translate.export_onnx import DEFAULT_OPSET, export_onnx
+        from tf_translate.web import write_page
+        output = output or default_output(run_dir, format)
+        write_page(lambda path: export_onnx(network, path, opset or DEFAULT_OPSET, model_name=record["model"]),
+                   output, overwrite)
+        return (f"page (model.onnx opset {opset or DEFAULT_OPSET}, onnxruntime-web) written to {output}: "
+                f"tf-translate serve-web {output}")
     if format == "onnx":
         from tf_translate.export_onnx import DEFAULT_OPSET, export_onnx
         output = output or default_output(run_dir, format)

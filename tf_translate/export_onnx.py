@@ -24,18 +24,18 @@ from tf_translate.export import (AttributeGeneratorModule, GeneratorModule, Labe
 
 IO_TYPES = ("uint8", "float")
 # tf2onnx 1.17 writes opsets up to 18; a CycleGAN generator converts from 11 (opset 9 lacks its
-# slicing). onnxruntime-web 1.31 runs 17 (examples/browser).
+# slicing). onnxruntime-web 1.31 runs 17 (tf_translate/web.py).
 DEFAULT_OPSET = 17
 
 
-def require_converter():
+def require_converter(format="onnx"):
     """A one-line error naming the extra to install when tf2onnx or onnx is missing
     (checked before a run is loaded; nothing is imported)."""
     import importlib.util
 
     for module in ("tf2onnx", "onnx"):
         if importlib.util.find_spec(module) is None:
-            raise ValueError(f"--format onnx needs the onnx extra ({module} is not installed): "
+            raise ValueError(f"--format {format} needs the onnx extra ({module} is not installed): "
                              'pip install "tf_translate[onnx]"')
 
 

@@ -1,6 +1,7 @@
 // The page's logic: image -> uint8 NHWC tensor `images` -> model.onnx -> `translated` -> canvas.
 // The file was exported with uint8 io (the default), so scaling, padding and cropping happen
-// inside the model; StarGAN's file also takes `labels` (float32 [1, label count]).
+// inside the model; StarGAN's file also takes `labels` (float32 [1, label count]), DRIT++'s
+// `attributes` (a random code each time).
 // ?image=URL translates that image on load (for a scripted check); when a translation is
 // done, <body data-done> holds the milliseconds it took, and <body data-error> any error.
 "use strict";
@@ -61,10 +62,18 @@ function labelFeed(session) {
   return { labels: new ort.Tensor("float32", Float32Array.from(values), [1, values.length]) };
 }
 
+function attributeFeed(session) {  // DRIT++: a random N(0, 1) attribute code per translation
+  if (!session.inputNames.includes("attributes")) return {};
+  const size = session.inputMetadata.find((input) => input.name === "attributes").shape[1];
+  const code = Float32Array.from({ length: size }, () =>  // Box-Muller
+    Math.sqrt(-2 * Math.log(1 - Math.random())) * Math.cos(2 * Math.PI * Math.random()));
+  return { attributes: new ort.Tensor("float32", code, [1, size]) };
+}
+
 async function translate(image) {
   try {
     const session = await sessionReady;
-    const feeds = { images: toTensor(drawInput(image)), ...labelFeed(session) };
+    const feeds = { images: toTensor(drawInput(image)), ...labelFeed(session), ...attributeFeed(session) };
     status.textContent = "translating…";
     const start = performance.now();
     const outputs = await session.run(feeds);
