@@ -46,7 +46,8 @@ def main(argv=None):
     parser.add_argument("--size", type=int, default=64)
     parser.add_argument("--images", type=int, default=64, help="training scenes per domain")
     parser.add_argument("--test-images", type=int, default=32)
-    parser.add_argument("--work", default=None, help="folder for scenes and runs (default: a temporary one)")
+    parser.add_argument("--work", default=None, help="folder for scenes and runs (default: a temporary one); "
+                        "runs already in it are resumed, not retrained")
     args = parser.parse_args(argv)
 
     import tensorflow as tf
@@ -67,8 +68,11 @@ def main(argv=None):
         for name in ("dunit", "dunit_paper"):
             run_dir = os.path.join(work, f"{name}_{seed}")
             started = time.time()
-            train(name, scenes, run_dir, steps=args.steps, batch_size=2, image_size=args.size, load_size=args.size,
-                  seed=seed, verbose=0, model_overrides=overrides, sample_every=10 ** 9)
+            if os.path.exists(os.path.join(run_dir, "run.json")):  # a finished or interrupted run of --work
+                train(name, scenes, run_dir, steps=args.steps, resume=True, verbose=0)
+            else:
+                train(name, scenes, run_dir, steps=args.steps, batch_size=2, image_size=args.size,
+                      load_size=args.size, seed=seed, verbose=0, model_overrides=overrides, sample_every=10 ** 9)
             models[name] = load_generators(run_dir)[0]
             print(f"seed {seed}: {name} trained in {time.time() - started:.0f} s", flush=True)
         judge = models["dunit"]
