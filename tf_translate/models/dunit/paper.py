@@ -115,6 +115,8 @@ class DUNITPaperTranslator(DRITTranslator):
     """A→B with the instance branch: `DRITTranslator` whose content map gets the instance
     features of the detector's boxes (or the caller's `boxes`/`labels`) merged in."""
 
+    takes_boxes = "optional"
+
     def __init__(self, content_encoder, generator, instance_branch, detector, attribute_encoder=None, seed=None,
                  score_threshold=0.5, max_boxes=16, **kwargs):
         super().__init__(content_encoder, generator, attribute_encoder, seed, **kwargs)
