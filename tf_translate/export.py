@@ -162,18 +162,16 @@ class GeneratorModule(tf.Module):
         `codes` input when given (a multimodal generator's `attributes`), boxes, box_labels."""
         boxes = [tf.TensorSpec([None, None, 4], tf.float32, name="boxes"),
                  tf.TensorSpec([None, None], tf.int32, name="box_labels")]
-        served = {}
-        for name, dtype, translate in (("serving_boxes", tf.uint8, self._translate_pixels),
-                                       ("translate_float_boxes", tf.float32, self._translate)):
+        def signature(translate, dtype):
             images = tf.TensorSpec([None, None, None, 3], dtype, name="images")
             if codes is None:
-                function = lambda images, boxes, box_labels, translate=translate: translate(
-                    images, None, boxes, box_labels)
-            else:
-                function = lambda images, attributes, boxes, box_labels, translate=translate: translate(
-                    images, attributes, boxes, box_labels)
-            served[name] = tf.function(function, input_signature=[images, *([codes] if codes else []), *boxes])
-        return served
+                return tf.function(lambda images, boxes, box_labels: translate(images, None, boxes, box_labels),
+                                   input_signature=[images, *boxes])
+            return tf.function(lambda images, attributes, boxes, box_labels: translate(
+                images, attributes, boxes, box_labels), input_signature=[images, codes, *boxes])
+
+        return {"serving_boxes": signature(self._translate_pixels, tf.uint8),
+                "translate_float_boxes": signature(self._translate, tf.float32)}
 
     def served_signatures(self):
         """The signatures `export_saved_model` writes, by name: `signatures()`, plus the box
