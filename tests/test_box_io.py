@@ -105,3 +105,153 @@ def test_saved_model_boxes_signature_equals_the_keras_translator(run, tmp_path):
     padded = np.pad(pixels.astype(np.float32) / 127.5 - 1, [(0, 0), (0, 2), (0, 2), (0, 0)], mode="symmetric")
     expected = to_pixels(keras_translator(run_dir)([padded, codes], boxes=boxes, labels=labels))[:, :58, :54]
     assert np.abs(served.numpy().astype(int) - expected).max() <= 1
+
+
+@keras.saving.register_keras_serializable(package="tf_translate_test")
+class BoxShade(Generator):
+    """A translator that requires boxes: each image darkened inside its valid boxes by its
+    weight `amount` (0.5; its NumPy re-statement is `shade`)."""
+
+    takes_boxes = "required"
+
+    def build(self, input_shape):
+        self.amount = self.add_weight(shape=(), initializer=keras.initializers.Constant(0.5), name="amount")
+
+    def call(self, images, boxes=None, labels=None):
+        height, width = tf.shape(images)[1], tf.shape(images)[2]
+        ys = tf.cast(tf.range(height), tf.float32)[None, None, :, None] + 0.5
+        xs = tf.cast(tf.range(width), tf.float32)[None, None, None, :] + 0.5
+        corners = [boxes[..., i, None, None] for i in range(4)]
+        inside = (xs >= corners[0]) & (ys >= corners[1]) & (xs < corners[2]) & (ys < corners[3])
+        inside = tf.reduce_any(inside & (labels > 0)[..., None, None], axis=1)
+        return tf.where(inside[..., None], images - self.amount, images)
+
+
+def shade(images, boxes, labels):
+    out = images.copy()
+    for image, image_boxes, image_labels in zip(out, boxes, labels):
+        for (x1, y1, x2, y2), label in zip(image_boxes, image_labels):
+            if label > 0:
+                image[int(y1):int(y2), int(x1):int(x2)] -= 0.5
+    return out
+
+
+def test_a_translator_that_requires_boxes_serves_only_with_boxes(tmp_path):
+    from tf_translate.export import export_saved_model, export_tflite
+
+    network = BoxShade()
+    network.build((None, None, None, 3))
+    path = export_saved_model(network, str(tmp_path / "shade"))
+    loaded = tf.saved_model.load(path)
+    assert set(loaded.signatures) == {"serving_boxes", "translate_float_boxes"}
+    images = np.random.default_rng(3).uniform(-1, 1, (2, 14, 10, 3)).astype(np.float32)  # padded to 16x12 inside
+    boxes = np.array([[[2, 3, 7, 9], [0, 0, 10, 14]], [[4, 0, 10, 6], [0, 0, 0, 0]]], np.float32)
+    labels = np.array([[1, 0], [2, 0]], np.int32)
+    served = loaded.signatures["translate_float_boxes"](images=tf.constant(images), boxes=tf.constant(boxes),
+                                                        box_labels=tf.constant(labels))["images"].numpy()
+    np.testing.assert_allclose(served, shade(images, boxes, labels), atol=1e-6)
+    with pytest.raises(ValueError, match="only with object boxes, and a .tflite file has no boxes input"):
+        export_tflite(network, str(tmp_path / "shade.tflite"), 16)
+
+
+def test_box_flags_and_files_give_one_line_errors(tmp_path):
+    from argparse import Namespace
+
+    from tf_translate.translate import check_box_flags, read_box_file
+
+    with pytest.raises(ValueError, match="^--boxes is for models that take object boxes"):
+        check_box_flags(Namespace(boxes="b.json"), None)
+    with pytest.raises(ValueError, match="only with object boxes: pass translate --boxes FILE"):
+        check_box_flags(Namespace(boxes=None), "required")
+    check_box_flags(Namespace(boxes=None), "optional")  # dunit_paper detects its own
+    good = tmp_path / "boxes.json"
+    good.write_text(json.dumps({"classes": ["car"], "images": {"a.png": {"boxes": [[0, 0, 4, 4]], "labels": [1]}}}))
+    records, _ = read_box_file(str(good), ["in/a.png", "in/b.png"], required=False)
+    assert list(records) == ["a.png"]
+    with pytest.raises(ValueError, match=r"boxes.json': no boxes for b.png; this model translates only with boxes"):
+        read_box_file(str(good), ["in/a.png", "in/b.png"], required=True)
+    with pytest.raises(ValueError, match="no such file"):
+        read_box_file(str(tmp_path / "missing.json"), [], required=False)
+    bad = tmp_path / "bad.json"
+    bad.write_text('{"classes": ["car"], "images": {"a.png": {"boxes": [[0, 0, 4, 4]], "labels": [0]}}}')
+    with pytest.raises(ValueError, match=r"bad.json:1 .*unknown label 0"):
+        read_box_file(str(bad), ["a.png"], required=False)
+
+
+def test_image_boxes_are_clipped_and_scaled_with_the_image():
+    from tf_translate.models.dunit.boxes import BoxWarnings, make_record
+    from tf_translate.translate import image_boxes
+
+    record = make_record([[-4, 10, 30, 90], [50, 0, 60, 20]], [1, 2])
+    warnings = BoxWarnings()
+    result = image_boxes(record, (80, 40, 3), (40, 20, 3), "x.png", warnings)  # 40x80 -> 20x40: scale 1/2
+    np.testing.assert_array_equal(result["boxes"], [[[0, 5, 15, 40]]])  # clipped to 40x80; the second left nothing
+    np.testing.assert_array_equal(result["box_labels"], [[1]])
+    assert warnings.counts == {"boxes clipped": 2, "degenerate boxes dropped": 1}
+    empty = image_boxes(None, (80, 40, 3), (80, 40, 3), "y.png", warnings)
+    assert empty["box_labels"].tolist() == [[0]]
+
+
+def test_cli_box_errors_name_the_flag_or_file(run, tmp_path, capsys):
+    _, run_dir, inputs, _, box_file = run
+    bad = tmp_path / "bad.json"
+    bad.write_text("{not json")
+    for extra, message in ((["--boxes", str(bad)], "bad.json:1: not valid JSON"),
+                           (["--boxes", box_file, "--tile", "32"], "--tile: boxes cannot be split across tiles")):
+        assert main(["translate", "--run-dir", run_dir, "--input", inputs, "--output", str(tmp_path / "o"),
+                     *extra]) != 0
+        error = capsys.readouterr().err.strip().splitlines()[-1]
+        assert error.startswith("tf-translate: error: ") and message in error
+
+
+def test_dunit_paper_converts_to_tflite_with_its_detector_and_matches_keras(tmp_path):
+    """The detector's NMS and gathers convert with builtin ops; the code is an input. The
+    score threshold sits in the widest gap of the top scores, so both keep the same boxes."""
+    from tf_translate.export import TFLiteTranslator, export_tflite
+    from tf_translate.models.dunit.model import to_unit_range
+    from tf_translate.models.dunit.paper import DUNITPaper
+
+    translator = DUNITPaper(**TINY, image_size=64, seed=0, detector_steps=0).generators()["a2b"]
+    pixels = np.random.default_rng(4).integers(0, 256, (1, 64, 64, 3)).astype(np.uint8)
+    images = pixels.astype(np.float32) / 127.5 - 1
+    scores = translator.detector.detect(to_unit_range(images), score_threshold=0.0, max_detections=8)["scores"]
+    scores = np.sort(scores.numpy()[0])[::-1]
+    gap = int(np.argmax(scores[:-1] - scores[1:]))
+    translator.score_threshold = float(scores[gap] + scores[gap + 1]) / 2
+    assert int(translator.detect(images)[1].numpy().astype(bool).sum()) == gap + 1  # boxes are kept
+    export_tflite(translator, str(tmp_path / "dunit.tflite"), 64)
+    code = np.random.default_rng(5).standard_normal((1, 8)).astype(np.float32)
+    served = TFLiteTranslator(str(tmp_path / "dunit.tflite"))(pixels, attributes=code)
+    expected = to_pixels(translator([images, code]))
+    assert np.abs(served.astype(int) - expected).max() <= 1
+
+
+def test_translate_model_dir_of_a_translator_that_requires_boxes(tmp_path, capsys):
+    """translate --model-dir passes each image's boxes (by file name) to serving_boxes; an
+    image without a record or a missing --boxes stops with one line."""
+    from tf_translate.export import export_saved_model
+
+    network = BoxShade()
+    network.build((None, None, None, 3))
+    path = export_saved_model(network, str(tmp_path / "shade"))
+    inputs = tmp_path / "in"
+    inputs.mkdir()
+    pixels = {name: np.random.default_rng(i).integers(0, 256, (20, 16, 3)).astype(np.uint8)
+              for i, name in enumerate(["p.png", "q.png"])}
+    for name, image in pixels.items():
+        Image.fromarray(image).save(inputs / name)
+    records = {"p.png": {"boxes": [[2, 4, 10, 12]], "labels": [1]}, "q.png": {"boxes": [], "labels": []}}
+    (tmp_path / "boxes.json").write_text(json.dumps({"classes": ["x"], "images": records}))
+    assert main(["translate", "--model-dir", path, "--input", str(inputs), "--output", str(tmp_path / "out"),
+                 "--boxes", str(tmp_path / "boxes.json")]) == 0
+    for name, image in pixels.items():
+        record = records[name]
+        expected = shade(image[None].astype(np.float32) / 127.5 - 1, [record["boxes"]], [record["labels"]])[0]
+        assert np.abs(read_pixels(tmp_path / "out" / name).astype(int) - to_pixels(expected)).max() <= 1
+    assert main(["translate", "--model-dir", path, "--input", str(inputs), "--output", str(tmp_path / "o2")]) != 0
+    assert "only with object boxes: pass translate --boxes FILE" in capsys.readouterr().err
+    del records["q.png"]
+    (tmp_path / "boxes.json").write_text(json.dumps({"classes": ["x"], "images": records}))
+    assert main(["translate", "--model-dir", path, "--input", str(inputs), "--output", str(tmp_path / "o3"),
+                 "--boxes", str(tmp_path / "boxes.json")]) != 0
+    assert "no boxes for q.png" in capsys.readouterr().err.strip().splitlines()[-1]

@@ -90,7 +90,12 @@ class GeneratorModule(tf.Module):
         if heatmap and not has_heatmap(generator):
             raise ValueError(f"{type(generator).__name__} returns no attention heatmap "
                              "(only U-GAT-IT-style generators do)")
-        self.generator = generator
+        if capabilities(generator).takes_boxes == "required":
+            # Untracked (its weights are, below): a Keras model inside a SavedModel gets its own
+            # image-only signature traced at save, which a generator requiring boxes cannot run.
+            self.__dict__["generator"] = generator
+        else:
+            self.generator = generator
         self.multiple = size_multiple(generator, multiple)
         self.fixed_size = fixed_size or capabilities(generator).fixed_input_size
         # Every weight, tracked directly: tf.saved_model does not reach Keras weights held

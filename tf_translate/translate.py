@@ -81,7 +81,7 @@ def run_translator(options):
         raise ValueError(f"--model-dir {options.model_dir!r} is not a SavedModel folder (no saved_model.pb; "
                          "give the version folder, e.g. saved_models/NAME/1)")
     loaded = tf.saved_model.load(options.model_dir)
-    serve, inputs = loaded.signatures["serving_default"], {}
+    serve, inputs = loaded.signatures.get("serving_default"), {}
     if "label_names" in loaded.signatures:
         label_names = [n.decode() for n in loaded.signatures["label_names"]()["label_names"].numpy()]
         if not targets:
@@ -299,12 +299,12 @@ def translate_images(args):
     check_no_overwrite([out for outs in outputs for out in outs], paths, args.output)
     check_outputs_free([out for outs in outputs for out in outs], args.output, args.overwrite)
     translate, rule = run_translator(args)
+    if args.boxes and args.tile:
+        raise ValueError("--tile: boxes cannot be split across tiles; translate whole images "
+                         "(--max-size shrinks large ones)")
     tile = check_tiles(args, rule)
     box_records = box_warnings = None
     if args.boxes:
-        if args.tile:
-            raise ValueError("--tile: boxes cannot be split across tiles; translate whole images "
-                             "(--max-size shrinks large ones)")
         box_records, box_warnings = read_box_file(args.boxes, paths, args.requires_boxes)
     boxes_of = {}  # path -> {"boxes", "box_labels"} in the pixels of the image as translated
     # DRIT draws a code per image, TuiGAN resizes each image itself and boxes go image by
