@@ -73,7 +73,7 @@ def run_translator(options):
             return AttributeTranslate(options, module.serving_attributes, module.encode_attributes,
                                       network.attribute_size, serve_boxes), rule
         check_multimodal_flags(options)
-        return BoxTranslate(module.serving_default, serve_boxes, inputs), rule
+        return BoxTranslate(module.serving_default, serve_boxes, inputs, owner=module), rule
 
     if options.direction:
         raise ValueError("--direction is for --run-dir: a SavedModel holds one generator")
@@ -116,10 +116,11 @@ def check_box_flags(options, takes_boxes):
 
 class BoxTranslate:
     """uint8 [N, H, W, 3] -> uint8 through `serve` (images and the fixed `inputs`), or
-    `serve_boxes` when `boxes` (float32 [N, M, 4] pixels) and `box_labels` ([N, M]) are given."""
+    `serve_boxes` when `boxes` (float32 [N, M, 4] pixels) and `box_labels` ([N, M]) are given.
+    `owner`: the module of the functions, kept alive (its tf.function methods hold it weakly)."""
 
-    def __init__(self, serve, serve_boxes=None, inputs=None):
-        self.serve, self.serve_boxes, self.inputs = serve, serve_boxes, inputs or {}
+    def __init__(self, serve, serve_boxes=None, inputs=None, owner=None):
+        self.serve, self.serve_boxes, self.inputs, self.owner = serve, serve_boxes, inputs or {}, owner
 
     def __call__(self, images, boxes=None, box_labels=None):
         import tensorflow as tf
