@@ -167,6 +167,7 @@ class GeneratorModule(tf.Module):
         `codes` input when given (a multimodal generator's `attributes`), boxes, box_labels."""
         boxes = [tf.TensorSpec([None, None, 4], tf.float32, name="boxes"),
                  tf.TensorSpec([None, None], tf.int32, name="box_labels")]
+
         def signature(translate, dtype):
             images = tf.TensorSpec([None, None, None, 3], dtype, name="images")
             if codes is None:

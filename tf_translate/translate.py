@@ -8,7 +8,8 @@ by two threads beside the generator. A multimodal generator (DRIT++) gives --cod
 translations per image, one attribute code each. A generator that resizes itself
 (TuiGAN) takes every image whole. A generator that takes object boxes (dunit_paper,
 init) gets each image's boxes from `--boxes FILE` (boxes.json or INIT text, by file
-name), scaled with the image by --max-size; such images go whole, one per call. What a generator can do is read from its
+name), scaled with the image by --max-size; such images go whole (tiles cannot carry
+boxes), one per call. What a generator can do is read from its
 `models.base.Generator` capabilities.
 
 Imports no TensorFlow at the top: the CLI reads the tile constants for its help.
