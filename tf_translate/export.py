@@ -146,7 +146,9 @@ class GeneratorModule(tf.Module):
 
     def _translate_pixels(self, images, labels=None, boxes=None, box_labels=None):
         """uint8 in and out: scaling to [-1, 1], `_translate`, rounding and clipping."""
-        out = self._translate(tf.cast(images, tf.float32) / 127.5 - 1.0, labels, boxes, box_labels)
+        images = tf.cast(images, tf.float32) / 127.5 - 1.0
+        # Boxes only when given: a module's own `_translate` (TuiGAN's) may take no boxes.
+        out = self._translate(images, labels) if boxes is None else self._translate(images, labels, boxes, box_labels)
         pixels = tf.clip_by_value(tf.round((out["images"] + 1.0) * 127.5), 0.0, 255.0)
         return {**out, "images": tf.cast(pixels, tf.uint8)}
 
