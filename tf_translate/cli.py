@@ -152,6 +152,9 @@ def parse_args(argv):
                            f"(default: {AUTO_TILE} px tiles for images of more than {int(TILE_PIXELS ** 0.5)}^2 px; "
                            "instance-norm generators normalise each tile, so tiles can differ slightly in tone)")
     translate.add_argument("--tile-overlap", type=int, default=TILE_OVERLAP, help="px shared by neighbouring tiles")
+    translate.add_argument("--boxes", help="dunit_paper, init: boxes.json or INIT init.txt with the object boxes "
+                           "of the input images (by file name, pixels of the image as read); dunit_paper "
+                           "detects its own without it, init needs it")
     translate.add_argument("--batch-size", type=int, default=4,
                            help="images of one size translated in one call (default 4; tiles go one by one)")
     target = translate.add_mutually_exclusive_group()

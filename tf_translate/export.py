@@ -9,6 +9,11 @@ It loads with plain `tf.saved_model.load` and needs no tf_translate at serving t
 A label-conditioned generator (StarGAN) is exported the same way, except that both
 signatures also take `labels`, float32 `[batch, label_size]` (the target domain of
 each image), and a third, `label_names`, returns the meaning of each label entry.
+A generator that takes object boxes (`Generator.takes_boxes`: dunit_paper, init) also
+gets `serving_boxes` and `translate_float_boxes`: the inputs above (a multimodal one's
+with `attributes`) plus `boxes`, float32 `[batch, M, 4]` xyxy pixels of the input
+images, and `box_labels`, int32 `[batch, M]` (0 = padding row). For a generator that
+requires boxes (init) these are its only translating signatures.
 With `heatmap=True` a generator that also returns attention (U-GAT-IT: image, CAM
 logits, heatmap) gets a second output in both signatures, `heatmap`: float32
 `[batch, height, width, 1]`, the attention map resized to the image and scaled to
@@ -85,21 +90,32 @@ class GeneratorModule(tf.Module):
         if heatmap and not has_heatmap(generator):
             raise ValueError(f"{type(generator).__name__} returns no attention heatmap "
                              "(only U-GAT-IT-style generators do)")
-        self.generator = generator
+        if capabilities(generator).takes_boxes == "required":
+            # Untracked (its weights are, below): a Keras model inside a SavedModel gets its own
+            # image-only signature traced at save, which a generator requiring boxes cannot run.
+            self.__dict__["generator"] = generator
+        else:
+            self.generator = generator
         self.multiple = size_multiple(generator, multiple)
         self.fixed_size = fixed_size or capabilities(generator).fixed_input_size
         # Every weight, tracked directly: tf.saved_model does not reach Keras weights held
         # in nested lists of layers (photo2cartoon's hourglass blocks) and refuses to save.
         self.generator_variables = list(generator.weights)
         self.heatmap = heatmap
+        self.takes_boxes = capabilities(generator).takes_boxes
 
-    def _translate(self, images, labels=None):
-        """[-1, 1] images (and target labels) -> {"images": [-1, 1] float32 images of the
-        same size, and "heatmap" when enabled}."""
+    def _translate(self, images, labels=None, boxes=None, box_labels=None):
+        """[-1, 1] images (and target labels or codes; boxes in pixels of `images`) ->
+        {"images": [-1, 1] float32 images of the same size, and "heatmap" when enabled}.
+        Padding at the bottom and right leaves boxes where they are; a resize scales them."""
         height, width = tf.shape(images)[1], tf.shape(images)[2]
         if self.fixed_size:
             resized = tf.image.resize(images, (self.fixed_size, self.fixed_size))
-            outputs = self._generate(resized, labels)
+            if boxes is not None:
+                scale_x = self.fixed_size / tf.cast(width, tf.float32)
+                scale_y = self.fixed_size / tf.cast(height, tf.float32)
+                boxes = boxes * tf.stack([scale_x, scale_y, scale_x, scale_y])
+            outputs = self._generate(resized, labels, boxes, box_labels)
             result = {"images": tf.image.resize(outputs[0], (height, width))}
             heat = outputs[-1] if self.heatmap else None
             if heat is not None:
@@ -108,7 +124,7 @@ class GeneratorModule(tf.Module):
             pad_h = (self.multiple - height % self.multiple) % self.multiple
             pad_w = (self.multiple - width % self.multiple) % self.multiple
             padded = tf.pad(images, [[0, 0], [0, pad_h], [0, pad_w], [0, 0]], mode="SYMMETRIC")
-            outputs = self._generate(padded, labels)
+            outputs = self._generate(padded, labels, boxes, box_labels)
             result = {"images": tf.cast(outputs[0][:, :height, :width, :], tf.float32)}
             heat = None
             if self.heatmap:  # the map is at 1/4 of the padded input: resize, then crop
@@ -119,15 +135,20 @@ class GeneratorModule(tf.Module):
             result["heatmap"] = tf.cast((heat - low) / tf.maximum(high - low, 1e-12), tf.float32)
         return result
 
-    def _generate(self, images, labels):
+    def _generate(self, images, labels, boxes=None, box_labels=None):
         """The generator's outputs as a tuple (image first)."""
         inputs = images if labels is None else [images, labels]
-        outputs = self.generator(inputs, training=False)
+        if boxes is None:
+            outputs = self.generator(inputs, training=False)
+        else:
+            outputs = self.generator(inputs, boxes=boxes, labels=box_labels, training=False)
         return tuple(outputs) if isinstance(outputs, (tuple, list)) else (outputs,)
 
-    def _translate_pixels(self, images, labels=None):
+    def _translate_pixels(self, images, labels=None, boxes=None, box_labels=None):
         """uint8 in and out: scaling to [-1, 1], `_translate`, rounding and clipping."""
-        out = self._translate(tf.cast(images, tf.float32) / 127.5 - 1.0, labels)
+        images = tf.cast(images, tf.float32) / 127.5 - 1.0
+        # Boxes only when given: a module's own `_translate` (TuiGAN's) may take no boxes.
+        out = self._translate(images, labels) if boxes is None else self._translate(images, labels, boxes, box_labels)
         pixels = tf.clip_by_value(tf.round((out["images"] + 1.0) * 127.5), 0.0, 255.0)
         return {**out, "images": tf.cast(pixels, tf.uint8)}
 
@@ -140,8 +161,47 @@ class GeneratorModule(tf.Module):
         return self._translate_pixels(images)
 
     def signatures(self):
-        """The signatures `export_saved_model` writes, by name."""
+        """The image-only signatures, by name (`served_signatures` adds the box ones)."""
         return {"serving_default": self.serving_default, "translate_float": self.translate_float}
+
+    def box_signatures(self, codes=None):
+        """{"serving_boxes", "translate_float_boxes"}: images (uint8 or [-1, 1] float), the
+        `codes` input when given (a multimodal generator's `attributes`), boxes, box_labels."""
+        boxes = [tf.TensorSpec([None, None, 4], tf.float32, name="boxes"),
+                 tf.TensorSpec([None, None], tf.int32, name="box_labels")]
+
+        def signature(translate, dtype):
+            images = tf.TensorSpec([None, None, None, 3], dtype, name="images")
+            if codes is None:
+                return tf.function(lambda images, boxes, box_labels: translate(images, None, boxes, box_labels),
+                                   input_signature=[images, *boxes])
+            return tf.function(lambda images, attributes, boxes, box_labels: translate(
+                images, attributes, boxes, box_labels), input_signature=[images, codes, *boxes])
+
+        return {"serving_boxes": signature(self._translate_pixels, tf.uint8),
+                "translate_float_boxes": signature(self._translate, tf.float32)}
+
+    def served_signatures(self):
+        """The signatures `export_saved_model` writes, by name: `signatures()`, plus the box
+        ones for a box-taking generator; a generator that requires boxes keeps only those
+        that take boxes (its image-only functions are dropped, never traced)."""
+        signatures = self.signatures()
+        if not self.takes_boxes:
+            return signatures
+        if self.takes_boxes == "required":
+            for name in IMAGE_ONLY_SIGNATURES:
+                if signatures.pop(name, None) is not None:
+                    setattr(self, name, None)
+        codes = attribute_size(self.generator)
+        codes = tf.TensorSpec([None, codes], tf.float32, name="attributes") if codes else None
+        for name, function in self.box_signatures(codes).items():
+            setattr(self, name, function)
+            signatures[name] = function
+        return signatures
+
+
+# Signatures that translate images without boxes: absent for a generator that requires boxes.
+IMAGE_ONLY_SIGNATURES = ("serving_default", "translate_float", "serving_attributes", "translate_float_attributes")
 
 
 class LabelGeneratorModule(GeneratorModule):
@@ -255,7 +315,8 @@ def export_saved_model(generator, output_dir, version=1, fixed_size=None, label_
     else:
         module = serving_module(float32_copy(generator), fixed_size=fixed_size, label_names=label_names, seed=seed)
     path = os.path.join(output_dir, str(version))
-    save_folder_atomically(path, lambda folder: tf.saved_model.save(module, folder, signatures=module.signatures()))
+    signatures = module.served_signatures()
+    save_folder_atomically(path, lambda folder: tf.saved_model.save(module, folder, signatures=signatures))
     return path
 
 
@@ -438,7 +499,10 @@ def training_folder(record, direction):
 #   scaling to [-1, 1] and back (round, clip) happen inside the model.
 # - io="float": float32 in [-1, 1] in and out, for callers doing their own pre/post-processing.
 # A label-conditioned generator (StarGAN) takes a second input, `labels`, float32
-# [1, label_size] (the target domain), in both io modes.
+# [1, label_size] (the target domain), in both io modes; a multimodal one (DRIT++,
+# dunit_paper) takes `attributes`, float32 [1, attribute_size] (its code: a TFLite graph
+# has no random ops). dunit_paper's detector converts with the rest (its boxes are found
+# inside); a generator that requires boxes (init) is refused: the file has no boxes input.
 # Quantization modes: "none" (float32), "fp16" (float16 weights, float32 compute),
 # "int8" (int8 weights, float activations: dynamic range) and "int8-full" (int8 weights
 # and activations calibrated on representative images; the uint8 pixels are converted
@@ -518,10 +582,14 @@ def export_tflite(generator, path, image_size, quantize="none", representative_i
         raise ValueError(f"image size must be a multiple of {multiple} for this generator, got {image_size}")
     if quantize == "int8-full" and representative_images is None:
         raise ValueError("int8-full quantization needs representative images (e.g. the training folder)")
+    if capabilities(generator).takes_boxes == "required":
+        raise ValueError("TFLite: this generator translates only with object boxes, and a .tflite file has no "
+                         "boxes input; export a SavedModel (its serving_boxes signature)")
     generator = float32_copy(generator)
     labels_length = label_size(generator)
+    codes_length = 0 if labels_length else attribute_size(generator)
 
-    def generate(images, labels):
+    def generate(images, labels):  # labels: the target label, or a multimodal generator's code
         inputs = images if labels is None else [images, labels]
         return tf.cast(first_output(generator(inputs, training=False)), tf.float32)
 
@@ -537,6 +605,8 @@ def export_tflite(generator, path, image_size, quantize="none", representative_i
     spec = [tf.TensorSpec([1, image_size, image_size, 3], dtype, name="images")]
     if labels_length:
         spec.append(tf.TensorSpec([1, labels_length], tf.float32, name="labels"))
+    if codes_length:
+        spec.append(tf.TensorSpec([1, codes_length], tf.float32, name="attributes"))
     # Keras' ExportArchive tracks every variable of the generator, so the converter
     # freezes all of them into constants; a plain tf.Module left the variables of nested
     # layers as resource variables (VAR_HANDLE ops reading uninitialised values).
@@ -562,6 +632,12 @@ def export_tflite(generator, path, image_size, quantize="none", representative_i
 
                 for index, sample in enumerate(samples):
                     sample["labels"] = np.eye(labels_length, dtype="float32")[index % labels_length][None]
+            if codes_length:  # calibrate over N(0, 1) codes, as translate draws them
+                import numpy as np
+
+                rng = np.random.default_rng(0)
+                for sample in samples:
+                    sample["attributes"] = rng.standard_normal((1, codes_length)).astype("float32")
             converter.representative_dataset = lambda: iter(samples)
             converter.target_spec.supported_ops = [tf.lite.OpsSet.TFLITE_BUILTINS_INT8]
         try:
@@ -615,13 +691,24 @@ class TFLiteTranslator:
         self.input_dtype = details["dtype"]
         self.image_size = self.input_shape[1]
         self.label_size = int(inputs["labels"]["shape"][-1]) if "labels" in inputs else 0
+        self.attribute_size = int(inputs["attributes"]["shape"][-1]) if "attributes" in inputs else 0
 
-    def __call__(self, images, labels=None):
+    def __call__(self, images, labels=None, attributes=None):
         """Translates `images` ([h, w, 3] or [1, h, w, 3], uint8 or [-1, 1] float per the
-        file); `labels` ([label_size] or [1, label_size]) for a label-conditioned model."""
+        file); `labels` ([label_size] or [1, label_size]) for a label-conditioned model,
+        `attributes` (the code, [attribute_size] or [1, attribute_size]) for a multimodal one."""
         import numpy as np
 
         feeds = {}
+        if self.attribute_size:
+            if attributes is None:
+                raise ValueError(f"this TFLite model also takes an attribute code: {self.attribute_size} floats")
+            feeds["attributes"] = np.asarray(attributes, np.float32).reshape(1, -1)
+            if feeds["attributes"].shape[1] != self.attribute_size:
+                raise ValueError(f"this TFLite model takes {self.attribute_size} attribute entries; "
+                                 f"got {feeds['attributes'].shape[1]}")
+        elif attributes is not None:
+            raise ValueError("this TFLite model takes no attribute code")
         if self.label_size:
             if labels is None:
                 raise ValueError(f"this TFLite model also takes the target label: {self.label_size} floats")

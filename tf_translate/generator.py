@@ -19,6 +19,7 @@ class Generator(keras.Model):
     returns_heatmap = False
     inference_modes = ()
     resizes_itself = False
+    takes_boxes = None
 
     def serving_module(self):
         """The `export.GeneratorModule` serving this network, or None for the standard one."""

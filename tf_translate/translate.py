@@ -6,7 +6,10 @@ Images over TILE_PIXELS (or all, with --tile) go through the generator in overla
 tiles (`tiling.py`); the others in batches of one size (`batching.py`), read and written
 by two threads beside the generator. A multimodal generator (DRIT++) gives --codes
 translations per image, one attribute code each. A generator that resizes itself
-(TuiGAN) takes every image whole. What a generator can do is read from its
+(TuiGAN) takes every image whole. A generator that takes object boxes (dunit_paper,
+init) gets each image's boxes from `--boxes FILE` (boxes.json or INIT text, by file
+name), scaled with the image by --max-size; such images go whole (tiles cannot carry
+boxes), one per call. What a generator can do is read from its
 `models.base.Generator` capabilities.
 
 Imports no TensorFlow at the top: the CLI reads the tile constants for its help.
@@ -64,11 +67,14 @@ def run_translator(options):
         elif targets:
             model.target_label(targets)  # raises: not label-conditioned
         rule = None if network.resizes_itself else (module.multiple, module.fixed_size)
+        check_box_flags(options, network.takes_boxes)
+        module.served_signatures()  # makes the box signatures of a box-taking generator
+        serve_boxes = getattr(module, "serving_boxes", None)
         if network.attribute_size:
             return AttributeTranslate(options, module.serving_attributes, module.encode_attributes,
-                                      network.attribute_size), rule
+                                      network.attribute_size, serve_boxes), rule
         check_multimodal_flags(options)
-        return (lambda image: module.serving_default(images=image, **inputs)["images"].numpy()), rule
+        return BoxTranslate(module.serving_default, serve_boxes, inputs, owner=module), rule
 
     if options.direction:
         raise ValueError("--direction is for --run-dir: a SavedModel holds one generator")
@@ -76,7 +82,7 @@ def run_translator(options):
         raise ValueError(f"--model-dir {options.model_dir!r} is not a SavedModel folder (no saved_model.pb; "
                          "give the version folder, e.g. saved_models/NAME/1)")
     loaded = tf.saved_model.load(options.model_dir)
-    serve, inputs = loaded.signatures["serving_default"], {}
+    serve, inputs = loaded.signatures.get("serving_default"), {}
     if "label_names" in loaded.signatures:
         label_names = [n.decode() for n in loaded.signatures["label_names"]()["label_names"].numpy()]
         if not targets:
@@ -84,12 +90,46 @@ def run_translator(options):
         inputs["labels"] = tf.constant([saved_model_label(label_names, targets)])
     elif targets:
         raise ValueError("--attrs and --domain are for label-conditioned models (stargan)")
-    if "serving_attributes" in loaded.signatures:
-        serve = loaded.signatures["serving_attributes"]
-        size = int(serve.structured_input_signature[1]["attributes"].shape[-1])
-        return AttributeTranslate(options, serve, loaded.signatures["encode_attributes"], size), (4, None)
+    serve_boxes = loaded.signatures.get("serving_boxes")
+    if serve_boxes is None:
+        check_box_flags(options, None)
+    else:  # a box-taking generator's export has its image-only signatures only when boxes are optional
+        check_box_flags(options, "optional" if "serving_default" in loaded.signatures else "required")
+    if "encode_attributes" in loaded.signatures:
+        serve = loaded.signatures.get("serving_attributes")
+        size = int((serve or serve_boxes).structured_input_signature[1]["attributes"].shape[-1])
+        return AttributeTranslate(options, serve, loaded.signatures["encode_attributes"], size, serve_boxes), (4, None)
     check_multimodal_flags(options)
-    return (lambda image: serve(images=tf.constant(image), **inputs)["images"].numpy()), (4, None)
+    return BoxTranslate(loaded.signatures.get("serving_default"), serve_boxes, inputs), (4, None)
+
+
+def check_box_flags(options, takes_boxes):
+    """One-line errors for --boxes given to a model that takes no boxes, or missing for
+    one that requires them (`Generator.takes_boxes`); sets `options.requires_boxes`."""
+    given = getattr(options, "boxes", None)
+    options.requires_boxes = takes_boxes == "required"
+    if given and not takes_boxes:
+        raise ValueError("--boxes is for models that take object boxes (dunit_paper, init); this one takes none")
+    if takes_boxes == "required" and not given:
+        raise ValueError("this model translates only with object boxes: pass translate --boxes FILE "
+                         "(boxes.json or init.txt naming each input image)")
+
+
+class BoxTranslate:
+    """uint8 [N, H, W, 3] -> uint8 through `serve` (images and the fixed `inputs`), or
+    `serve_boxes` when `boxes` (float32 [N, M, 4] pixels) and `box_labels` ([N, M]) are given.
+    `owner`: the module of the functions, kept alive (its tf.function methods hold it weakly)."""
+
+    def __init__(self, serve, serve_boxes=None, inputs=None, owner=None):
+        self.serve, self.serve_boxes, self.inputs, self.owner = serve, serve_boxes, inputs or {}, owner
+
+    def __call__(self, images, boxes=None, box_labels=None):
+        import tensorflow as tf
+
+        if boxes is None:
+            return self.serve(images=tf.constant(images), **self.inputs)["images"].numpy()
+        return self.serve_boxes(images=tf.constant(images), boxes=tf.constant(boxes, tf.float32),
+                                box_labels=tf.constant(box_labels, tf.int32), **self.inputs)["images"].numpy()
 
 
 def check_multimodal_flags(options):
@@ -105,7 +145,7 @@ class AttributeTranslate:
     N(0, 1) from `--code-seed`, or with `--reference` mean + std·ε of the reference
     image's code (the reference's `test.py` and `test_transfer.py`)."""
 
-    def __init__(self, options, serve_attributes, encode_attributes, size):
+    def __init__(self, options, serve_attributes, encode_attributes, size, serve_boxes=None):
         import numpy as np
         import tensorflow as tf
 
@@ -114,6 +154,7 @@ class AttributeTranslate:
         if not 1 <= options.codes <= MAX_CODES:
             raise ValueError(f"--codes must be between 1 and {MAX_CODES}, got {options.codes}")
         self.serve = serve_attributes
+        self.serve_boxes = serve_boxes  # images, attributes, boxes, box_labels
         self.size = int(size)
         self.rng = np.random.default_rng(options.code_seed)
         self.mean = self.std = None
@@ -131,12 +172,16 @@ class AttributeTranslate:
         self.code = noise if self.mean is None else (self.mean + self.std * noise).astype("float32")
         return self.code
 
-    def __call__(self, image):
+    def __call__(self, image, boxes=None, box_labels=None):
         import tensorflow as tf
 
         if self.code is None:
             self.next_code()
-        return self.serve(images=tf.constant(image), attributes=tf.constant(self.code[None]))["images"].numpy()
+        codes = tf.constant(self.code[None])
+        if boxes is None:
+            return self.serve(images=tf.constant(image), attributes=codes)["images"].numpy()
+        return self.serve_boxes(images=tf.constant(image), attributes=codes, boxes=tf.constant(boxes, tf.float32),
+                                box_labels=tf.constant(box_labels, tf.int32))["images"].numpy()
 
 
 def saved_model_label(label_names, targets):
@@ -147,6 +192,42 @@ def saved_model_label(label_names, targets):
     if unknown:
         raise ValueError(f"unknown domain(s) {', '.join(unknown)}; this model knows {', '.join(label_names)}")
     return [1.0 if name in targets else 0.0 for name in label_names]
+
+
+def read_box_file(path, paths, required):
+    """({file name: record}, BoxWarnings) of `--boxes` (boxes.json or INIT text) for the
+    input `paths`; one-line errors for an unreadable file and, when boxes are `required`,
+    for an input image without a record."""
+    from tf_translate.models.dunit.boxes import BoxWarnings
+    from tf_translate.models.dunit.data import read_annotations
+
+    if not os.path.isfile(path):
+        raise ValueError(f"--boxes {path!r}: no such file (a boxes.json or init.txt naming the input images)")
+    warnings = BoxWarnings()
+    records, _ = read_annotations(path, warnings=warnings)
+    if required:
+        missing = [os.path.basename(p) for p in paths if os.path.basename(p) not in records]
+        if missing:
+            raise ValueError(f"--boxes {path!r}: no boxes for {missing[0]}"
+                             f"{f' and {len(missing) - 1} more image(s)' if len(missing) > 1 else ''}; "
+                             "this model translates only with boxes")
+    return records, warnings
+
+
+def image_boxes(record, original_shape, shape, path, warnings):
+    """{"boxes": float32 [1, M, 4], "box_labels": int32 [1, M]} of one image: `record`
+    (pixels of the image as read, upright) clipped to it (counted), scaled to `shape` (the
+    image after --max-size); no record or no boxes -> one padding row (no boxes)."""
+    import numpy as np
+
+    from tf_translate.models.dunit.boxes import clip_record, make_record
+
+    height, width = original_shape[:2]
+    record = clip_record(record, width, height, path, warnings) if record is not None else make_record()
+    if not len(record["labels"]):
+        return {"boxes": np.zeros((1, 1, 4), np.float32), "box_labels": np.zeros((1, 1), np.int32)}
+    scale = np.array([shape[1] / width, shape[0] / height] * 2, np.float32)
+    return {"boxes": (record["boxes"] * scale)[None], "box_labels": record["labels"][None]}
 
 
 def limit_size(image, max_size):
@@ -220,33 +301,48 @@ def translate_images(args):
     check_no_overwrite([out for outs in outputs for out in outs], paths, args.output)
     check_outputs_free([out for outs in outputs for out in outs], args.output, args.overwrite)
     translate, rule = run_translator(args)
+    if args.boxes and args.tile:
+        raise ValueError("--tile: boxes cannot be split across tiles; translate whole images "
+                         "(--max-size shrinks large ones)")
     tile = check_tiles(args, rule)
-    # DRIT draws a code per image and TuiGAN resizes each image itself: one image a call.
+    box_records = box_warnings = None
+    if args.boxes:
+        box_records, box_warnings = read_box_file(args.boxes, paths, args.requires_boxes)
+    boxes_of = {}  # path -> {"boxes", "box_labels"} in the pixels of the image as translated
+    # DRIT draws a code per image, TuiGAN resizes each image itself and boxes go image by
+    # image: one image a call.
     multimodal = isinstance(translate, AttributeTranslate)
-    batched = not multimodal and rule is not None
+    batched = not multimodal and rule is not None and box_records is None
     good, bad = check_images(paths)
     skipped = list(bad)
     os.makedirs(args.output, exist_ok=True)
     outputs_of = dict(zip(paths, outputs))
 
     def read(path):
-        image = limit_size(read_rgb(path), args.max_size)
+        original = read_rgb(path)
+        image = limit_size(original, args.max_size)
         if min(image.shape[:2]) < MIN_TRANSLATE_SIZE:
             raise ValueError(f"{image.shape[1]}x{image.shape[0]} px is too small (at least "
                              f"{MIN_TRANSLATE_SIZE} px a side)")
+        if box_records is not None:
+            if image.shape[0] * image.shape[1] > TILE_PIXELS:
+                raise ValueError(f"{image.shape[1]}x{image.shape[0]} px would be translated in tiles, which "
+                                 "cannot carry boxes: use --max-size")
+            boxes_of[path] = image_boxes(box_records.get(os.path.basename(path)), original.shape, image.shape,
+                                         path, box_warnings)
         return image
 
     def tiled(image):
         return tile is not None and (args.tile is not None or image.shape[0] * image.shape[1] > TILE_PIXELS)
 
-    def translate_one(image, count):
+    def translate_one(path, image, count):
         """The `count` translations of one image (DRIT: one per attribute code), made one
         at a time as they are written (`submit` consumes them lazily)."""
         for _ in range(count):
             if multimodal:  # drit: a new attribute code per translation
                 translate.next_code()
             yield (translate_tiled(translate, image, tile, args.tile_overlap, rule[0]) if tiled(image)
-                   else translate(image[None])[0])
+                   else translate(image[None], **boxes_of.get(path, {}))[0])
 
     writes = []  # (path, [futures]) in the order submitted
     written = 0
@@ -284,7 +380,7 @@ def translate_images(args):
         for index, (path, image) in enumerate(batch):
             try:
                 submit(pool, path, [results[index]] if results is not None
-                       else translate_one(image, len(outputs_of[path])))
+                       else translate_one(path, image, len(outputs_of[path])))
             except DiskFullError:
                 raise
             except Exception as error:  # Pillow and TensorFlow raise many types; name the file, go on
@@ -306,6 +402,8 @@ def translate_images(args):
     seconds = time.perf_counter() - start
     for path, reason in skipped:
         print(f"tf_translate: skipped {path}: {reason}", file=sys.stderr)
+    if box_warnings is not None and box_warnings.summary():
+        print(box_warnings.summary(), file=sys.stderr)
     done = len(paths) - len(skipped)
     rate = f" in {seconds:.1f} s ({done / seconds:.2f} images/s)" if done and seconds > 0 else ""
     print(f"translated {done} image(s) into {args.output}{rate}" + (f"; skipped {len(skipped)}" if skipped else ""))

@@ -64,6 +64,11 @@ CLI read these and never probe:
   (pix2pix: "reference", "eval"); () = one behaviour;
 - `resizes_itself` (False): the network resizes any input to its trained size itself
   (TuiGAN's pyramid): no tiles and no padding;
+- `takes_boxes` (None): "optional" or "required" for a network that also takes object
+  boxes, called as `generator(inputs, boxes=boxes, labels=labels)` with boxes float32
+  [B, M, 4] xyxy pixels of its input and labels int32 [B, M] (0 = padding): "optional"
+  finds its own boxes when given none (dunit_paper's detector), "required" cannot
+  translate without them (init); None = no boxes;
 - `serving_module()`: the `export.GeneratorModule` that serves it, or None for the
   standard one chosen from the capabilities above.
 Subclasses override them as class attributes, properties or instance attributes.
