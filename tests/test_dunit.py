@@ -62,9 +62,12 @@ def test_drit_part_has_drit_plus_plus_counts_and_the_detector_its_own_optimizer(
 def test_config_round_trip_and_phases():
     import inspect
 
-    drit_defaults = {n: p.default for n, p in inspect.signature(DRIT.__init__).parameters.items() if n != "kwargs"}
-    dunit_defaults = {n: p.default for n, p in inspect.signature(DUNIT.__init__).parameters.items()}
-    assert {n: dunit_defaults[n] for n in drit_defaults} == drit_defaults  # DRIT's options, spelled out
+    from tf_translate.models import constructor_options
+
+    drit_defaults = {n: p.default for n, p in inspect.signature(DRIT.__init__).parameters.items()
+                     if n not in ("self", "kwargs")}
+    dunit_defaults = {n: p.default for n, p in constructor_options("dunit").items()}
+    assert {n: dunit_defaults[n] for n in drit_defaults} == drit_defaults  # DRIT's options, through **kwargs
     model = DUNIT(**TINY, detector_steps=5, seed=3)
     config = model.get_config()
     assert DUNIT(**config).get_config() == config

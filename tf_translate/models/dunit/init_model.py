@@ -104,28 +104,13 @@ class INIT(DRIT):
     reference_run = ReferenceRun(image_size=216, batch_size=2, epochs=100)
     data_kind = "unpaired_boxes"
 
-    # DRIT's options are spelled out (not **kwargs) so that `train --option` offers them.
+    # DRIT's options come through **kwargs (`models.constructor_options` offers them to --option).
     def __init__(self, crop_size=32, instance_recon_weight=10.0, instance_cycle_weight=10.0,
-                 instance_adversarial_weight=1.0, instance_discriminator_layers=3, max_boxes=16, image_size=216,
-                 concat=True, mode_seeking=True, filters=64, attribute_filters=64, attribute_size=8,
-                 discriminator_filters=64, discriminator_layers=4, discriminator_scales=3,
-                 content_discriminator_filters=256, content_discriminator_layers=3, discriminator_norm="none",
-                 content_discriminator_norm="none", discriminator_negative_slope=0.01, learning_rate=1e-4,
-                 content_learning_rate=4e-5, beta_1=0.5, beta_2=0.999, weight_decay=1e-4, content_clip_norm=5.0,
-                 content_period=3, seed=None, **kwargs):
+                 instance_adversarial_weight=1.0, instance_discriminator_layers=3, max_boxes=16, **kwargs):
         if int(crop_size) < 2 ** int(instance_discriminator_layers) or int(crop_size) % 4:
             raise ValueError(f"INIT's crop_size must be a multiple of 4 and at least 2^instance_discriminator_layers "
                              f"= {2 ** int(instance_discriminator_layers)}, got {crop_size}")
-        super().__init__(
-            image_size=image_size, concat=concat, mode_seeking=mode_seeking, filters=filters,
-            attribute_filters=attribute_filters, attribute_size=attribute_size,
-            discriminator_filters=discriminator_filters, discriminator_layers=discriminator_layers,
-            discriminator_scales=discriminator_scales, content_discriminator_filters=content_discriminator_filters,
-            content_discriminator_layers=content_discriminator_layers, discriminator_norm=discriminator_norm,
-            content_discriminator_norm=content_discriminator_norm,
-            discriminator_negative_slope=discriminator_negative_slope, learning_rate=learning_rate,
-            content_learning_rate=content_learning_rate, beta_1=beta_1, beta_2=beta_2, weight_decay=weight_decay,
-            content_clip_norm=content_clip_norm, content_period=content_period, seed=seed, **kwargs)
+        super().__init__(**kwargs)
         self.crop_size = int(crop_size)
         self.instance_recon_weight = float(instance_recon_weight)
         self.instance_cycle_weight = float(instance_cycle_weight)
@@ -133,11 +118,11 @@ class INIT(DRIT):
         self.instance_discriminator_layers = int(instance_discriminator_layers)
         self.max_boxes = int(max_boxes)
         self.instance_attribute_encoder_a = DRITAttributeEncoder(
-            filters=attribute_filters, attribute_size=attribute_size, concat=self.concat,
+            filters=self.attribute_filters, attribute_size=self.attribute_size, concat=self.concat,
             name="instance_attribute_encoder_a")
         self.instance_discriminator_b = DRITMultiScaleDiscriminator(
-            filters=discriminator_filters, num_layers=self.instance_discriminator_layers, num_scales=1,
-            norm=discriminator_norm, negative_slope=self.discriminator_negative_slope,
+            filters=self.discriminator_filters, num_layers=self.instance_discriminator_layers, num_scales=1,
+            norm=self.discriminator_norm, negative_slope=self.discriminator_negative_slope,
             name="instance_discriminator_b")
         for network in (self.instance_attribute_encoder_a, self.instance_discriminator_b):
             network.build((None, None, None, 3))

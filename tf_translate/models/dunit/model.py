@@ -97,30 +97,15 @@ class DUNIT(DRIT):
     reference_run = ReferenceRun(image_size=216, batch_size=2, epochs=100)
     data_kind = "unpaired_boxes"
 
-    # DRIT's options are spelled out (not **kwargs) so that `train --option` offers them.
+    # DRIT's options come through **kwargs (`models.constructor_options` offers them to --option).
     def __init__(self, num_classes=None, detector_filters=32, detector_fpn_filters=64, detector_levels=(3, 5),
                  detector_epochs=10, detector_steps=None, detector_learning_rate=2e-4, ic_weight=2.0,
-                 ic_cycle_weight=1.0, max_boxes=16, image_size=216, concat=True, mode_seeking=True, filters=64,
-                 attribute_filters=64, attribute_size=8,
-                 discriminator_filters=64, discriminator_layers=4, discriminator_scales=3,
-                 content_discriminator_filters=256, content_discriminator_layers=3, discriminator_norm="none",
-                 content_discriminator_norm="none", discriminator_negative_slope=0.01, learning_rate=1e-4,
-                 content_learning_rate=4e-5, beta_1=0.5, beta_2=0.999, weight_decay=1e-4, content_clip_norm=5.0,
-                 content_period=3, seed=None, **kwargs):
+                 ic_cycle_weight=1.0, max_boxes=16, **kwargs):
         if num_classes is None or int(num_classes) < 1:
             raise ValueError(f"DUNIT needs num_classes >= 1 (the object classes of the box files), got {num_classes}")
         if detector_steps is not None and int(detector_steps) < 0:
             raise ValueError(f"detector_steps must be >= 0, got {detector_steps}")
-        super().__init__(
-            image_size=image_size, concat=concat, mode_seeking=mode_seeking, filters=filters,
-            attribute_filters=attribute_filters, attribute_size=attribute_size,
-            discriminator_filters=discriminator_filters, discriminator_layers=discriminator_layers,
-            discriminator_scales=discriminator_scales, content_discriminator_filters=content_discriminator_filters,
-            content_discriminator_layers=content_discriminator_layers, discriminator_norm=discriminator_norm,
-            content_discriminator_norm=content_discriminator_norm,
-            discriminator_negative_slope=discriminator_negative_slope, learning_rate=learning_rate,
-            content_learning_rate=content_learning_rate, beta_1=beta_1, beta_2=beta_2, weight_decay=weight_decay,
-            content_clip_norm=content_clip_norm, content_period=content_period, seed=seed, **kwargs)
+        super().__init__(**kwargs)
         self.num_classes = int(num_classes)
         self.detector_filters = detector_filters
         self.detector_fpn_filters = detector_fpn_filters
