@@ -15,7 +15,8 @@ import platform
 SLOWEST_FIRST = ["test_distribute.py", "test_pix2pix.py", "test_unit.py", "test_torch_import.py", "test_drit.py",
                  "test_stargan.py", "test_tuigan.py", "test_nicegan_parity.py", "test_ugatit_parity.py",
                  "test_step_parity.py", "test_cut.py", "test_ugatit.py", "test_export_tflite.py", "test_nicegan.py",
-                 "test_bad_input.py", "test_examples.py"]
+                 "test_bad_input.py", "test_checkpoint_compat.py", "test_dunit.py", "test_box_io.py",
+                 "test_dunit_paper.py", "test_init.py", "test_examples.py"]
 
 
 def pytest_collection_modifyitems(session, config, items):
