@@ -26,6 +26,7 @@ import time
 import numpy as np
 
 RESULTS = os.path.join(os.path.dirname(os.path.abspath(__file__)), "results", "dunit_instances")
+THRESHOLDS = (0.05, 0.5)  # the released detector's (every weak box counts against the IoU), and a confident one
 SMALL = dict(filters=16, attribute_filters=16, discriminator_filters=16, content_discriminator_filters=32,
              content_discriminator_layers=1, detector_filters=16, max_boxes=8)
 
@@ -86,9 +87,13 @@ def main(argv=None):
                 return tf.cast(tf.clip_by_value(tf.round((a2b([images, codes]) + 1.0) * 127.5), 0, 255), tf.uint8)
             return translate
 
-        row = {"seed": seed, "source": judge.instance_iou(lambda images: images, test_a)[0]}
-        for name, model in models.items():
-            row[name] = judge.instance_iou(translator(model), test_a)[0]
+        row = {"seed": seed}
+        for threshold in THRESHOLDS:
+            row[f"source@{threshold}"] = judge.instance_iou(lambda images: images, test_a,
+                                                            score_threshold=threshold)[0]
+            for name, model in models.items():
+                row[f"{name}@{threshold}"] = judge.instance_iou(translator(model), test_a,
+                                                                score_threshold=threshold)[0]
         rows.append(row)
         print(json.dumps(row), flush=True)
         if seed == args.seeds[0]:
@@ -104,11 +109,15 @@ def main(argv=None):
     print(f"\nInstance IoU of the dunit detector's boxes on testA translations (released multibox IoU), "
           f"{len(args.seeds)} seeds, {args.steps} DRIT++ iterations, {args.detector_steps} detector steps, "
           f"{args.size} px; {cpu}")
-    print(f"{'judged images':<34}{'mean':>8}{'sd':>8}")
+    print(f"{'judged images':<34}" + "".join(f"{'score >= ' + str(t):>22}" for t in THRESHOLDS))
     for key, title in (("source", "testA itself (the detector's own)"), ("dunit", "dunit (global DRIT++)"),
                        ("dunit_paper", "dunit_paper (instance branch)")):
-        values = np.array([row[key] for row in rows])
-        print(f"{title:<34}{values.mean():8.3f}{values.std(ddof=1) if len(values) > 1 else 0.0:8.3f}")
+        cells = []
+        for threshold in THRESHOLDS:
+            values = np.array([row[f"{key}@{threshold}"] for row in rows])
+            spread = values.std(ddof=1) if len(values) > 1 else 0.0
+            cells.append(f"{values.mean():.3f} ± {spread:.3f}")
+        print(f"{title:<34}" + "".join(f"{cell:>22}" for cell in cells))
     os.makedirs(RESULTS, exist_ok=True)
     record = {"date": time.strftime("%Y-%m-%d"), "cpu": cpu, "args": vars(args), "per_seed": rows}
     with open(os.path.join(RESULTS, "results.json"), "w") as f:

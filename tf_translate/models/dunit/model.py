@@ -274,7 +274,7 @@ class DUNIT(DRIT):
 
     # --- evaluation ----------------------------------------------------------------------
 
-    def instance_iou(self, translate, folder, limit=None):
+    def instance_iou(self, translate, folder, limit=None, score_threshold=DETECTION["score_threshold"]):
         """DUNIT's domain-adaptation view, with the released formula: the frozen detector's
         boxes on the translations of `folder`'s images that have ground-truth boxes (the
         first `limit` images), against those boxes: per image the mean over its classes of
@@ -282,6 +282,8 @@ class DUNIT(DRIT):
 
         Args:
             translate: uint8 [1, H, W, 3] -> uint8 translation of the same size.
+            score_threshold: detections kept (the released 0.05 keeps every weak box,
+                and each extra box lowers the multibox IoU).
         Returns:
             (mean instance IoU, images scored); (nan, 0) when no image has boxes.
         """
@@ -299,7 +301,8 @@ class DUNIT(DRIT):
             if record is None or not len(record["labels"]):
                 continue
             translation = translate(read_rgb(image_path)[None])
-            detections = self.detector.detect(tf.cast(translation, tf.float32) / 255.0, **DETECTION)
+            detections = self.detector.detect(tf.cast(translation, tf.float32) / 255.0,
+                                              **{**DETECTION, "score_threshold": score_threshold})
             scores.append(1.0 - instance_consistency([record["boxes"]], [record["labels"]],
                                                      detections["boxes"].numpy(), detections["labels"].numpy()))
         return (float(np.mean(scores)) if scores else float("nan")), len(scores)
