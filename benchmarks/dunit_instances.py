@@ -44,6 +44,7 @@ def main(argv=None):
     parser.add_argument("--seeds", type=int, nargs="+", default=[0, 1, 2])
     parser.add_argument("--steps", type=int, default=300, help="DRIT++ iterations per run")
     parser.add_argument("--detector-steps", type=int, default=300)
+    parser.add_argument("--detector-learning-rate", type=float, default=2e-4, help="the released 2e-4 by default")
     parser.add_argument("--size", type=int, default=64)
     parser.add_argument("--images", type=int, default=64, help="training scenes per domain")
     parser.add_argument("--test-images", type=int, default=32)
@@ -62,7 +63,7 @@ def main(argv=None):
     if not os.path.isdir(scenes):
         write_scene_folders(scenes, args.images, args.images, args.size, 0, test_count=args.test_images)
     test_a = os.path.join(scenes, "testA")
-    overrides = dict(SMALL, detector_steps=args.detector_steps)
+    overrides = dict(SMALL, detector_steps=args.detector_steps, detector_learning_rate=args.detector_learning_rate)
     rows, pictures = [], {}
     for seed in args.seeds:
         models = {}
