@@ -118,25 +118,34 @@ def image_folder_dataset(folder, image_size=256, load_size=None, training=True, 
         raise ValueError(f"image folder {folder!r} holds no readable images ({len(bad)} corrupt)")
     decode_size = (load_size or reference_load_size(image_size)) if training else image_size
 
-    decode = skipping_unreadable(lambda path: read_rgb(path, decode_size), report,
-                                 np.zeros((decode_size, decode_size, 3), np.uint8))
-
-    def load(path):
-        image, ok = tf.numpy_function(decode, [path], (tf.uint8, tf.bool), stateful=False)
-        image.set_shape((decode_size, decode_size, 3))
-        ok.set_shape(())
-        return image, ok
-
-    dataset = tf.data.Dataset.from_tensor_slices(paths)
-    dataset = dataset.map(load, num_parallel_calls=tf.data.AUTOTUNE, deterministic=not training or seed is not None)
-    dataset = dataset.filter(decoded_ok).map(drop_flag)
-    if len(paths) * decode_size * decode_size * 3 <= 1 << 30:
-        dataset = dataset.cache()
+    dataset = decoded_images(paths, decode_size, report, deterministic=not training or seed is not None)
     if training:
         dataset = dataset.shuffle(min(len(paths), 10_000), seed=seed, reshuffle_each_iteration=True)
         dataset = random_crop_and_flip(dataset, (image_size, image_size, 3), seed)
     dataset = dataset.map(to_unit_range, num_parallel_calls=tf.data.AUTOTUNE)
     return dataset, len(paths)
+
+
+def decoded_images(paths, decode_size, report, deterministic, *columns):
+    """A dataset of the uint8 images at `paths`, each resized to `decode_size` squared,
+    followed by the matching rows of `columns` (e.g. a box pipeline's boxes and labels);
+    unreadable files are skipped and reported once, and the decoded images are cached
+    in memory when they fit in 1 GB."""
+    decode = skipping_unreadable(lambda path: read_rgb(path, decode_size), report,
+                                 np.zeros((decode_size, decode_size, 3), np.uint8))
+
+    def load(path, *rows):
+        image, ok = tf.numpy_function(decode, [path], (tf.uint8, tf.bool), stateful=False)
+        image.set_shape((decode_size, decode_size, 3))
+        ok.set_shape(())
+        return (image, *rows, ok)
+
+    dataset = tf.data.Dataset.from_tensor_slices((paths, *columns))
+    dataset = dataset.map(load, num_parallel_calls=tf.data.AUTOTUNE, deterministic=deterministic)
+    dataset = dataset.filter(decoded_ok).map(lambda *values: values[0] if not columns else values[:-1])
+    if len(paths) * decode_size * decode_size * 3 <= 1 << 30:
+        dataset = dataset.cache()
+    return dataset
 
 
 def random_crop_and_flip(dataset, shape, seed):

@@ -20,8 +20,8 @@ import numpy as np
 import tensorflow as tf
 from PIL import Image
 
-from tf_translate.data import (SkipReport, check_images, decoded_ok, domain_folders, list_images, read_rgb,
-                               reference_load_size, skipping_unreadable, to_unit_range)
+from tf_translate.data import (SkipReport, check_images, decoded_images, domain_folders, list_images,
+                               reference_load_size, to_unit_range)
 from tf_translate.models.dunit.boxes import (BoxWarnings, clip_record, crop_boxes, flip_boxes_left_right,
                                              make_record, pad_record, read_box_json, read_init_annotations)
 
@@ -30,11 +30,13 @@ EXIF_TRANSPOSED = (5, 6, 7, 8)  # orientations that swap width and height (read_
 
 
 class BoxReport(SkipReport):
-    """The skipped files of a box pipeline and its counted box warnings (`boxes`)."""
+    """The skipped files of a box pipeline, its counted box warnings (`boxes`) and the
+    usable images per domain (`image_counts`: (A, B), set by `box_dataset`)."""
 
     def __init__(self, stream=None):
         super().__init__(stream)
         self.boxes = BoxWarnings(stream)
+        self.image_counts = None
 
 
 def annotation_file(folder):
@@ -129,20 +131,7 @@ def box_folder_dataset(folder, image_size=256, load_size=None, training=True, re
         raise ValueError(f"image folder {folder!r} holds no readable images ({len(bad)} corrupt)")
     decode_size = (load_size or reference_load_size(image_size)) if training else image_size
     boxes, labels, classes = folder_boxes(folder, paths, decode_size, max_boxes, report.boxes, num_classes)
-    decode = skipping_unreadable(lambda path: read_rgb(path, decode_size), report,
-                                 np.zeros((decode_size, decode_size, 3), np.uint8))
-
-    def load(path, boxes, labels):
-        image, ok = tf.numpy_function(decode, [path], (tf.uint8, tf.bool), stateful=False)
-        image.set_shape((decode_size, decode_size, 3))
-        ok.set_shape(())
-        return image, boxes, labels, ok
-
-    dataset = tf.data.Dataset.from_tensor_slices((paths, boxes, labels))
-    dataset = dataset.map(load, num_parallel_calls=tf.data.AUTOTUNE, deterministic=not training or seed is not None)
-    dataset = dataset.filter(decoded_ok).map(lambda image, boxes, labels, ok: (image, boxes, labels))
-    if len(paths) * decode_size * decode_size * 3 <= 1 << 30:
-        dataset = dataset.cache()
+    dataset = decoded_images(paths, decode_size, report, not training or seed is not None, boxes, labels)
     if training:
         dataset = dataset.shuffle(min(len(paths), 10_000), seed=seed, reshuffle_each_iteration=True)
         dataset = random_crop_and_flip_with_boxes(dataset, image_size, seed)
@@ -178,6 +167,7 @@ def box_dataset(data, batch_size=1, image_size=256, load_size=None, split="train
                          f"({classes_a} vs {classes_b})")
     if report.boxes.summary():
         print(report.boxes.summary(), file=report.stream or sys.stderr)
+    report.image_counts = (count_a, count_b)
     steps_per_epoch = max(1, max(count_a, count_b) // batch_size)
 
     def as_dict(a, b):
