@@ -141,14 +141,12 @@ class DUNIT(DRIT):
     def make_dataset(self, data, batch_size=1, image_size=256, load_size=None, seed=None):
         """`dunit.data.box_dataset` (dict batches: a, b, boxes_a, labels_a, boxes_b, labels_b);
         also counts domain A's steps per epoch, the detector phase's unit."""
-        from tf_translate.data import check_images, list_images
         from tf_translate.models.dunit.data import box_dataset
 
         dataset, steps_per_epoch, report = box_dataset(data, batch_size=batch_size, image_size=image_size,
                                                        load_size=load_size, seed=seed, max_boxes=self.max_boxes,
                                                        num_classes=self.num_classes)
-        count_a = len(check_images(list_images(domain_a_folder(data)))[0])
-        self.epoch_steps_a = max(1, count_a // batch_size)
+        self.epoch_steps_a = max(1, report.image_counts[0] // batch_size)
         return dataset, steps_per_epoch, report
 
     def detector_phase_steps(self):
