@@ -447,19 +447,16 @@ def export_run(model, record, run_dir, direction, format="savedmodel", output=No
                          "(ugatit, ugatit_light and photo2cartoon have)")
     set_inference_mode(network, inference_mode)
     quantize, io, version = quantize or "none", io or "uint8", version or 1
-    if format == "web":
+    if format in ("onnx", "web"):
         from tf_translate.export_onnx import DEFAULT_OPSET, export_onnx
-        from tf_translate.web import write_page
-        output = output or default_output(run_dir, format)
-        write_page(lambda path: export_onnx(network, path, opset or DEFAULT_OPSET, model_name=record["model"]),
-                   output, overwrite)
-        return (f"page (model.onnx opset {opset or DEFAULT_OPSET}, onnxruntime-web) written to {output}: "
-                f"tf-translate serve-web {output}")
-    if format == "onnx":
-        from tf_translate.export_onnx import DEFAULT_OPSET, export_onnx
-        output = output or default_output(run_dir, format)
-        size = export_onnx(network, output, opset or DEFAULT_OPSET, io=io, heatmap=heatmap, model_name=record["model"])
-        return f"ONNX (opset {opset or DEFAULT_OPSET}, {io} in/out, any size) written to {output}: {size / 1e6:.1f} MB"
+        output, opset = output or default_output(run_dir, format), opset or DEFAULT_OPSET
+        if format == "web":
+            from tf_translate.web import write_page
+            write_page(lambda path: export_onnx(network, path, opset, model_name=record["model"]), output, overwrite)
+            return (f"page (model.onnx opset {opset}, onnxruntime-web) written to {output}: "
+                    f"tf-translate serve-web {output}")
+        size = export_onnx(network, output, opset, io=io, heatmap=heatmap, model_name=record["model"])
+        return f"ONNX (opset {opset}, {io} in/out, any size) written to {output}: {size / 1e6:.1f} MB"
     if format == "tflite":
         output = output or default_output(run_dir, format)
         image_size = image_size or record.get("config", {}).get("image_size") or 256
@@ -700,24 +697,17 @@ class TFLiteTranslator:
         import numpy as np
 
         feeds = {}
-        if self.attribute_size:
-            if attributes is None:
-                raise ValueError(f"this TFLite model also takes an attribute code: {self.attribute_size} floats")
-            feeds["attributes"] = np.asarray(attributes, np.float32).reshape(1, -1)
-            if feeds["attributes"].shape[1] != self.attribute_size:
-                raise ValueError(f"this TFLite model takes {self.attribute_size} attribute entries; "
-                                 f"got {feeds['attributes'].shape[1]}")
-        elif attributes is not None:
-            raise ValueError("this TFLite model takes no attribute code")
-        if self.label_size:
-            if labels is None:
-                raise ValueError(f"this TFLite model also takes the target label: {self.label_size} floats")
-            feeds["labels"] = np.asarray(labels, np.float32).reshape(1, -1)
-            if feeds["labels"].shape[1] != self.label_size:
-                raise ValueError(f"this TFLite model takes {self.label_size} label entries; "
-                                 f"got {feeds['labels'].shape[1]}")
-        elif labels is not None:
-            raise ValueError("this TFLite model takes no labels")
+        for name, value, size, what in (("attributes", attributes, self.attribute_size, "attribute code"),
+                                        ("labels", labels, self.label_size, "target label")):
+            if not size:
+                if value is not None:
+                    raise ValueError(f"this TFLite model takes no {what}")
+                continue
+            if value is None:
+                raise ValueError(f"this TFLite model also takes the {what}: {size} floats")
+            feeds[name] = np.asarray(value, np.float32).reshape(1, -1)
+            if feeds[name].shape[1] != size:
+                raise ValueError(f"this TFLite model takes {size} {what} entries; got {feeds[name].shape[1]}")
         images = np.asarray(images)
         if images.ndim == 3:
             images = images[None]
