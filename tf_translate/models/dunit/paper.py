@@ -84,10 +84,9 @@ class DUNITPaper(DUNIT):
 
     def generators(self):
         translators = super().generators()
-        seed = None if self.seed is None else self.seed
         translators["a2b"] = DUNITPaperTranslator(
             self.content_encoder_a, self.generator_b, self.instance_branch, self.detector, self.attribute_encoder_b,
-            seed=seed, score_threshold=self.test_score_threshold, max_boxes=self.max_boxes, name="a2b")
+            seed=self.seed, score_threshold=self.test_score_threshold, max_boxes=self.max_boxes, name="a2b")
         translators["a2b"].build((None, None, None, 3))
         return translators
 
