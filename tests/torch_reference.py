@@ -1,5 +1,5 @@
 """PyTorch re-statements of the reference networks and training steps, for parity tests
-and for `benchmarks/cyclegan_fashion_mnist.py` (the PyTorch side of that experiment).
+and for `benchmarks/learns_like_reference.py` (the PyTorch side of that experiment).
 
 Written from junyanz/pytorch-CycleGAN-and-pix2pix (`models/networks.py`,
 `models/cycle_gan_model.py`, `util/image_pool.py`, `train.py`): the same modules, module
