@@ -131,3 +131,22 @@ def pytest_make_collect_report(collector):
         report.outcome = "failed"
         report.longrepr = (f"module skipped, and {NO_SKIPS}=1 refuses skips outside tests/allowed_skips.txt: "
                            f"{skip_reason(report)}")
+
+
+@pytest.fixture(scope="module", autouse=True)
+def release_memory_after_each_file():
+    """After each test file: Keras' global state cleared, garbage collected and freed heap
+    returned to the system. Without it an xdist worker kept every file's graphs and grew
+    past 12 GB; the kernel's OOM killer took one on a 24 GB machine (2026-12-07)."""
+    yield
+    import gc
+
+    import keras
+
+    from tf_translate.memory import _malloc_trim
+
+    keras.backend.clear_session()
+    gc.collect()
+    trim = _malloc_trim()
+    if trim is not None:
+        trim(0)
