@@ -4,7 +4,7 @@ The step-parity tests replay tests/fixtures/trajectories/*.npz instead of runnin
 this test re-records each with torch (`tests/fixtures/record_trajectories.py`) and compares,
 so a fixture cannot drift from tests/torch_*.py, a recorder, or our models' variable
 layout. Stated tolerance (`STATED_TOLERANCE`): start weights, variable positions and shapes
-exactly; the float64 reference's final weights (and, for UNIT, its finals with one ReLU
+exactly; the float64 reference's final weights (and, for UNIT and CycleGAN, its finals with one ReLU
 gate switched, and those gates' inputs) within 1e-6 of its update and its losses
 within 1e-6 relative (float64 reductions differ slightly across CPUs); the float32
 reference's final weights within twice its committed miss of the float64 update + 1e-6

@@ -5,11 +5,12 @@ in float64 (the reference) and in float32 (the reference's own float32 noise), r
 once into tests/fixtures/trajectories/ (`record_*` below, `trajectories.py`) and replayed
 here without torch; test_fixtures_current.py re-records them with torch. After the
 steps the kernels ours updated must be as close to the float64 reference as the
-reference's float32 run is (x1.5, + 0.5 % of the update): a tolerance derived from the
-reference, not read off our own output. 15 steps, because a small systematic difference
-grows step by step (Adam normalises every gradient element): an XLA ordering helper that
-changed no value of one step but let updates race ahead missed 6 % after 15 steps and
-0.01 % after 5.
+reference's float32 run is (x1.5, + a slack per model): a tolerance derived from the
+reference, not read off our own output; or that close to the float64 reference with one
+recorded knife-edge ReLU gate switched (`within_float32_floor_up_to_one_gate`). 15 steps,
+because a small systematic difference grows step by step (Adam normalises every gradient
+element): an XLA ordering helper that changed no value of one step but let updates race
+ahead missed 6 % after 15 steps and 0.01 % after 5.
 """
 
 import numpy as np
@@ -35,13 +36,16 @@ def update_miss(variables, values, reference, start):
 
 
 def parity_result(model, groups, replay, losses):
-    """{"ours", "float32": {group: update miss against the float64 reference}, "losses"}:
-    our model's current weights and the float32 reference's, against the recorded float64
-    reference `replay` (a `Trajectory`)."""
+    """{"ours", "float32": {group: update miss against the float64 reference}, "switched",
+    "losses"}: our model's current weights and the float32 reference's, against the recorded
+    float64 reference `replay` (a `Trajectory`); "switched": [(gate, {group: our miss})]
+    against its finals with each recorded knife-edge gate switched."""
     start, expected = replay.by_id(model, replay.start), replay.by_id(model, replay.final)
     ours, float32 = replay.by_id(model, replay.values(model)), replay.by_id(model, replay.final32)
-    return {"ours": {g: update_miss(vs, ours, expected, start) for g, vs in groups.items()},
+    against = lambda final: {g: update_miss(vs, ours, final, start) for g, vs in groups.items()}
+    return {"ours": against(expected),
             "float32": {g: update_miss(vs, float32, expected, start) for g, vs in groups.items()},
+            "switched": [(gate, against(replay.by_id(model, final))) for gate, _, final in replay.gates],
             "losses": losses}
 
 
@@ -66,8 +70,12 @@ def cyclegan_batch(step):
 
 
 def record_cyclegan():
-    """The reference's STEPS iterations (float64 and float32) from its seeded start."""
+    """The reference's STEPS iterations (float64 and float32) from its seeded start, and its
+    float64 finals with each knife-edge ReLU gate switched that moves an update by more than
+    CYCLEGAN_SLACK (`trajectories.switched_gates`)."""
     from torch_reference import TorchCycleGAN
+
+    from trajectories import relu_gates, switched_gates
 
     reference = TorchCycleGAN(**CYCLEGAN_REFERENCE, dtype="float64")
     reference32 = TorchCycleGAN(**CYCLEGAN_REFERENCE, dtype="float32")
@@ -78,7 +86,25 @@ def record_cyclegan():
         a, b = cyclegan_batch(step)
         losses.append(reference.step(a, b))
         reference32.step(a, b)
-    return keras_mapped_trajectory(model, reference, reference32, start, losses)
+    variables = [v for v, *_ in reference.pairs(model)]
+    expected = reference.weights_as_keras(model)
+
+    def gated(flip):
+        replayed = TorchCycleGAN(**CYCLEGAN_REFERENCE, dtype="float64")
+        near = relu_gates(replayed.networks(), lambda: [replayed.step(*cyclegan_batch(step)) for step in range(STEPS)],
+                          flip)
+        return replayed.weights_as_keras(model), near
+
+    groups = cyclegan_groups(model).values()
+    effect = lambda weights: max(update_miss(vs, weights, expected, start) for vs in groups)
+    gates = switched_gates(gated, lambda by_id: [by_id[id(v)] for v in variables], effect, CYCLEGAN_SLACK)
+    return trajectory(model, variables, [start[id(v)] for v in variables], [expected[id(v)] for v in variables],
+                      [reference32.weights_as_keras(model)[id(v)] for v in variables], losses, gates=gates)
+
+
+def cyclegan_groups(model):
+    return {"generators": model.generator_ab.trainable_variables + model.generator_ba.trainable_variables,
+            "discriminators": model.discriminator_a.trainable_variables + model.discriminator_b.trainable_variables}
 
 
 def cyclegan_run(pytorch_epsilon=True):
@@ -100,9 +126,7 @@ def cyclegan_run(pytorch_epsilon=True):
     for step in range(STEPS):
         a, b = cyclegan_batch(step)
         losses.append((model.train_on_batch(a, b, return_dict=True), replay.losses[step]))
-    groups = {"generators": model.generator_ab.trainable_variables + model.generator_ba.trainable_variables,
-              "discriminators": model.discriminator_a.trainable_variables + model.discriminator_b.trainable_variables}
-    return parity_result(model, groups, replay, losses)
+    return parity_result(model, cyclegan_groups(model), replay, losses)
 
 
 @pytest.fixture(scope="module")
@@ -123,23 +147,69 @@ def within_float32_floor(run, slack):
     return {group: run["ours"][group] < 1.5 * run["float32"][group] + slack for group in run["ours"]}
 
 
-# Measured ours (the float32 reference): generators 0.057 % (0.00041 %, 138x), discriminators
-# 0.00040 % (0.00065 %). The generators follow the float32 floor through 14 of the 15 steps
-# (<= 1.1x in XLA, graph and eager) and jump at the 15th in XLA and graph mode only (eager
-# stays at 1.07x after 15; oneDNN on or off alike), a jump no loss shows (all within 1e-6 at
-# that step); not explained yet, so the slack is what it measures, x1.75, not the floor.
-CYCLEGAN_SLACK = 0.001
+def within_float32_floor_up_to_one_gate(run, slack):
+    """`within_float32_floor(run, slack)`, or where it fails the same rule with our misses
+    measured against the float64 reference with one recorded knife-edge ReLU gate switched
+    (`trajectories.KNIFE_EDGE`; run["switched"]: [(gate, {group: our miss})], the first that
+    passes). The floor stays the float32 reference's miss of the plain reference: a float32
+    step that is the reference's up to summation order can land on the other side of such a
+    gate, and Adam turns that one element into a visible share of the update.
+    Returns (passed, the gate that explains the step or None)."""
+    if all(within_float32_floor(run, slack).values()):
+        return True, None
+    for gate, ours in run.get("switched", ()):
+        if all(within_float32_floor({**run, "ours": ours}, slack).values()):
+            return True, gate
+    return False, None
+
+
+# Measured ours (the float32 reference), AMD EPYC Zen 5, oneDNN on and off, XLA, graph and
+# eager: discriminators 0.00040-0.00064 % (0.00065 %). Generators: eager 0.00044 % (0.00041 %,
+# 1.07x); XLA and graph 0.057 % (138x) against the plain reference, 0.00045 % (1.08x) against
+# it with one ReLU gate switched: in its 15th step the float64 reference's first residual
+# block of generator_ab, on the cycle path (rec_B = G_A(G_B(real_B))), has one ReLU input
+# 1.3e-6 from 0 (channel 24, row 5, column 7 of that call), and our XLA/graph conv summation
+# order puts it on the other side. The slack covers our float32 noise on other CPUs.
+CYCLEGAN_SLACK = 1e-5
+CYCLEGAN_GATE = "('generator_ab.model.10.conv_block.3', 43, (0, 24, 5, 7))"
 
 
 def test_cyclegan_updates_match_the_reference_step(cyclegan_parity):
-    assert all(within_float32_floor(cyclegan_parity, CYCLEGAN_SLACK).values()), cyclegan_parity
+    assert within_float32_floor_up_to_one_gate(cyclegan_parity, CYCLEGAN_SLACK)[0], cyclegan_parity
+
+
+def test_one_knife_edge_gate_is_the_cyclegan_138x():
+    """Issue 33's 138x (our XLA and graph steps, 0.057 % of the generators' update, all of
+    it in the 15th step) is the recorded gate CYCLEGAN_GATE: the float64 reference's
+    finals with it switched, taken as our step, miss the plain reference by that much and
+    are accepted by naming it; the same miss in the other direction stays refused."""
+    from trajectories import KNIFE_EDGE
+
+    replay = Trajectory("cyclegan")
+    model = cyclegan_model()
+    _, size, switched = next(gate for gate in replay.gates if gate[0] == CYCLEGAN_GATE)
+    assert 1e-6 < size < KNIFE_EDGE, size  # measured 1.31e-6
+
+    def judged(weights):
+        for variable, value in zip(replay.variables(model), weights):
+            variable.assign(value.astype(np.float32))
+        return parity_result(model, cyclegan_groups(model), replay, [])
+
+    run = judged(switched)
+    assert 5e-4 < run["ours"]["generators"] < 6.5e-4, run  # measured 0.057 %, as our XLA step
+    assert not all(within_float32_floor(run, CYCLEGAN_SLACK).values()), run
+    assert within_float32_floor_up_to_one_gate(run, CYCLEGAN_SLACK) == (True, CYCLEGAN_GATE), run
+    mirrored = judged([2 * final - gate for final, gate in zip(replay.final, switched)])
+    assert not within_float32_floor_up_to_one_gate(mirrored, CYCLEGAN_SLACK)[0], mirrored
 
 
 def test_keras_adam_arithmetic_fails_the_parity_check():
     """The check can fail: Keras' epsilon placement and value (this project's Adam before
-    it was fixed) miss 37 % of the generators' and 15 % of the discriminators' update."""
+    it was fixed) miss 37 % of the generators' and 15 % of the discriminators' update,
+    against the plain reference and against every recorded switched gate."""
     run = cyclegan_run(pytorch_epsilon=False)
     assert not any(within_float32_floor(run, CYCLEGAN_SLACK).values()), run
+    assert not within_float32_floor_up_to_one_gate(run, CYCLEGAN_SLACK)[0], run
 
 
 STARGAN_SIZE, STARGAN_DOMAINS, STARGAN_ITERATIONS = 32, 3, 3

@@ -21,6 +21,7 @@ from tf_translate.layers.multiscale import ExcludePadAveragePooling2D, MultiScal
 from tf_translate.layers.normalization import UNITLayerNormalization
 from tf_translate.models.unit import UNIT, UNITGenerator
 from tf_translate.schedules import StepDecay
+from trajectories import relu_gates
 
 SIZE = 64
 TINY = dict(image_size=SIZE, filters=8, num_residual_blocks=2, discriminator_filters=8)
@@ -321,28 +322,17 @@ def reference_run(model, table, **overrides):
 # Measured ours (the float32 reference), AMD EPYC, oneDNN on and off: generators 0.0035 %
 # (0.0035 %, 0.99x), discriminators 0.00053 % (0.00053 %, 1.0x); shared layers 0.0034 %
 # (0.0034 %) and 0.00054 % (0.00054 %). The 0.01 % slack covers our float32 noise on other
-# CPUs; a ReLU gate that float32 round-off puts on its other side is `KNIFE_EDGE`'s.
+# CPUs; a ReLU gate that float32 round-off puts on its other side is `trajectories.KNIFE_EDGE`'s.
 SLACK = 1e-4
 
 
-# A ReLU input this close to 0 is within float32 round-off of the conv + norm outputs
-# (of order 1) that feed UNIT's ReLUs: which side it lands on depends on the summation
-# order of the conv kernel (oneDNN's or Eigen's, AVX-512 or AVX2), not on the step's
-# formulation. Measured gates that flip: 2.6e-7 (seed 3, between torch's float32 and
-# float64 and between TF with and without oneDNN on an AMD EPYC), 9.8e-7 (seed 0).
-KNIFE_EDGE = 2e-6
-
-
-def gated_reference(model, table, flip=None):
+def gated_reference(model, table):
     """The float64 reference from the model's current weights, with a recorder on every
-    ReLU: returns (the TorchUNIT before its steps, run(flip) -> (weights after STEPS,
-    [(gate, |input|)] of the inputs within KNIFE_EDGE of 0)). A gate is (module name,
-    call index, element); run(gate) runs the reference with that one ReLU's derivative
-    switched to the other side (its output moves by |input|, < 2e-6)."""
+    ReLU of its generators: run(flip) -> (weights after STEPS, [(gate, |input|)] of the
+    inputs within `trajectories.KNIFE_EDGE` of 0) (`trajectories.relu_gates`)."""
     import copy
 
     import torch
-    from torch import nn
 
     from torch_unit import TorchUNIT
 
@@ -350,29 +340,15 @@ def gated_reference(model, table, flip=None):
 
     def run(flip=None):
         reference = copy.deepcopy(pristine)
-        calls, near = {}, []
 
-        def hook(name, module, inputs, output):
-            index = calls[name] = calls.get(name, -1) + 1
-            x = inputs[0].detach()
-            for element in torch.nonzero(x.abs() < KNIFE_EDGE).tolist():
-                near.append(((name, index, tuple(element)), abs(float(x[tuple(element)]))))
-            if flip is not None and flip[:2] == (name, index):
-                mask = torch.zeros_like(x)
-                mask[flip[2]] = 1.0
-                return output + mask * inputs[0] * (1.0 if float(x[flip[2]]) < 0 else -1.0)
-            return None
+        def steps():
+            for step, (a, b) in enumerate(parity_batches()):
+                reference.step(a, b, {name: noise[step] for name, noise in table.items()})
 
-        for network in ("gen_a", "gen_b"):
-            for name, module in getattr(reference, network).named_modules():
-                if isinstance(module, nn.ReLU):
-                    module.register_forward_hook(
-                        lambda m, i, o, name=f"{network}.{name}": hook(name, m, i, o))
         threads = torch.get_num_threads()
         torch.set_num_threads(1)
         try:
-            for step, (a, b) in enumerate(parity_batches()):
-                reference.step(a, b, {name: noise[step] for name, noise in table.items()})
+            near = relu_gates({"gen_a": reference.gen_a, "gen_b": reference.gen_b}, steps, flip)
         finally:
             torch.set_num_threads(threads)
         return reference.weights_as_keras(model), near
@@ -382,8 +358,9 @@ def gated_reference(model, table, flip=None):
 
 def within_the_floor_up_to_one_knife_edge_gate(model, start, reference, switched, variables=None):
     """The project's rule against the float64 reference; where it fails, against the
-    float64 reference with one ReLU gate switched whose input lies within KNIFE_EDGE of 0
-    (each such gate of the generators in turn, the largest-effect first found).
+    float64 reference with one ReLU gate switched whose input lies within
+    `trajectories.KNIFE_EDGE` of 0 (each such gate of the generators in turn, the first that
+    passes; the floor stays the float32 reference's miss of the plain reference).
 
     A float32 step that is the reference's up to round-off can land on the other side of
     such a gate, and three Adam steps (the first moves each element by about lr whatever
@@ -393,19 +370,16 @@ def within_the_floor_up_to_one_knife_edge_gate(model, start, reference, switched
     AMD EPYC). A real difference stays refused: the step without weight decay (generators
     1.5 %, discriminators 69 % at seed 0, 8-wide, shared layers) after every gate (97 s).
     `switched`: [(gate, {id(variable): the float64 reference's weights with that gate
-    switched})], nearest 0 first (`recorded_gates`, or `gated_reference` with torch).
+    switched})], nearest 0 first (`recorded`, or `gated_reference` with torch).
     Returns (passed, misses of the plain rule, the gate that explains them)."""
-    from test_step_parity import within_float32_floor
+    from test_step_parity import within_float32_floor_up_to_one_gate
 
     run = misses(model, start, reference, variables)
-    if all(within_float32_floor(run, SLACK).values()):
-        return True, run, None
-    for gate, weights in switched:
-        flipped = misses(model, start, {"torch.float64": {"weights": weights},
-                                        "torch.float32": reference["torch.float32"]}, variables)
-        if all(within_float32_floor(flipped, SLACK).values()):
-            return True, run, (gate, flipped)
-    return False, run, None
+    against = lambda weights: misses(model, start, {"torch.float64": {"weights": weights},
+                                                    "torch.float32": reference["torch.float32"]}, variables)
+    run["switched"] = ((gate, against(weights)["ours"]) for gate, weights in switched)
+    passed, gate = within_float32_floor_up_to_one_gate(run, SLACK)
+    return passed, run, gate
 
 
 def groups(model):
@@ -440,7 +414,7 @@ def record_run(seed, **overrides):
     """The reference's STEPS iterations (float64, float32) from seeded start weights, and
     its float64 finals with each consequential knife-edge gate switched."""
     from test_step_parity import update_miss
-    from trajectories import trajectory
+    from trajectories import switched_gates, trajectory
 
     keras.utils.set_random_seed(seed)
     model = build_model("unit", **PARITY, **overrides)
@@ -449,15 +423,9 @@ def record_run(seed, **overrides):
     start = values(model)
     reference = reference_run(model, table)
     expected = reference["torch.float64"]["weights"]
-    gated = gated_reference(model, table)
-    gates = []
-    for gate, size in sorted(gated()[1], key=lambda item: item[1]):
-        weights, _ = gated(gate)
-        final = [weights[id(v)] for v in variables]
-        seen = any(all(np.array_equal(a, b) for a, b in zip(final, other)) for _, _, other in gates)
-        if not seen and max(update_miss(vs, weights, expected, start) for vs in groups(model).values()) > GATE_EFFECT:
-            gates.append((repr(gate), size, final))  # a shared module's gate is seen under both names
     order = lambda by_id: [by_id[id(v)] for v in variables]
+    effect = lambda weights: max(update_miss(vs, weights, expected, start) for vs in groups(model).values())
+    gates = switched_gates(gated_reference(model, table), order, effect, GATE_EFFECT)
     return trajectory(model, variables, order(start), order(expected), order(reference["torch.float32"]["weights"]),
                       reference["torch.float64"]["losses"], gates=gates)
 
@@ -507,7 +475,7 @@ def test_losses_match_the_reference_step(parity):
 def test_updates_match_the_reference_step(parity):
     """The project's rule (`test_step_parity.within_float32_floor`): our miss of the
     float64 reference's kernel update < 1.5 x the float32 reference's + 0.01 %, or
-    within it once one recorded knife-edge gate is switched (`KNIFE_EDGE`).
+    within it once one recorded knife-edge gate is switched (`trajectories.KNIFE_EDGE`).
     Measured (XLA step, seed 1, AMD EPYC): generators 0.0035 % (the float32 reference
     0.0035 %, 1.0x), discriminators 0.00053 % (0.00053 %, 1.0x). The start weights are
     seeded because later steps amplify float32 round-off in elements whose gradient is
@@ -638,7 +606,7 @@ def test_one_relu_gate_at_float32_round_off_is_the_six_percent_miss():
     assert not within_the_floor_up_to_one_knife_edge_gate(model, start, reference, switched(others))[0]
     passed, _, found = within_the_floor_up_to_one_knife_edge_gate(
         model, start, reference, switched(others + [SEED_0_KNIFE_EDGE_GATE]))
-    assert passed and found[0] == SEED_0_KNIFE_EDGE_GATE, found
+    assert passed and found == SEED_0_KNIFE_EDGE_GATE, found
 
 
 # ---------------------------------------------------------------------------------------

@@ -11,6 +11,7 @@ replays one has a `record_<name>()` returning `trajectory(...)`;
 re-records them with torch and checks they equal the committed files (`STATED_TOLERANCE`).
 """
 
+import functools
 import json
 import os
 
@@ -219,3 +220,65 @@ def spectral_norm_misses(layers, expected, float32):
         v = matrix.T @ u / np.linalg.norm(matrix.T @ u)
         extra_iteration = max(extra_iteration, np.abs(matrix @ v / np.linalg.norm(matrix @ v) - u).max())
     return worst, worst32, extra_iteration
+
+
+# A ReLU input this close to 0 is within float32 round-off of the conv + norm outputs (of
+# order 1) that feed the generators' ReLUs: which side it lands on depends on the summation
+# order of the conv kernels (oneDNN's or Eigen's, XLA's, AVX-512 or AVX2), not on the step's
+# formulation. Measured gates that flip: UNIT 2.6e-7 (seed 3, between torch's float32 and
+# float64 and between TF with and without oneDNN on an AMD EPYC), 9.8e-7 (seed 0); CycleGAN
+# 1.3e-6 (our XLA and graph steps on an AMD EPYC).
+KNIFE_EDGE = 2e-6
+
+
+def relu_gates(networks, run_steps, flip=None):
+    """[(gate, |input|)] of the ReLU inputs within KNIFE_EDGE of 0 while `run_steps()` runs
+    the torch `networks` ({name: module}). A gate is (module name, call index, element);
+    `flip` runs with that one ReLU's derivative switched to the other side (its output moves
+    by |input|): the reference as a float32 step that lands on the other side sees it."""
+    import torch
+
+    calls, near, handles = {}, [], []
+
+    def hook(name, module, inputs, output):
+        index = calls[name] = calls.get(name, -1) + 1
+        x = inputs[0].detach()
+        for element in torch.nonzero(x.abs() < KNIFE_EDGE).tolist():
+            near.append(((name, index, tuple(element)), abs(float(x[tuple(element)]))))
+        if flip is not None and flip[:2] == (name, index):
+            mask = torch.zeros_like(x)
+            mask[flip[2]] = 1.0
+            return output + mask * inputs[0] * (1.0 if float(x[flip[2]]) < 0 else -1.0)
+        return None
+
+    for network, net in networks.items():
+        for name, module in net.named_modules():
+            if isinstance(module, torch.nn.ReLU):
+                module.inplace = False  # the hook reads the input, which an in-place ReLU overwrites
+                handles.append(module.register_forward_hook(functools.partial(hook, f"{network}.{name}")))
+    try:
+        run_steps()
+    finally:
+        for handle in handles:
+            handle.remove()
+    return near
+
+
+def switched_gates(gated, order, effect, threshold):
+    """`trajectory`'s gates: [(name, |input|, final)] for each knife-edge gate of the plain
+    run, nearest 0 first, whose switching moves the float64 reference's update by more than
+    `threshold` (a gate below it changes no verdict); one gate per distinct final.
+
+    Args:
+      gated: flip -> (float64 weights after the steps, [(gate, |input|)]), flip=None plain.
+      order: weights -> the list `trajectory` stores.
+      effect: weights -> the largest share of a group's update they miss the plain final by.
+    """
+    gates = []
+    for gate, size in sorted(gated(None)[1], key=lambda item: item[1]):
+        weights, _ = gated(gate)
+        final = order(weights)
+        seen = any(all(np.array_equal(a, b) for a, b in zip(final, other)) for _, _, other in gates)
+        if not seen and effect(weights) > threshold:
+            gates.append((repr(gate), size, final))  # a shared module's gate is seen under both names
+    return gates
