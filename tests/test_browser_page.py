@@ -2,11 +2,8 @@
 `serve-web`'s server serves every file it loads with the type a browser needs, and the
 page's script translates a photograph under Node with the onnxruntime-web build it ships.
 
-No browser runs here: Debian's chromium would bring 131 packages (systemd and perl-base
-upgrades among them) onto the machine, and npm's puppeteer/playwright download a browser
-from outside the package registry. Node runs the page's translate.js on a stand-in DOM
-(tests/page_in_node.js), so what a browser adds (canvas decoding and drawing, the file
-picker, loading the runtime through a <script> tag) is not exercised.
+Node runs the page's translate.js on a stand-in DOM (tests/page_in_node.js): quick, and
+without a browser; tests/test_browser_chromium.py opens the page in headless Chromium.
 """
 
 import html.parser
