@@ -118,3 +118,71 @@ def test_chromium_translates_a_photograph_like_python_onnxruntime(tmp_path):
     # The screenshot shows both images where the canvases are (pixelated, at 1 px per px).
     assert np.abs(shown_input.astype(int) - photo.astype(int)).max() <= 2
     assert np.abs(shown_output.astype(int) - page_output.astype(int)).max() <= 2
+
+
+def label_model():
+    """A StarGAN-like file: `translated` = `images` + labels · (10, 20), so the output tells
+    which label boxes were ticked."""
+    from onnx import TensorProto, helper, numpy_helper
+
+    weights = numpy_helper.from_array(np.array([[10.0], [20.0]], np.float32), "weights")
+    shape = numpy_helper.from_array(np.array([-1, 1, 1, 1], np.int64), "shape")
+    nodes = [helper.make_node("Cast", ["images"], ["pixels"], to=TensorProto.FLOAT),
+             helper.make_node("MatMul", ["labels", "weights"], ["shift"]),
+             helper.make_node("Reshape", ["shift", "shape"], ["shift_nhwc"]),
+             helper.make_node("Add", ["pixels", "shift_nhwc"], ["shifted"]),
+             helper.make_node("Cast", ["shifted"], ["translated"], to=TensorProto.UINT8)]
+    graph = helper.make_graph(
+        nodes, "stargan_like",
+        [helper.make_tensor_value_info("images", TensorProto.UINT8, ["batch", "height", "width", 3]),
+         helper.make_tensor_value_info("labels", TensorProto.FLOAT, ["batch", 2])],
+        [helper.make_tensor_value_info("translated", TensorProto.UINT8, ["batch", "height", "width", 3])],
+        initializer=[weights, shape])
+    return helper.make_model(graph, opset_imports=[helper.make_opsetid("", 17)], ir_version=8)
+
+
+def test_chromium_page_names_the_labels_and_the_backend_it_ran_on(tmp_path):
+    """StarGAN's labels as named checkboxes (labels.json from `write_page`), the ticked ones fed
+    to the model; ?backend=webgpu runs WebGPU where the browser has it, else WASM, and the page
+    says which."""
+    driver = chromium()
+    onnx = pytest.importorskip("onnx")
+    from PIL import Image
+    from selenium.webdriver.common.by import By
+    from selenium.webdriver.support.ui import WebDriverWait
+
+    from tf_translate.web import write_page
+
+    try:
+        page = str(tmp_path / "page")
+        write_page(lambda path: onnx.save(label_model(), path), page, label_names=["black hair", "blond hair"])
+        photo = np.random.default_rng(0).integers(0, 200, (HEIGHT, WIDTH, 3), dtype=np.uint8)
+        Image.fromarray(photo).save(tmp_path / "noise.png")
+        server = page_server(page, port=0)
+        threading.Thread(target=server.serve_forever, daemon=True).start()
+        try:
+            driver.get(f"http://127.0.0.1:{server.server_address[1]}/?backend=webgpu")
+            WebDriverWait(driver, 60).until(lambda d: "model loaded" in d.find_element(By.ID, "status").text
+                                            or d.execute_script("return document.body.dataset.error"))
+            loaded = driver.find_element(By.ID, "status").text
+            labels = driver.find_element(By.ID, "labels-control").text
+            driver.find_element(By.ID, "label-0").click()  # untick black hair (ticked by default)
+            driver.find_element(By.ID, "label-1").click()  # tick blond hair
+            driver.find_element(By.ID, "file").send_keys(str(tmp_path / "noise.png"))
+            WebDriverWait(driver, 60).until(lambda d: d.execute_script(
+                "return document.body.dataset.done || document.body.dataset.error"))
+            assert driver.execute_script("return document.body.dataset.error") is None
+            translated = driver.find_element(By.ID, "status").text
+            page_output = canvas_pixels(driver, "output")
+        finally:
+            server.shutdown()
+            server.server_close()
+    finally:
+        driver.quit()
+
+    assert labels == "target labels: black hair blond hair"
+    assert np.array_equal(page_output, photo + 20)  # blond hair's 20, not black hair's 10
+    backend = "WebGPU" if loaded.startswith("model loaded on WebGPU:") else "WASM"
+    if backend == "WASM":
+        assert loaded.startswith("model loaded on WASM (WebGPU "), loaded  # why not WebGPU
+    assert translated.endswith(f"ms ({backend}, on this computer)"), translated
