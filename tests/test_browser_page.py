@@ -300,3 +300,28 @@ def test_the_page_draws_drit_attribute_codes(tmp_path):
                           capture_output=True, text=True, timeout=120)
     assert done.returncode == 0, done.stderr
     assert np.array_equal(np.fromfile(tmp_path / "out.raw", np.uint8).reshape(photo.shape), photo)
+
+
+def test_stargan_page_carries_its_label_names(tmp_path):
+    """`export --format web` of a StarGAN writes labels.json with the run's label names, in
+    the order of the model's `labels` input, for the page's checkboxes."""
+    if not os.path.isdir(ORT_WEB_CACHE):
+        pytest.skip(f"needs onnxruntime-web unpacked in {ORT_WEB_CACHE} (.ci/run puts it there)")
+    ort = pytest.importorskip("onnxruntime")
+    pytest.importorskip("tf2onnx")
+    import json
+
+    from tf_translate.export import export_run
+    from tf_translate.models.stargan import StarGAN
+
+    model = StarGAN(image_size=16, num_domains=3, filters=8, num_residual_blocks=1, discriminator_filters=8,
+                    discriminator_layers=2, domain_names=["black hair", "blond hair", "male"])
+    (direction, network), = model.generators().items()
+    network([np.zeros((1, 16, 16, 3), np.float32), np.zeros((1, 3), np.float32)])
+    page = str(tmp_path / "page")
+    export_run(model, {"model": "stargan"}, str(tmp_path / "run"), direction, format="web", output=page)
+    with open(os.path.join(page, "labels.json")) as file:
+        assert json.load(file) == {"label_names": ["black hair", "blond hair", "male"]}
+    session = ort.InferenceSession(os.path.join(page, "model.onnx"), providers=["CPUExecutionProvider"])
+    assert [i.name for i in session.get_inputs()] == ["images", "labels"]
+    assert session.get_inputs()[1].shape[1] == 3  # one name per entry
