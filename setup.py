@@ -39,6 +39,8 @@ setup(
         # `export --format onnx`: the versions tested with TF 2.21 (protobuf 7, numpy 2); they
         # add no other package and change none of TensorFlow's (tf2onnx 1.16 pinned protobuf 3).
         "onnx": ["tf2onnx==1.17.0", "onnx==1.23.2", "onnxruntime==1.32.0"],
+        # tests/test_browser_chromium.py drives Debian's chromium through chromium-driver.
+        "browser": ["selenium==4.51.0"],
     },
     entry_points={"console_scripts": ["tf-translate = tf_translate.cli:main"]},
 )

@@ -24,7 +24,8 @@ function canvas() {
 }
 const elements = {
   status: { textContent: "" }, file: { addEventListener() {} }, drop: { addEventListener() {} },
-  "max-side": { value: "512" }, "labels-control": { hidden: true }, labels: { value: "" },
+  "max-side": { value: "512" }, "labels-control": { hidden: true },
+  backend: { value: "", addEventListener() {}, querySelector: () => ({ disabled: false }) },
   input: canvas(), output: canvas(),
 };
 global.document = { getElementById: (id) => elements[id], body: { dataset: {} } };

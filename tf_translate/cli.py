@@ -216,7 +216,8 @@ def parse_args(argv):
                         "onnxruntime-web's npm package; serve it with serve-web)")
     export.add_argument("--opset", type=int, help="onnx, web: the ONNX opset (default 17)")
     export.add_argument("--quantize", choices=["none", "fp16", "int8", "int8-full"],
-                        help="tflite: float32, float16 weights, int8 weights, or int8 weights and activations")
+                        help="tflite: float32, float16 weights, int8 weights, or int8 weights and activations; "
+                        "web: none or fp16 (float16 weights, half the download; computed in float32)")
     export.add_argument("--image-size", type=int, help="tflite: the file's fixed input side in px (default: the "
                         "run's training size)")
     export.add_argument("--io", choices=["uint8", "float"],

@@ -369,11 +369,14 @@ def check_export_request(run_dir, format="savedmodel", output=None, version=None
     if opset is not None and format not in ("onnx", "web"):
         raise ValueError("--opset is for --format onnx or web")
     if format == "web":
-        for flag, value in (("--version", version), ("--quantize", quantize), ("--image-size", image_size),
+        for flag, value in (("--version", version), ("--image-size", image_size),
                             ("--representative", representative), ("--heatmap", heatmap or None)):
             if value is not None:
-                raise ValueError(f"{flag} is not for --format web; the page's model.onnx takes any size, holds "
-                                 "float32 weights and returns the translated image only")
+                raise ValueError(f"{flag} is not for --format web; the page's model.onnx takes any size and "
+                                 "returns the translated image only")
+        if quantize not in (None, "none", "fp16"):
+            raise ValueError(f"--quantize {quantize} is not for --format web; the page's model.onnx holds float32 "
+                             "weights, or float16 ones with --quantize fp16")
         if io not in (None, "uint8"):
             raise ValueError("--io float is not for --format web; the page sends and draws uint8 pixels")
         if opset is not None and opset < 1:
@@ -452,8 +455,10 @@ def export_run(model, record, run_dir, direction, format="savedmodel", output=No
         output, opset = output or default_output(run_dir, format), opset or DEFAULT_OPSET
         if format == "web":
             from tf_translate.web import write_page
-            write_page(lambda path: export_onnx(network, path, opset, model_name=record["model"]), output, overwrite)
-            return (f"page (model.onnx opset {opset}, onnxruntime-web) written to {output}: "
+            weights = "float16" if quantize == "fp16" else "float32"
+            write_page(lambda path: export_onnx(network, path, opset, model_name=record["model"], weights=weights),
+                       output, overwrite, label_names=model.label_names() if model.data_kind == "labelled" else None)
+            return (f"page (model.onnx opset {opset}, {weights} weights, onnxruntime-web) written to {output}: "
                     f"tf-translate serve-web {output}")
         size = export_onnx(network, output, opset, io=io, heatmap=heatmap, model_name=record["model"])
         return f"ONNX (opset {opset}, {io} in/out, any size) written to {output}: {size / 1e6:.1f} MB"

@@ -84,7 +84,32 @@ def unconverted_ops(model, onnx):
     return sorted({node.op_type for node in model.graph.node if not onnx.defs.has(node.op_type, node.domain)})
 
 
-def export_onnx(generator, path, opset=DEFAULT_OPSET, io="uint8", heatmap=False, model_name=None):
+def float16_weights(model, onnx, smallest=64):
+    """Stores each float32 initializer of at least `smallest` values (the weights) as float16,
+    with a Cast back to float32 at the head of the graph: the file is about half the size and
+    the arithmetic stays float32, which every onnxruntime build runs (its WASM kernels have no
+    float16 convolution). Scalars and small constants keep their exact float32 values."""
+    import numpy as np
+    from onnx import TensorProto, helper, numpy_helper
+
+    graph = model.graph
+    initializers, casts = [], []
+    for tensor in graph.initializer:
+        values = numpy_helper.to_array(tensor)
+        if tensor.data_type != TensorProto.FLOAT or values.size < smallest:
+            initializers.append(tensor)
+            continue
+        initializers.append(numpy_helper.from_array(values.astype(np.float16), tensor.name + "_float16"))
+        casts.append(helper.make_node("Cast", [tensor.name + "_float16"], [tensor.name], to=TensorProto.FLOAT,
+                                      name=tensor.name + "_to_float32"))
+    nodes = casts + list(graph.node)
+    del graph.initializer[:], graph.node[:]
+    graph.initializer.extend(initializers)
+    graph.node.extend(nodes)
+    return model
+
+
+def export_onnx(generator, path, opset=DEFAULT_OPSET, io="uint8", heatmap=False, model_name=None, weights="float32"):
     """Writes `generator` as an .onnx file (see the module docstring for its inputs and outputs).
 
     Args:
@@ -94,6 +119,7 @@ def export_onnx(generator, path, opset=DEFAULT_OPSET, io="uint8", heatmap=False,
         io: "uint8" (pixels in and out) or "float" ([-1, 1] in and out).
         heatmap: also output the attention heatmap (U-GAT-IT-style generators).
         model_name: names the model in errors (default: the generator's class).
+        weights: "float32", or "float16" (`float16_weights`: half the file, computed in float32).
     Returns:
         the size of the file in bytes.
     """
@@ -101,6 +127,8 @@ def export_onnx(generator, path, opset=DEFAULT_OPSET, io="uint8", heatmap=False,
 
     from tf_translate.files import write_atomically
 
+    if weights not in ("float32", "float16"):
+        raise ValueError(f"weights must be float32 or float16, got {weights!r}")
     tf2onnx, onnx = converter()
     model_name = model_name or type(generator).__name__
     if heatmap and not capabilities(generator).returns_heatmap:
@@ -116,6 +144,8 @@ def export_onnx(generator, path, opset=DEFAULT_OPSET, io="uint8", heatmap=False,
     if unconverted:
         raise ValueError(f"cannot export {model_name} to ONNX: TensorFlow op(s) {', '.join(unconverted)} "
                          f"have no ONNX conversion in tf2onnx {tf2onnx.__version__} (opset {opset})")
+    if weights == "float16":
+        model = float16_weights(model, onnx)
     try:
         onnx.checker.check_model(model)
     except onnx.checker.ValidationError as error:

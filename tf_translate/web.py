@@ -2,13 +2,15 @@
 `serve-web` serves one on 127.0.0.1.
 
 The folder holds index.html and translate.js (package data, tf_translate/web_page), the
-generator as model.onnx (`export_onnx`, uint8 io) and onnxruntime-web's WASM build in ort/,
+generator as model.onnx (`export_onnx`, uint8 io), for a label-conditioned generator (StarGAN)
+labels.json with the names of its labels, and onnxruntime-web's WASM and WebGPU builds in ort/,
 copied at export time from its npm package (version ORT_WEB_VERSION) unpacked in ORT_WEB_CACHE,
 with the package.json that states its MIT licence (the package has no licence file). Nothing
 is fetched from a CDN when the page runs.
 """
 
 import http.server
+import json
 import os
 import shutil
 import tempfile
@@ -20,16 +22,20 @@ PAGE_FILES = ("index.html", "translate.js")
 MODEL_FILE = "model.onnx"
 ORT_WEB_VERSION = "1.31.1"
 ORT_WEB_CACHE = os.path.expanduser(f"~/.cache/tf_translate/onnxruntime-web-{ORT_WEB_VERSION}")
-# The UMD script the page loads and the WASM module it imports (threads when the page is
-# cross-origin isolated, one thread otherwise), from the npm package; they go to ort/.
+# The UMD scripts the page loads and the WASM modules they import (threads when the page is
+# cross-origin isolated, one thread otherwise), from the npm package; they go to ort/. The
+# WASM build (15 MB) runs by default; the WebGPU build (its asyncify module, 29 MB) only when
+# the page's backend control asks for it.
 ORT_FILES = ("dist/ort.wasm.min.js", "dist/ort-wasm-simd-threaded.mjs", "dist/ort-wasm-simd-threaded.wasm",
-             "package.json")
+             "dist/ort.webgpu.min.js", "dist/ort-wasm-simd-threaded.asyncify.mjs",
+             "dist/ort-wasm-simd-threaded.asyncify.wasm", "package.json")
+LABELS_FILE = "labels.json"
 FILL_CACHE = (f"mkdir -p {ORT_WEB_CACHE} && npm pack onnxruntime-web@{ORT_WEB_VERSION} && "
               f"tar -xzf onnxruntime-web-{ORT_WEB_VERSION}.tgz -C {ORT_WEB_CACHE} --strip-components=1")
 # Streaming WASM compilation refuses any type but application/wasm; module scripts need a
 # JavaScript type.
 MIME_TYPES = {".wasm": "application/wasm", ".mjs": "text/javascript", ".js": "text/javascript",
-              ".onnx": "application/octet-stream"}
+              ".onnx": "application/octet-stream", ".json": "application/json"}
 
 
 def check_web_request(output, overwrite=False, package=ORT_WEB_CACHE):
@@ -42,13 +48,14 @@ def check_web_request(output, overwrite=False, package=ORT_WEB_CACHE):
                          f"(no {missing[0]}); fill it with: {FILL_CACHE}")
 
 
-def write_page(write_model, output, overwrite=False, package=ORT_WEB_CACHE):
+def write_page(write_model, output, overwrite=False, package=ORT_WEB_CACHE, label_names=None):
     """Writes the page folder `output` atomically (a temporary folder beside it, renamed when
     complete; an existing `output` is replaced only with `overwrite`).
 
     Args:
         write_model: called with the path of model.onnx inside the temporary folder.
         package: the unpacked onnxruntime-web npm package.
+        label_names: the meaning of each entry of the model's `labels` input, shown by the page.
     Returns:
         the folder's file names, relative to `output`, sorted.
     """
@@ -61,6 +68,9 @@ def write_page(write_model, output, overwrite=False, package=ORT_WEB_CACHE):
         for name in PAGE_FILES:
             shutil.copy(os.path.join(PAGE_SOURCE, name), folder)
         write_model(os.path.join(folder, MODEL_FILE))
+        if label_names:
+            with open(os.path.join(folder, LABELS_FILE), "w") as file:
+                json.dump({"label_names": list(label_names)}, file)
         os.makedirs(os.path.join(folder, "ort"))
         for name in ORT_FILES:
             shutil.copy(os.path.join(package, name), os.path.join(folder, "ort"))
