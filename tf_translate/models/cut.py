@@ -206,8 +206,9 @@ def two_rule_dataset(data, batch_size=1, image_size=256, load_size=None, seed=No
     `image_size` with no crop from then on (its decay epochs, `load_size := crop_size`);
     both randomly flipped. Only the rule in force is computed: the cropped pipeline serves
     the steps before the boundary and the resized one those after it, so neither decodes,
-    caches or augments images for the other's steps. The cropped stream is
-    `unpaired_dataset`'s (same seeds); the resized one is drawn from its own seeds.
+    caches or augments images for the other's steps (a process that crosses the boundary
+    keeps the cropped cache it filled). The cropped stream is `unpaired_dataset`'s (same
+    seeds); the resized one is drawn from its own seeds.
 
     The switch is exact: when iteration begins (`fit` makes its iterator after `compile`
     and after a checkpoint is loaded) the model's step s is read, and the iterator's k-th
