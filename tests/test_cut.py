@@ -590,6 +590,70 @@ def test_two_rule_dataset_makes_only_the_rule_in_force(tmp_path, monkeypatch):
         assert set(decoded) == {used}, (step, decoded)
 
 
+TWO_WORKERS = """
+import json, sys
+sys.path.insert(0, {tests!r})
+from tf_translate.distribute import make_strategy
+strategy = make_strategy("multi-worker")  # before TensorFlow runs anything
+from test_cut import rule_of
+from tf_translate.data import read_rgb, to_unit_range
+from tf_translate.distribute import replicated_dataset
+from tf_translate.models.cut import two_rule_dataset
+
+class Schedule:  # what two_rule_dataset reads of a CUT model
+    decay_start_step = 3
+    distribute_strategy = strategy
+    def __init__(self, step):
+        self.step = step
+    def completed_steps(self):
+        return self.step
+
+paths = ["{root}/trainA/0.png", "{root}/trainB/0.png"]
+loaded = [to_unit_range(read_rgb(path, 36)).numpy() for path in paths]
+resized = [to_unit_range(read_rgb(path, 32)).numpy() for path in paths]
+found = {{}}
+for first in (0, 2, 4):
+    def per_replica(batch_size):
+        return two_rule_dataset("{root}", batch_size, 32, 36, seed=0, model=Schedule(first))[0]
+    found[first] = []
+    for _, batch in zip(range(5), replicated_dataset(strategy, per_replica, 2)):
+        images = [strategy.experimental_local_results(side)[0].numpy()[0] for side in batch]
+        found[first].append([rule_of(image, loaded[i], resized[i]) for i, image in enumerate(images)])
+print("rules " + json.dumps(found))
+"""
+
+
+def test_two_rule_dataset_switches_at_the_same_step_on_two_workers(tmp_path):
+    """Multi-worker training reads per-replica batches and each worker keeps every second
+    one (`distribute.replicated_dataset`): counted in global steps, both workers' switch
+    is step 3 from a start at step 0, 2 or 4 (counted in their own batches it came at
+    steps 1 and 2)."""
+    import socket
+    import subprocess
+    import sys
+
+    write_domains(tmp_path)
+    script = tmp_path / "worker.py"
+    script.write_text(TWO_WORKERS.format(tests=os.path.dirname(os.path.abspath(__file__)), root=str(tmp_path)))
+    sockets = [socket.socket() for _ in range(2)]
+    for s in sockets:
+        s.bind(("127.0.0.1", 0))
+    cluster = {"worker": [f"127.0.0.1:{s.getsockname()[1]}" for s in sockets]}
+    for s in sockets:
+        s.close()
+    workers = [subprocess.Popen([sys.executable, str(script)], stdout=subprocess.PIPE, stderr=subprocess.PIPE,
+                                text=True, env={**os.environ, "TF_CONFIG": json.dumps(
+                                    {"cluster": cluster, "task": {"type": "worker", "index": index}})})
+               for index in range(2)]
+    expected = {"0": ["crop"] * 3 + ["resize"] * 2, "2": ["crop"] + ["resize"] * 4, "4": ["resize"] * 5}
+    for worker in workers:
+        out, err = worker.communicate(timeout=300)
+        assert worker.returncode == 0, err[-3000:]
+        found = json.loads(out.split("rules ")[-1].splitlines()[0])
+        assert {first: [set(kinds).pop() if len(set(kinds)) == 1 else kinds for kinds in batches]
+                for first, batches in found.items()} == expected
+
+
 def test_the_decay_epochs_start_with_the_schedules_first_decayed_epoch():
     """The no-crop rule starts at the schedule's first decayed epoch: FastCUT's 150 + 50
     over 200 epochs of 2 steps switches at step 300, CUT's 200 + 200 over 10 epochs at

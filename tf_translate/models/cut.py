@@ -216,9 +216,8 @@ def two_rule_dataset(data, batch_size=1, image_size=256, load_size=None, seed=No
     `decay_start_step`, the first of epoch n_epochs + 1, as in the reference (whose loader
     is made anew each epoch, after `set_epoch`), also in a run resumed in either phase and
     whatever prefetch reads ahead. This assumes every batch of the iterator feeds one train
-    step (`fit`, on one device or a Keras-distributed one). Left: under multi-worker
-    training each input pipeline keeps every n-th batch (`distribute.replicated_dataset`),
-    so there the switch comes early.
+    step (`fit`, on one device or a Keras-distributed one), or under multi-worker training
+    one replica's share of a step (the count is then in per-replica batches).
 
     Args:
         model: the `CUT` whose optimizer step and `decay_start_step` place the switch;
@@ -241,7 +240,12 @@ def two_rule_dataset(data, batch_size=1, image_size=256, load_size=None, seed=No
         """Image pairs to crop before the decay epochs, from the model's step now (-1: all)."""
         if model is None or model.decay_start_step is None:
             return np.int64(-1)
-        return np.int64(max(0, model.decay_start_step - model.completed_steps()) * batch_size)
+        strategy = model.distribute_strategy
+        # Multi-worker training reads per-replica batches, and each pipeline keeps every
+        # n-th of them (`training.train`'s own loop, `distribute.replicated_dataset`).
+        batches_per_step = (strategy.num_replicas_in_sync
+                            if isinstance(strategy, tf.distribute.MultiWorkerMirroredStrategy) else 1)
+        return np.int64(max(0, model.decay_start_step - model.completed_steps()) * batches_per_step * batch_size)
     start = tf.data.Dataset.from_tensors(0).map(lambda _: tf.py_function(cropped_pairs_left, [], tf.int64))
     dataset = start.flat_map(lambda pairs: cropped.take(pairs).concatenate(resized))
     steps_per_epoch = max(1, max(count_a, count_b) // batch_size)
