@@ -494,34 +494,170 @@ def write_domains(root, size_a=(50, 40), size_b=(44, 60)):
     return paths
 
 
-def test_two_rule_dataset_crops_from_the_load_size_or_resizes_to_the_crop(tmp_path):
-    """Each element holds both of the reference's rules for the same step: a random 32 px
-    window of the image squash-resized (bicubic) to 36, and the image squash-resized
-    straight to 32 (no crop, `load_size := crop_size`), each possibly mirrored."""
+def rule_of(image, loaded, resized):
+    """"crop" when `image` is a 32 px window of the 36 px squash-resize `loaded`, "resize"
+    when it is the 32 px squash-resize `resized`, each possibly mirrored; else "neither"."""
+    def seen(reference):
+        return np.array_equal(image, reference) or np.array_equal(image, reference[:, ::-1])
+    if any(seen(loaded[i:i + 32, j:j + 32]) for i in range(5) for j in range(5)):
+        return "crop"
+    return "resize" if seen(resized) else "neither"
+
+
+def test_two_rule_dataset_switches_to_the_resized_images_at_the_first_decay_step(tmp_path):
+    """CUT's 200 + 200 over 6 epochs of 1 step: steps 0-2 train on random 32 px windows of
+    the image squash-resized (bicubic, PIL) to 36, steps 3-5 on the image squash-resized
+    straight to 32 (no crop, `load_size := crop_size`), flips on in both. The step is the
+    model's when iteration begins: resumed at step 4 every batch is resized, at step 2
+    one cropped batch comes first; without a model (or run length) the crop stays."""
     from tf_translate.data import read_rgb, to_unit_range
     from tf_translate.models.cut import two_rule_dataset
 
     paths = write_domains(tmp_path)
-    dataset, steps, report = two_rule_dataset(str(tmp_path), batch_size=1, image_size=32, load_size=36, seed=0)
-    assert steps == 1 and not report.skipped
     loaded = [to_unit_range(read_rgb(path, 36)).numpy() for path in paths]
     resized = [to_unit_range(read_rgb(path, 32)).numpy() for path in paths]
-    mirrored = set()
-    for element in dataset.take(8):
-        for side in range(2):
-            crop = element["cropped"][side].numpy()[0]
-            windows = [loaded[side][i:i + 32, j:j + 32] for i in range(5) for j in range(5)]
-            assert any(np.array_equal(crop, w) or np.array_equal(crop, w[:, ::-1]) for w in windows), side
-            whole = element["resized"][side].numpy()[0]
-            assert np.array_equal(whole, resized[side]) or np.array_equal(whole, resized[side][:, ::-1])
-            mirrored.add((side, np.array_equal(whole, resized[side][:, ::-1])))
-    assert mirrored == {(0, False), (0, True), (1, False), (1, True)}  # flips stay on in the decay epochs
+    model = build_model("cut", **TINY)
+    model.compile(total_steps=6, steps_per_epoch=1, jit_compile=False)
+    assert model.decay_start_step == 3
+    dataset, steps, report = two_rule_dataset(str(tmp_path), batch_size=2, image_size=32, load_size=36, seed=0,
+                                              model=model)
+    assert steps == 1 and not report.skipped
+
+    def rules(dataset, count):
+        found, mirrored = [], set()
+        for batch in dataset.take(count):
+            images = [(side, image) for side in range(2) for image in batch[side].numpy()]
+            kinds = {rule_of(image, loaded[side], resized[side]) for side, image in images}
+            assert len(kinds) == 1, kinds  # one rule for every image of a batch
+            found.append(kinds.pop())
+            mirrored |= {(side, np.array_equal(image, resized[side][:, ::-1])) for side, image in images
+                         if found[-1] == "resize"}
+        return found, mirrored
+
+    found, mirrored = rules(dataset, 6)
+    assert found == ["crop"] * 3 + ["resize"] * 3
+    model.g_optimizer.iterations.assign(4)  # a run resumed in the decay epochs
+    found, more = rules(dataset, 3)
+    assert found == ["resize"] * 3
+    assert mirrored | more == {(0, False), (0, True), (1, False), (1, True)}  # flips stay on in the decay epochs
+    model.g_optimizer.iterations.assign(2)  # resumed one step before the boundary
+    assert rules(dataset, 3)[0] == ["crop", "resize", "resize"]
+    alone = two_rule_dataset(str(tmp_path), batch_size=2, image_size=32, load_size=36, seed=0)[0]
+    assert rules(alone, 4)[0] == ["crop"] * 4
+    model.compile(jit_compile=False)  # no run length: no decay epochs
+    assert rules(dataset, 4)[0] == ["crop"] * 4
 
 
-def test_the_decay_epochs_train_on_the_resized_images():
+def test_two_rule_dataset_makes_only_the_rule_in_force(tmp_path, monkeypatch):
+    """The work per image, counted by the size of the image entering the crop and flip
+    (36: the cropped rule, 32: the resized one) and of each decode: before the decay
+    epochs nothing is decoded, cached or augmented at 32, in them (a resumed run) nothing
+    at 36. Making both forms of every batch, as before, augments and decodes both."""
+    import collections
+
+    from tf_translate import data
+    from tf_translate.models.cut import two_rule_dataset
+
+    augmented, decoded = collections.Counter(), collections.Counter()
+    crop_and_flip, read_rgb = data.random_crop_and_flip, data.read_rgb
+
+    def counted_crop_and_flip(dataset, shape, seed):
+        def count(size):
+            augmented[int(size)] += 1
+            return size
+
+        def counted(image):
+            with tf.control_dependencies([tf.numpy_function(count, [tf.shape(image)[0]], tf.int32)]):
+                return tf.identity(image)
+        return crop_and_flip(dataset.map(counted), shape, seed)
+
+    def counted_read(path, size=None):
+        decoded[size] += 1
+        return read_rgb(path, size)
+    monkeypatch.setattr(data, "random_crop_and_flip", counted_crop_and_flip)
+    monkeypatch.setattr(data, "read_rgb", counted_read)
+    write_domains(tmp_path)
+    model = build_model("cut", **TINY)
+    model.compile(total_steps=2000, steps_per_epoch=1, jit_compile=False)  # decay epochs from step 1000
+    for step, used, unused in ((0, 36, 32), (1500, 32, 36)):
+        augmented.clear()
+        decoded.clear()
+        model.g_optimizer.iterations.assign(step)
+        dataset = two_rule_dataset(str(tmp_path), batch_size=2, image_size=32, load_size=36, seed=0, model=model)[0]
+        for _ in dataset.take(4):
+            pass
+        assert augmented[unused] == 0 and augmented[used] >= 4 * 2 * 2, (step, augmented)
+        assert set(decoded) == {used}, (step, decoded)
+
+
+TWO_WORKERS = """
+import json, sys
+sys.path.insert(0, {tests!r})
+from tf_translate.distribute import make_strategy
+strategy = make_strategy("multi-worker")  # before TensorFlow runs anything
+from test_cut import rule_of
+from tf_translate.data import read_rgb, to_unit_range
+from tf_translate.distribute import replicated_dataset
+from tf_translate.models.cut import two_rule_dataset
+
+class Schedule:  # what two_rule_dataset reads of a CUT model
+    decay_start_step = 3
+    distribute_strategy = strategy
+    def __init__(self, step):
+        self.step = step
+    def completed_steps(self):
+        return self.step
+
+paths = ["{root}/trainA/0.png", "{root}/trainB/0.png"]
+loaded = [to_unit_range(read_rgb(path, 36)).numpy() for path in paths]
+resized = [to_unit_range(read_rgb(path, 32)).numpy() for path in paths]
+found = {{}}
+for first in (0, 2, 4):
+    def per_replica(batch_size):
+        return two_rule_dataset("{root}", batch_size, 32, 36, seed=0, model=Schedule(first))[0]
+    found[first] = []
+    for _, batch in zip(range(5), replicated_dataset(strategy, per_replica, 2)):
+        images = [strategy.experimental_local_results(side)[0].numpy()[0] for side in batch]
+        found[first].append([rule_of(image, loaded[i], resized[i]) for i, image in enumerate(images)])
+print("rules " + json.dumps(found))
+"""
+
+
+def test_two_rule_dataset_switches_at_the_same_step_on_two_workers(tmp_path):
+    """Multi-worker training reads per-replica batches and each worker keeps every second
+    one (`distribute.replicated_dataset`): counted in global steps, both workers' switch
+    is step 3 from a start at step 0, 2 or 4 (counted in their own batches it came at
+    steps 1 and 2)."""
+    import socket
+    import subprocess
+    import sys
+
+    write_domains(tmp_path)
+    script = tmp_path / "worker.py"
+    script.write_text(TWO_WORKERS.format(tests=os.path.dirname(os.path.abspath(__file__)), root=str(tmp_path)))
+    sockets = [socket.socket() for _ in range(2)]
+    for s in sockets:
+        s.bind(("127.0.0.1", 0))
+    cluster = {"worker": [f"127.0.0.1:{s.getsockname()[1]}" for s in sockets]}
+    for s in sockets:
+        s.close()
+    workers = [subprocess.Popen([sys.executable, str(script)], stdout=subprocess.PIPE, stderr=subprocess.PIPE,
+                                text=True, env={**os.environ, "TF_CONFIG": json.dumps(
+                                    {"cluster": cluster, "task": {"type": "worker", "index": index}})})
+               for index in range(2)]
+    expected = {"0": ["crop"] * 3 + ["resize"] * 2, "2": ["crop"] + ["resize"] * 4, "4": ["resize"] * 5}
+    for worker in workers:
+        out, err = worker.communicate(timeout=300)
+        assert worker.returncode == 0, err[-3000:]
+        found = json.loads(out.split("rules ")[-1].splitlines()[0])
+        assert {first: [set(kinds).pop() if len(set(kinds)) == 1 else kinds for kinds in batches]
+                for first, batches in found.items()} == expected
+
+
+def test_the_decay_epochs_start_with_the_schedules_first_decayed_epoch():
     """The no-crop rule starts at the schedule's first decayed epoch: FastCUT's 150 + 50
     over 200 epochs of 2 steps switches at step 300, CUT's 200 + 200 over 10 epochs at
-    step 10; the train step's D sees the cropped B before and the resized B from then on."""
+    step 10; the train step takes the dataset's plain (A, B) batch."""
     from tf_translate.losses import lsgan_real_loss
 
     model = build_model("fastcut", **TINY, seed=0)
@@ -535,18 +671,12 @@ def test_the_decay_epochs_train_on_the_resized_images():
         return float(optimizer.learning_rate)
     assert rate(model.g_optimizer, 299) == pytest.approx(2e-4) and rate(model.g_optimizer, 300) < 2e-4
     assert rate(cut.g_optimizer, 9) == pytest.approx(2e-4) and rate(cut.g_optimizer, 10) < 2e-4
-    cropped, resized = (random_images(1, 32, 1), random_images(1, 32, 2)), (random_images(1, 32, 3),
-                                                                            random_images(1, 32, 4))
-    data = {"cropped": tuple(map(tf.constant, cropped)), "resized": tuple(map(tf.constant, resized))}
-    for step, expected in ((299, cropped), (300, resized)):
-        model.g_optimizer.iterations.assign(step)
-        np.testing.assert_array_equal(model.epoch_batch(data)[0].numpy(), expected[0])
-        d_real = float(lsgan_real_loss(model.discriminator(expected[1])))
-        logs = model.train_step(data)
-        assert float(logs["d_real_loss"]) == pytest.approx(d_real, rel=1e-6)
+    batch = (tf.constant(random_images(1, 32, 1)), tf.constant(random_images(1, 32, 2)))
+    d_real = float(lsgan_real_loss(model.discriminator(batch[1])))
+    assert float(model.train_step(batch)["d_real_loss"]) == pytest.approx(d_real, rel=1e-6)
     uncompiled = build_model("cut", **TINY)
     uncompiled.compile(jit_compile=False)  # no run length: no decay epochs, the crop throughout
-    np.testing.assert_array_equal(uncompiled.epoch_batch(data)[1].numpy(), cropped[1])
+    assert uncompiled.decay_start_step is None
 
 
 # --------------------------------------------------------------------------- export and replicas
@@ -603,8 +733,9 @@ from tf_translate.models import build_model
 def images(seed):
     return tf.constant(random_images(2, 32, seed))
 
-# Both data rules; 2 epochs of 1 step: the second step is a decay epoch's (resized images).
-data = {{"cropped": (images(1), images(2)), "resized": (images(3), images(4))}}
+# 2 epochs of 1 step, each on its own batch (the second is a decay epoch's: the dataset's rule).
+data = tf.data.Dataset.from_tensors((images(1), images(2))).concatenate(
+    tf.data.Dataset.from_tensors((images(3), images(4))))
 
 def trained(scope, start=None):
     with scope:
@@ -613,7 +744,7 @@ def trained(scope, start=None):
             model.set_weights(start)
         model.compile(total_steps=2, steps_per_epoch=1, jit_compile=False)
     start = model.get_weights()
-    model.fit(tf.data.Dataset.from_tensors(data).repeat(), epochs=1, steps_per_epoch=2, verbose=0)
+    model.fit(data.repeat(), epochs=1, steps_per_epoch=2, verbose=0)
     return model, start
 
 replicated, start = trained(tf.distribute.MirroredStrategy(["/cpu:0", "/cpu:1"]).scope())

@@ -11,9 +11,11 @@ Translation", ECCV 2020; taesungp/contrastive-unpaired-translation (`models/cut_
 `models/networks.py`, `models/patchnce.py`, `train.py`).
 """
 
+import functools
 import inspect
 
 import keras
+import numpy as np
 import tensorflow as tf
 from keras import layers
 
@@ -197,14 +199,29 @@ def sample_patch_ids(features, num_patches, seed_generator):
     return ids
 
 
-def two_rule_dataset(data, batch_size=1, image_size=256, load_size=None, seed=None):
-    """`data.unpaired_dataset`'s batches under both of CUT's data rules, as
-    {"cropped": (a, b), "resized": (a, b)}: resized to `load_size` then randomly cropped
-    to `image_size` (the reference's first `--n_epochs`), and resized straight to
-    `image_size` with no crop (its decay epochs, `load_size := crop_size`); both randomly
-    flipped. `CUT.train_step` takes the rule of the batch's epoch. The cropped stream is
-    `unpaired_dataset`'s (same seeds); the resized one is drawn from its own seeds.
+def two_rule_dataset(data, batch_size=1, image_size=256, load_size=None, seed=None, model=None):
+    """`data.unpaired_dataset`'s batches under CUT's data rule of the step each trains at:
+    resized to `load_size` and randomly cropped to `image_size` before
+    `model.decay_start_step` (the reference's first `--n_epochs`), resized straight to
+    `image_size` with no crop from then on (its decay epochs, `load_size := crop_size`);
+    both randomly flipped. Only the rule in force is computed: the cropped pipeline serves
+    the steps before the boundary and the resized one those after it, so neither decodes,
+    caches or augments images for the other's steps (a process that crosses the boundary
+    keeps the cropped cache it filled). The cropped stream is `unpaired_dataset`'s (same
+    seeds); the resized one is drawn from its own seeds.
 
+    The switch is exact: when iteration begins (`fit` makes its iterator after `compile`
+    and after a checkpoint is loaded) the model's step s is read, and the iterator's k-th
+    batch is the one step s + k trains on. The first resized batch is that of step
+    `decay_start_step`, the first of epoch n_epochs + 1, as in the reference (whose loader
+    is made anew each epoch, after `set_epoch`), also in a run resumed in either phase and
+    whatever prefetch reads ahead. This assumes every batch of the iterator feeds one train
+    step (`fit`, on one device or a Keras-distributed one), or under multi-worker training
+    one replica's share of a step (the count is then in per-replica batches).
+
+    Args:
+        model: the `CUT` whose optimizer step and `decay_start_step` place the switch;
+            None, or a model compiled without a run length: the crop throughout.
     Returns:
         (dataset, steps per epoch, SkipReport)
     """
@@ -216,10 +233,23 @@ def two_rule_dataset(data, batch_size=1, image_size=256, load_size=None, seed=No
                                     None if seed is None else seed + seed_offset)
     (a, count_a), (b, count_b) = stream(folder_a, load_size, 0), stream(folder_b, load_size, 1)
     (a_resized, _), (b_resized, _) = stream(folder_a, image_size, 2), stream(folder_b, image_size, 3)
+    cropped = tf.data.Dataset.zip(a.repeat(), b.repeat())
+    resized = tf.data.Dataset.zip(a_resized.repeat(), b_resized.repeat())
+
+    def cropped_pairs_left():
+        """Image pairs to crop before the decay epochs, from the model's step now (-1: all)."""
+        if model is None or model.decay_start_step is None:
+            return np.int64(-1)
+        strategy = model.distribute_strategy
+        # Multi-worker training reads per-replica batches, and each pipeline keeps every
+        # n-th of them (`training.train`'s own loop, `distribute.replicated_dataset`).
+        batches_per_step = (strategy.num_replicas_in_sync
+                            if isinstance(strategy, tf.distribute.MultiWorkerMirroredStrategy) else 1)
+        return np.int64(max(0, model.decay_start_step - model.completed_steps()) * batches_per_step * batch_size)
+    start = tf.data.Dataset.from_tensors(0).map(lambda _: tf.py_function(cropped_pairs_left, [], tf.int64))
+    dataset = start.flat_map(lambda pairs: cropped.take(pairs).concatenate(resized))
     steps_per_epoch = max(1, max(count_a, count_b) // batch_size)
-    dataset = tf.data.Dataset.zip(tuple(d.repeat() for d in (a, b, a_resized, b_resized)))
     dataset = dataset.batch(batch_size, drop_remainder=True)
-    dataset = dataset.map(lambda a, b, a_resized, b_resized: {"cropped": (a, b), "resized": (a_resized, b_resized)})
     return dataset.prefetch(tf.data.AUTOTUNE), steps_per_epoch, report
 
 
@@ -242,8 +272,8 @@ class CUT(TranslationModel):
     flipped, except in the epochs the learning rate decays, where images are resized
     straight to the crop size and only flipped (the reference's fine-tuning rule,
     `UnalignedDataset.__getitem__`). The switch follows the schedule's split of the run
-    (`compile`), read from G's optimizer step inside the train step, so a resumed run
-    switches at the same step.
+    (`compile`); the dataset places it from G's optimizer step, so a resumed run
+    switches at the same step, and the train step takes plain (A, B) batches.
 
     Test time: the generator translates each image at its own size (fully
     convolutional), in train or inference mode alike (instance norm without running
@@ -337,7 +367,7 @@ class CUT(TranslationModel):
             self.decay_start_step = constant * steps_per_epoch
 
     def dataset_function(self):
-        return two_rule_dataset
+        return functools.partial(two_rule_dataset, model=self)
 
     def default_optimizers(self, total_steps, steps_per_epoch):
         def adam():
@@ -353,20 +383,8 @@ class CUT(TranslationModel):
     def generators(self):
         return {"a2b": self.generator}
 
-    def epoch_batch(self, data):
-        """(real A, real B) of a `two_rule_dataset` element under the rule of the current
-        step's epoch (the cropped images before `decay_start_step`, else the resized
-        ones); other data as it is."""
-        if not isinstance(data, dict):
-            real_a, real_b, _ = keras.utils.unpack_x_y_sample_weight(data)
-            return real_a, real_b
-        if self.decay_start_step is None:
-            return data["cropped"]
-        decaying = self.g_optimizer.iterations >= self.decay_start_step
-        return tuple(tf.where(decaying, resized, cropped) for cropped, resized in zip(data["cropped"], data["resized"]))
-
     def sample_rows(self, batch):
-        real_a, real_b = self.epoch_batch(batch)
+        real_a, real_b = batch
         rows = [("real A", real_a), ("fake B", self.generator(real_a, training=False)), ("real B", real_b)]
         if self.nce_identity:
             rows.append(("idt B", self.generator(real_b, training=False)))
@@ -396,7 +414,8 @@ class CUT(TranslationModel):
         return tf.add_n(losses) / float(len(losses))
 
     def train_step(self, data):
-        return self.optimize(*self.epoch_batch(data))
+        real_a, real_b, _ = keras.utils.unpack_x_y_sample_weight(data)
+        return self.optimize(real_a, real_b)
 
     def optimize(self, real_a, real_b, flip=None, patch_ids=None):
         """One `optimize_parameters`: D step, then the G and F step against the updated D.
