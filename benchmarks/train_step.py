@@ -179,6 +179,9 @@ def run_all(args, models):
             rows.append({"model": model, "size": size, "batch": batch, "precision": precision, "ours": ours,
                          "torch": torch})
             print(f"  done: {model} {precision}: ours {ours}, torch {torch}", file=sys.stderr)
+        done, elapsed = models.index(model) + 1, time.perf_counter() - started
+        print(f"  {done}/{len(models)} models in {elapsed / 60:.0f} min; at this pace about "
+              f"{elapsed / done * (len(models) - done) / 60:.0f} min left", file=sys.stderr)
     table = results_table(rows, header(cpu_description(), onednn_setting(cpu_description()[1]), rows, args.threads))
     print(table)
     print(f"\nwall time of this run: {time.perf_counter() - started:.0f} s")
