@@ -1,16 +1,20 @@
 """The PyTorch side of `train_step.py --torch-ref`, inside this repository: times one
-training iteration of the reference re-statements in `tests/torch_reference.py`
-(junyanz's CycleGAN `optimize_parameters`, yunjey's StarGAN `Solver.train` body) and
-`tests/torch_pix2pix.py` (junyanz's pix2pix `optimize_parameters`: unet_256 with batch
-norm and dropout, the batch-norm PatchGAN), the same code the step-parity tests prove
-equal to ours. Prints one JSON line:
-sec_per_iter_median, peak_rss_mb.
+training iteration of every reference re-statement in tests/ with a training step, the
+same code the parity tests prove equal to ours, at the reference's widths:
+`tests/torch_reference.py` (junyanz's CycleGAN `optimize_parameters`, yunjey's StarGAN
+`Solver.train` body), `tests/torch_pix2pix.py` (unet_256 with batch norm and dropout, the
+batch-norm PatchGAN), `tests/torch_tuigan.py`, `tests/torch_unit.py`, `tests/torch_drit.py`,
+`tests/torch_ugatit.py` (UGATIT-pytorch, `--light 0/1`), `tests/torch_nicegan.py`
+(NICE-GAN-pytorch, `--light 0/1`) and `tests/torch_cut.py` (CUT and FastCUT). Photo2cartoon
+has no training re-statement (tests/torch_photo2cartoon.py is its generator only). Prints
+one JSON line: first_step_s, sec_per_iter_median, peak_rss_mb, the widths, the thread count.
 
     python benchmarks/torch_step.py --model cyclegan --size 128 --batch 1
     python benchmarks/torch_step.py --model stargan --size 128 --batch 16 --phase dg
     python benchmarks/torch_step.py --model pix2pix --size 256 --batch 1
     python benchmarks/torch_step.py --model tuigan --size 100   # TuiGAN's coarsest scale, one iteration
     python benchmarks/torch_step.py --model unit --size 256 --batch 1   # tests/torch_unit.py
+    python benchmarks/torch_step.py --model ugatit --light 1 --size 256   # also nicegan, cut, fastcut
     python benchmarks/torch_step.py --mode infer --model cyclegan --size 256   # generator only
 
 `--mode infer` times the reference generator's eager forward pass (`eval()`, `torch.no_grad()`),
@@ -30,7 +34,7 @@ import numpy as np
 
 sys.path.insert(0, os.path.join(os.path.dirname(os.path.dirname(os.path.abspath(__file__))), "tests"))
 
-MODELS = ("cyclegan", "stargan", "pix2pix", "tuigan", "unit", "drit")
+MODELS = ("cyclegan", "stargan", "pix2pix", "tuigan", "unit", "drit", "ugatit", "nicegan", "cut", "fastcut")
 GENERATORS = ("cyclegan", "stargan", "ugatit_light", "photo2cartoon")
 
 
@@ -65,26 +69,26 @@ def inference(model, size, batch, rng):
     return forward
 
 
-def iteration(model, size, batch, phase, rng):
-    """A function running one reference iteration on fixed random batches."""
+def iteration(model, size, batch, phase, light, rng):
+    """(a function running one reference iteration on fixed random batches, the widths it was built with)."""
+    import torch
+
     images = lambda: rng.uniform(-1, 1, (batch, size, size, 3)).astype(np.float32)
     if model == "tuigan":  # tests/torch_tuigan.py: one iteration (3 critic + 3 generator steps) of the
-        import torch  # coarsest scale (nfc 32, no frozen scales) on a size x size level
-        import torch_tuigan
+        import torch_tuigan  # coarsest scale (nfc 32, no frozen scales) on a size x size level
 
         trainer = torch_tuigan.Scale(32, dtype=torch.float32)
         level = lambda: [torch_tuigan.nchw(images()[:1], torch.float32)]
         a, b = level(), level()
         randoms = {"noise_a": torch.randn(1, 3, size, size), "noise_b": torch.randn(1, 3, size, size),
                    "chain_a": [], "chain_b": [], "alpha_b": [0.5] * 3, "alpha_a": [0.5] * 3}
-        return lambda: torch_tuigan.iteration(trainer, [], a, b, randoms, 1.0)
+        return lambda: torch_tuigan.iteration(trainer, [], a, b, randoms, 1.0), {"nfc": 32, "scale": "coarsest"}
     if model == "cyclegan":
         from torch_reference import TorchCycleGAN
 
-        trainer, a, b = TorchCycleGAN(), images(), images()  # 64 filters, 9 blocks, 64-filter PatchGANs
-        return lambda: trainer.step(a, b)
+        trainer, a, b = TorchCycleGAN(), images(), images()
+        return lambda: trainer.step(a, b), {"ngf": 64, "n_blocks": 9, "ndf": 64}
     if model == "pix2pix":
-        import torch
         import torch_pix2pix
 
         downs = {256: 8, 128: 7, 64: 6, 32: 5}[size]
@@ -92,17 +96,16 @@ def iteration(model, size, batch, phase, rng):
         opt_G = torch.optim.Adam(netG.parameters(), lr=2e-4, betas=(0.5, 0.999))
         opt_D = torch.optim.Adam(netD.parameters(), lr=2e-4, betas=(0.5, 0.999))
         a, b = (torch.from_numpy(images().transpose(0, 3, 1, 2)) for _ in range(2))
-        return lambda: torch_pix2pix.step(netG, netD, opt_G, opt_D, a, b)
+        return (lambda: torch_pix2pix.step(netG, netD, opt_G, opt_D, a, b),
+                {"ngf": 64, "unet_downs": downs, "ndf": 64})
     if model == "unit":
-        import torch
         from torch_unit import TorchUNIT
 
         # mingyuliutw/UNIT edges2shoes defaults; latent noise drawn by torch.randn each iteration.
         trainer = TorchUNIT(64, 2, 4, 64, 4, 3, dtype=torch.float32)
         a, b = images(), images()
-        return lambda: trainer.step(a, b)
+        return lambda: trainer.step(a, b), {"gen_dim": 64, "n_downsample": 2, "n_res": 4, "dis_dim": 64}
     if model == "drit":
-        import torch
         from torch_drit import TorchDRIT
 
         # HsinYingLee/DRIT defaults (--concat 1, mode seeking, 64/256 widths), one full step
@@ -117,7 +120,36 @@ def iteration(model, size, batch, phase, rng):
                           ("attribute_a", "attribute_b", "random", "random2", "attribute_recon_a",
                            "attribute_recon_b")})
             return drawn
-        return lambda: trainer.step(a, b, noise(), full=phase == "dg")
+        return lambda: trainer.step(a, b, noise(), full=phase == "dg"), {"content_dim": 256, "nz": 8, "concat": 1}
+    if model == "ugatit":
+        from torch_ugatit import TorchUGATIT
+
+        # UGATIT-pytorch defaults: --ch 64, --n_res 4, D ndf = ch with 7 (global) and 5 (local) layers.
+        trainer, a, b = TorchUGATIT(64, 4, size, bool(light), 64, dtype="float32"), images(), images()
+        widths = {"ch": 64, "n_res": 4, "ndf": 64, "global_layers": 7, "local_layers": 5, "light": light}
+        return lambda: trainer.step(a, b), widths
+    if model == "nicegan":
+        from torch_nicegan import TorchNICEGAN
+
+        # NICE-GAN-pytorch defaults: --ch 64, --n_res 6, --n_dis 7.
+        trainer = TorchNICEGAN(64, 6, size, bool(light), 7, dtype="float32")
+        a, b = images(), images()
+        return lambda: trainer.step(a, b), {"ch": 64, "n_res": 6, "n_dis": 7, "light": light}
+    if model in ("cut", "fastcut"):
+        from torch_cut import TorchCUT
+
+        # taesungp/contrastive-unpaired-translation defaults (resnet_9blocks, ngf/ndf 64, netF_nc 256,
+        # 256 patches a layer); FastCUT: lambda_NCE 10, no NCE identity, flip equivariance.
+        fast = model == "fastcut"
+        trainer = TorchCUT(ngf=64, n_blocks=9, ndf=64, netF_nc=256, lambda_NCE=10.0 if fast else 1.0,
+                           nce_idt=not fast, flip_equivariance=fast, dtype="float32")
+        a, b = images(), images()
+        with torch.no_grad():
+            shapes = [f.shape for f in trainer.netG(torch.zeros(1, 3, size, size), trainer.nce_layers,
+                                                    encode_only=True)]
+        patches = lambda: [rng.permutation(s[2] * s[3])[:256] for s in shapes]
+        return (lambda: trainer.step(a, b, flip=bool(rng.random() < 0.5), patch_ids=(patches(), patches())),
+                {"ngf": 64, "n_blocks": 9, "ndf": 64, "netF_nc": 256, "num_patches": 256})
     from torch_reference import TorchStarGAN
 
     trainer = TorchStarGAN(size, 5, 64, 6, 64, 6)  # the CelebA defaults: c_dim 5, 6 blocks, 6 D layers
@@ -128,7 +160,7 @@ def iteration(model, size, batch, phase, rng):
         trainer.critic_step(x, labels, targets, alpha)
         if phase == "dg":
             trainer.generator_step(x, labels, targets)
-    return step
+    return step, {"c_dim": 5, "g_conv_dim": 64, "g_repeat_num": 6, "d_conv_dim": 64, "d_repeat_num": 6}
 
 
 def main():
@@ -139,8 +171,9 @@ def main():
     parser.add_argument("--size", type=int, default=128)
     parser.add_argument("--batch", type=int, default=1)
     parser.add_argument("--iters", type=int, default=5)
-    parser.add_argument("--warmup", type=int, default=2)
-    parser.add_argument("--threads", type=int, default=os.cpu_count())
+    parser.add_argument("--warmup", type=int, default=2, help="untimed iterations, the first timed as first_step_s")
+    parser.add_argument("--threads", type=int, default=2, help="torch.set_num_threads (default 2: the 2-core bench)")
+    parser.add_argument("--light", type=int, choices=[0, 1], default=0, help="ugatit, nicegan: the light variant")
     parser.add_argument("--phase", choices=["d", "dg"], default="dg", help="stargan: critic-only or critic+generator")
     args = parser.parse_args()
     import torch
@@ -151,12 +184,15 @@ def main():
     if args.mode == "infer":
         if args.model not in GENERATORS:
             parser.error(f"--mode infer takes --model {', '.join(GENERATORS)}")
-        step = inference(args.model, args.size, args.batch, rng)
+        step, widths = inference(args.model, args.size, args.batch, rng), {}
     elif args.model not in MODELS:
         parser.error(f"--mode train takes --model {', '.join(MODELS)}")
     else:
-        step = iteration(args.model, args.size, args.batch, args.phase, rng)
-    for _ in range(args.warmup):
+        step, widths = iteration(args.model, args.size, args.batch, args.phase, args.light, rng)
+    start = time.perf_counter()
+    step()
+    first_step_s = time.perf_counter() - start
+    for _ in range(args.warmup - 1):
         step()
     times = []
     for _ in range(args.iters):
@@ -164,7 +200,8 @@ def main():
         step()
         times.append(time.perf_counter() - start)
     print(json.dumps({"model": args.model, "mode": args.mode, "size": args.size, "batch": args.batch,
-                      "sec_per_iter_median": statistics.median(times),
+                      "widths": widths, "threads": torch.get_num_threads(), "torch_version": torch.__version__,
+                      "first_step_s": first_step_s, "sec_per_iter_median": statistics.median(times),
                       "peak_rss_mb": resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024}))
 
 

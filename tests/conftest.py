@@ -27,6 +27,8 @@ def pytest_collection_modifyitems(session, config, items):
 # TensorFlow (tensorflow/core/util/util.cc, IsMKLEnabled) turns oneDNN on by default on Linux
 # x86 when the CPU has any of these; TF_ENABLE_ONEDNN_OPTS overrides it.
 ONEDNN_DEFAULT_FLAGS = ("avx512_vnni", "avx512_bf16", "avx_vnni", "amx_tile", "amx_int8", "amx_bf16")
+# The flags the header shows (also benchmarks/train_step.py's RESULTS table header).
+HEADER_FLAGS = ("avx2", "fma", "avx512f", "avx512_vnni", "avx512_bf16", "avx512_fp16", "amx_tile", "amx_bf16")
 
 
 def cpu_description(cpuinfo="/proc/cpuinfo"):
@@ -57,8 +59,7 @@ def onednn_setting(flags, environ=os.environ):
 
 def pytest_report_header(config):
     model, flags = cpu_description()
-    shown = ("avx2", "fma", "avx512f", "avx512_vnni", "avx512_bf16", "avx512_fp16", "amx_tile", "amx_bf16")
-    present = " ".join(f"{flag}={'yes' if flag in flags else 'no'}" for flag in shown)
+    present = " ".join(f"{flag}={'yes' if flag in flags else 'no'}" for flag in HEADER_FLAGS)
     return [f"cpu: {model}; {present}", f"onednn: {onednn_setting(flags)}"]
 
 
