@@ -207,3 +207,37 @@ def test_instance_losses_stay_float32_and_close_under_mixed_precision():
     for name, value in got.items():
         assert value.dtype == tf.float32
         assert float(value) == pytest.approx(float(expected[name]), rel=2e-3), name
+
+
+def test_onnx_file_takes_the_boxes_and_matches_the_savedmodel(scenes, tmp_path, capsys):
+    """INIT requires boxes: its ONNX file has the SavedModel's serving_boxes inputs and gives
+    its pixels within 1 grey level (an image without objects: one padding row, label 0);
+    the web page, which cannot give boxes, is refused."""
+    ort = pytest.importorskip("onnxruntime")
+    pytest.importorskip("tf2onnx")
+    from tf_translate.cli import main
+
+    run_dir = str(tmp_path / "run")
+    options = [f"{k}={v}" for k, v in TINY.items() if k not in ("image_size", "seed")] + ["crop_size=16"]
+    assert main(["train", "--model", "init", "--data", str(scenes), "--run-dir", run_dir, "--steps", "1",
+                 "--batch-size", "2", "--image-size", "64", "--load-size", "64", "--seed", "0", "--eager",
+                 "--sample-every", "3", "--option", *options]) == 0
+    assert main(["export", "--run-dir", run_dir, "--format", "onnx", "--output", str(tmp_path / "init.onnx")]) == 0
+    assert main(["export", "--run-dir", run_dir, "--output", str(tmp_path / "saved")]) == 0
+    images = np.random.default_rng(3).integers(0, 256, (1, 64, 64, 3)).astype(np.uint8)
+    codes = np.random.default_rng(4).standard_normal((1, 8)).astype(np.float32)
+    boxes, labels = np.array([[[8.0, 12.0, 40.0, 44.0]]], np.float32), np.array([[1]], np.int32)
+    session = ort.InferenceSession(str(tmp_path / "init.onnx"), providers=["CPUExecutionProvider"])
+    assert sorted(i.name for i in session.get_inputs()) == ["attributes", "box_labels", "boxes", "images"]
+    ours = session.run(None, {"images": images, "attributes": codes, "boxes": boxes, "box_labels": labels})[0]
+    served = tf.saved_model.load(str(tmp_path / "saved" / "1")).signatures["serving_boxes"](
+        images=tf.constant(images), attributes=tf.constant(codes), boxes=tf.constant(boxes),
+        box_labels=tf.constant(labels))["images"].numpy()
+    # No object: one padding row (label 0), as the box pipeline pads; the file needs at least one row.
+    without_box = session.run(None, {"images": images, "attributes": codes, "boxes": np.zeros((1, 1, 4), np.float32),
+                                     "box_labels": np.zeros((1, 1), np.int32)})[0]
+    assert np.abs(ours.astype(int) - served.astype(int)).max() <= 1
+    assert np.abs(ours.astype(int) - without_box.astype(int)).max() > 1  # the box reaches the file's output
+    capsys.readouterr()
+    assert main(["export", "--run-dir", run_dir, "--format", "web", "--output", str(tmp_path / "page")]) == 2
+    assert "page has no way to give" in capsys.readouterr().err and not (tmp_path / "page").exists()

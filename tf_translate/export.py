@@ -455,6 +455,10 @@ def export_run(model, record, run_dir, direction, format="savedmodel", output=No
         output, opset = output or default_output(run_dir, format), opset or DEFAULT_OPSET
         if format == "web":
             from tf_translate.web import write_page
+            if capabilities(network).takes_boxes == "required":
+                raise ValueError(f"--format web: {record['model']} translates only with object boxes, which the "
+                                 "page has no way to give; export --format onnx (inputs images, attributes, boxes, "
+                                 "box_labels) or a SavedModel (serving_boxes)")
             weights = "float16" if quantize == "fp16" else "float32"
             write_page(lambda path: export_onnx(network, path, opset, model_name=record["model"], weights=weights),
                        output, overwrite, label_names=model.label_names() if model.data_kind == "labelled" else None)
