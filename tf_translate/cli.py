@@ -359,7 +359,8 @@ def run(args):
               f"untrained {result['untrained_error']:.1f}, trained {result['trained_error']:.1f} "
               f"(copying the input: {result['copy_input_error']:.1f}); trained in "
               f"{result['train_seconds']:.0f} s")
-        print(f"sample grids: {result['samples']}\nSavedModel: {result['export']}")
+        print(f"test images, translations and ground truth: {result['grid']}\n"
+              f"training sample grids: {result['samples']}\nSavedModel: {result['export']}")
     elif args.command == "train":
         from tf_translate.distribute import make_strategy, use_cpu_replicas
         if args.cpu_replicas:  # before TensorFlow runs anything
