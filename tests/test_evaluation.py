@@ -11,7 +11,7 @@ import pytest
 import tensorflow as tf
 from PIL import Image
 
-from helpers import TINY_CYCLEGAN
+from helpers import TINY_CYCLEGAN, loop_torch_fidelity_kid
 from tf_translate import metrics
 from tf_translate.cli import main
 from tf_translate.data import list_images, read_rgb, write_demo_dataset
@@ -74,6 +74,16 @@ def test_evaluate_reports_fid_and_kid_of_the_translations(data, feature_model, t
     np.testing.assert_allclose(record["kid_blocks"], metrics.kernel_distance_blocks(fake_features, real_features),
                                rtol=1e-4, atol=1e-7)
     assert record["fid"] > 0.01  # a barely trained model does not translate A into B
+
+    # The defaults on these 8 images: 100 subsets of 4 (half the set), so the ± is a spread, not 0.
+    assert main(["evaluate", "--run-dir", run_dir, "--data", data, "--features", feature_model,
+                 "--feature-size", "32", "--metrics", "kid"]) == 0
+    assert "± 0.000" not in capsys.readouterr().out
+    default = json.load(open(os.path.join(run_dir, "evaluation.json")))[-1]
+    assert default["kid_subset_size"] == 4
+    expected = loop_torch_fidelity_kid(fake_features, real_features, 100, 4, 2020)
+    np.testing.assert_allclose(default["kid"], expected, rtol=1e-4, atol=1e-7)
+    assert default["kid"][1] > 1e-6
 
     # The real test images against themselves (b2a of a copy would need a model): FID 0.
     np.testing.assert_allclose(metrics.frechet_distance(real_features, real_features), 0.0, atol=1e-6)

@@ -119,13 +119,21 @@ def test_pix2pix_edges_tiny_run(tmp_path):
     assert len(targets) == 4
 
 
-def test_tuigan_photos_tiny_run(tmp_path):
+def test_tuigan_photos_tiny_run(tmp_path, capsys):
     pytest.importorskip("skimage")
     example = load_example("tuigan_photos")
     run_dir = str(tmp_path / "run")
-    result = example.main(["--run-dir", run_dir, "--size", "48", "--min-size", "31", "--steps", "1", "--eager"])
+    result = example.main(["--run-dir", run_dir, "--size", "48", "--min-size", "31", "--steps", "2", "--eager",
+                           "--progress-every", "1"])
+    # Before: nothing was printed until the end (a "small" run was silent for 7 minutes and more).
+    progress = [line.rsplit(", elapsed ", 1) for line in capsys.readouterr().out.splitlines()
+                if line.startswith("scale ")]
+    assert [text for text, _ in progress] == ["scale 1 of 2, iteration 1 of 2", "scale 1 of 2, iteration 2 of 2",
+                                              "scale 2 of 2, iteration 1 of 2", "scale 2 of 2, iteration 2 of 2"]
+    elapsed = [float(seconds.removesuffix(" s")) for _, seconds in progress]
+    assert elapsed == sorted(elapsed)
     # chelsea is 451x300: finest 48x32 (ceil(300·48/451) = 32), ratio 31/32, two scales.
-    assert result["scales"] == [[31, 47], [32, 48]] and result["iterations_per_scale"] == 1
+    assert result["scales"] == [[31, 47], [32, 48]] and result["iterations_per_scale"] == 2
     assert len(result["seconds_per_scale"]) == 2 and all(s > 0 for s in result["seconds_per_scale"])
     image = np.asarray(Image.open(result["output"]))
     assert image.shape == (32, 96, 3)  # the source and its translation side by side

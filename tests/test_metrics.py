@@ -18,6 +18,7 @@ import numpy as np
 import pytest
 import tensorflow as tf
 
+from helpers import loop_mmd2, loop_torch_fidelity_kid
 from tf_translate import metrics
 from tf_translate.metrics.features import INCEPTION_V3_URL, MOBILENET_V2_PACKAGE
 
@@ -82,32 +83,6 @@ def test_feature_statistics_ddof_one_and_errors():
 # --- KID -----------------------------------------------------------------------------------
 
 
-def loop_mmd2(x, y):
-    """Unbiased MMD² of Bińkowski et al. with k(x, y) = (xᵀy/d + 1)³, as explicit loops."""
-    d = x.shape[1]
-
-    def k(u, v):
-        return (sum(ui * vi for ui, vi in zip(u, v)) / d + 1) ** 3
-
-    m, n = len(x), len(y)
-    xx = sum(k(x[i], x[j]) for i in range(m) for j in range(m) if i != j) / (m * (m - 1))
-    yy = sum(k(y[i], y[j]) for i in range(n) for j in range(n) if i != j) / (n * (n - 1))
-    xy = sum(k(x[i], y[j]) for i in range(m) for j in range(n)) / (m * n)
-    return xx + yy - 2 * xy
-
-
-def loop_torch_fidelity_kid(a, b, subsets, subset_size, seed):
-    """torch-fidelity's kid_features_to_metric: RandomState draws (A then B), mean and np.std."""
-    rng = np.random.RandomState(seed)
-    values = []
-    for _ in range(subsets):
-        rows_a = rng.choice(len(a), subset_size, replace=False)
-        rows_b = rng.choice(len(b), subset_size, replace=False)
-        values.append(loop_mmd2(a[rows_a], b[rows_b]))
-    mean = sum(values) / subsets
-    return mean, (sum((v - mean) ** 2 for v in values) / subsets) ** 0.5
-
-
 def test_kernel_distance_matches_loop_restatement():
     rng = np.random.default_rng(2)
     a, b = rng.normal(size=(30, 6)), rng.normal(size=(26, 6)) + 0.4
@@ -119,6 +94,21 @@ def test_kernel_distance_matches_loop_restatement():
     # The subset size is capped at min(n_a, n_b): B's 26 rows, A's 26 of 30 drawn.
     mean, std = metrics.kernel_distance(a, b, subsets=3, subset_size=1000, seed=7)
     assert (mean, std) == pytest.approx(loop_torch_fidelity_kid(a, b, 3, 26, 7), rel=1e-8)
+
+
+def test_kernel_distance_default_subsets_are_half_a_small_set_and_1000_of_a_large_one():
+    """Before: the default 1000 capped at n made every subset of a 50-image test set the whole
+    set, so evaluate printed "KID ± 0.000" with a warning."""
+    assert [metrics.kid_subset_size(*n) for n in ((50, 50), (30, 26), (3, 9), (1000, 4000), (1001, 1500))] == [
+        25, 13, 2, 500, 1000]
+    rng = np.random.default_rng(4)
+    a, b = rng.normal(size=(30, 6)), rng.normal(size=(26, 6)) + 0.4
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")  # no "std is 0" warning
+        mean, std = metrics.kernel_distance(a, b, subsets=5)
+    expected_mean, expected_std = loop_torch_fidelity_kid(a, b, 5, 13, 2020)
+    assert (mean, std) == pytest.approx((expected_mean, expected_std), rel=1e-8)
+    assert std > 0
 
 
 def test_kernel_distance_whole_sets_warns_and_reports_zero_std():

@@ -190,7 +190,8 @@ def parse_args(argv):
                           "(default 224; 299 for inception)")
     evaluate.add_argument("--samples", type=int, help="translate at most N images of the split (default all)")
     evaluate.add_argument("--kid-subsets", type=int, default=100)
-    evaluate.add_argument("--kid-subset-size", type=int, default=1000, help="capped at the number of images")
+    evaluate.add_argument("--kid-subset-size", type=int, help="rows per KID subset, capped at the number "
+                          "of images (default: 1000 when both sets are larger, as torch-fidelity, else half the smaller set)")
     evaluate.add_argument("--best", action="store_true", help="--run-dir: use best.weights.h5 (--eval-every)")
     evaluate.add_argument("--inference-mode", choices=["reference", "eval"],
                           help="--run-dir, pix2pix: override the run's test-time behaviour (see train)")
@@ -359,7 +360,8 @@ def run(args):
               f"untrained {result['untrained_error']:.1f}, trained {result['trained_error']:.1f} "
               f"(copying the input: {result['copy_input_error']:.1f}); trained in "
               f"{result['train_seconds']:.0f} s")
-        print(f"sample grids: {result['samples']}\nSavedModel: {result['export']}")
+        print(f"test images, translations and ground truth: {result['grid']}\n"
+              f"training sample grids: {result['samples']}\nSavedModel: {result['export']}")
     elif args.command == "train":
         from tf_translate.distribute import make_strategy, use_cpu_replicas
         if args.cpu_replicas:  # before TensorFlow runs anything

@@ -10,13 +10,30 @@ import os
 import time
 
 import numpy as np
+from PIL import Image
 
 from tf_translate.data import demo_ground_truth, list_images, read_rgb, write_demo_dataset
 from tf_translate.export import GeneratorModule, export_saved_model
-from tf_translate.training import train
+from tf_translate.training import titled_grid, train
 
 # Small enough to train in minutes on 2 CPU cores, large enough to learn the mapping.
 DEMO_MODEL = dict(filters=16, num_residual_blocks=3, discriminator_filters=16, pool_size=50)
+GRID_COLUMNS = 8
+GRID_TILE = 128  # tiles at least this wide, so a 48 px scene can be judged by eye
+
+
+def demo_grid(inputs, translations, truth):
+    """A titled uint8 grid of uint8 images: rows input A, translation G(A), ground truth B.
+
+    Each pixel is repeated ceil(GRID_TILE / size) times each way (nearest neighbour: the
+    model's own pixels, none invented), so 48 px tiles become 144 px.
+    """
+    factor = -(-GRID_TILE // inputs.shape[1])
+    rows = []
+    for title, images in (("input A", inputs), ("translation G(A)", translations), ("ground truth B", truth)):
+        large = np.repeat(np.repeat(images, factor, axis=1), factor, axis=2)
+        rows.append((title, large.astype(np.float32) / 127.5 - 1.0))
+    return titled_grid(rows)
 
 
 def translation_error(generator, images_a):
@@ -32,7 +49,8 @@ def run_demo(run_dir="demo_run", steps=1200, image_size=48, batch_size=4, seed=0
 
     Returns:
         dict with the untrained and trained errors, the error of copying the input,
-        the sample grid path and the export path.
+        the sample grids folder, the test grid (RUN_DIR/test_grid.png: the first test
+        images, their translations and ground truth) and the export path.
     """
     data = write_demo_dataset(os.path.join(run_dir, "data"), size=image_size, seed=seed)
     test_a = np.stack([read_rgb(p) for p in list_images(os.path.join(data, "testA"))])
@@ -49,6 +67,11 @@ def run_demo(run_dir="demo_run", steps=1200, image_size=48, batch_size=4, seed=0
                   checkpoint_every=max(steps // 4, 1), verbose=verbose,
                   resume=os.path.exists(os.path.join(run_dir, "run", "run.json")))
     seconds = time.time() - start
+    shown = test_a[:GRID_COLUMNS]
+    module = GeneratorModule(model.generator_ab)  # kept: its tf.function methods hold it weakly
+    translations = module.serving_default(shown)["images"].numpy()
+    grid_path = os.path.join(run_dir, "test_grid.png")
+    Image.fromarray(demo_grid(shown, translations, demo_ground_truth(shown))).save(grid_path)
     result = {
         "untrained_error": before,
         "trained_error": translation_error(model.generator_ab, test_a),
@@ -56,6 +79,7 @@ def run_demo(run_dir="demo_run", steps=1200, image_size=48, batch_size=4, seed=0
                                                  - demo_ground_truth(test_a).astype(np.float32)))),
         "train_seconds": seconds,
         "samples": os.path.join(run_dir, "run", "samples"),
+        "grid": grid_path,
         "export": export_saved_model(model.generator_ab, os.path.join(run_dir, "export")),
     }
     return result

@@ -67,11 +67,11 @@ def features_of(extractor, images, size, batch_size=16):
     return np.concatenate(rows)
 
 
-def distances(fake_features, real_features, names=METRICS, kid_subsets=100, kid_subset_size=1000, seed=2020):
+def distances(fake_features, real_features, names=METRICS, kid_subsets=100, kid_subset_size=None, seed=2020):
     """{metric: value} for the chosen names; KID entries are (mean, std) pairs x 1 (not x 100).
 
     kid: the unbiased MMD^2 mean and std over `kid_subsets` random subsets (torch-fidelity's
-    protocol); kid_blocks: TF-GAN's block estimator with blocks of 10 and its standard
+    protocol; subsets of `metrics.kid_subset_size` rows unless `kid_subset_size` is given); kid_blocks: TF-GAN's block estimator with blocks of 10 and its standard
     error (the protocol of U-GAT-IT's tables).
     """
     unknown = [name for name in names if name not in METRICS]
@@ -89,7 +89,7 @@ def distances(fake_features, real_features, names=METRICS, kid_subsets=100, kid_
 
 
 def evaluate(translate, source_images, target_images, extractor, feature_size=224, names=METRICS,
-             kid_subsets=100, kid_subset_size=1000):
+             kid_subsets=100, kid_subset_size=None):
     """FID/KID of `translate(source_images)` against `target_images` (uint8 lists).
 
     Returns:
@@ -180,7 +180,7 @@ class EvaluationCallback(keras.callbacks.Callback):
     by FID). The real images' features are computed once."""
 
     def __init__(self, run_dir, direction, source_images, target_images, extractor, every,
-                 feature_size=224, kid_subsets=50, kid_subset_size=100):
+                 feature_size=224, kid_subsets=50, kid_subset_size=None):
         super().__init__()
         self.run_dir, self.direction, self.every = run_dir, direction, every
         self.source_images = list(source_images)
@@ -229,7 +229,7 @@ def held_out_callback(model, data, run_dir, every, features="mobilenet_v2", samp
     if min(len(images[0]), len(images[1])) < 2:
         raise ValueError(f"--eval-every needs at least 2 images in each of {data}/testA and {data}/testB")
     return EvaluationCallback(run_dir, "a2b", images[0], images[1], feature_extractor(features, inception_weights),
-                              every, feature_size(features), kid_subset_size=max(2, min(len(images[0]), len(images[1])) // 2))
+                              every, feature_size(features))
 
 
 # ---------------------------------------------------------------------------------------
@@ -287,7 +287,8 @@ def evaluate_translations(args):
         record = {**results, "direction": args.direction or "a2b", "data": os.path.abspath(args.data),
                   "split": args.split, "features": features, "feature_size": size,
                   "weights": "best.weights.h5" if args.best else "checkpoint.weights.h5",
-                  "kid_subsets": args.kid_subsets, "kid_subset_size": args.kid_subset_size}
+                  "kid_subsets": args.kid_subsets,
+                  "kid_subset_size": args.kid_subset_size or metrics.kid_subset_size(len(images[0]), len(images[1]))}
         print(f"written to {write_evaluation(args.run_dir, record)}")
 
 

@@ -157,7 +157,7 @@ def train(model_name, data, run_dir, steps=None, epochs=None, batch_size=None, i
           load_size=None, precision=None, xla=None, resume=False, checkpoint_every=None,
           sample_every=None, log_every=None, seed=None, verbose=1, model_overrides=None,
           dataset_fn=None, eager=False, eval_every=0, eval_features="mobilenet_v2", eval_samples=100,
-          strategy="none"):
+          strategy="none", callbacks=()):
     """Trains `model_name` on `data` in `run_dir`; the CLI's `train` and the demo call it.
 
     Image size, batch size and length default to the model's `reference_run` (CycleGAN
@@ -180,7 +180,8 @@ def train(model_name, data, run_dir, steps=None, epochs=None, batch_size=None, i
     `strategy` ("none", "auto", "mirrored", "multi-worker" or a strategy made by
     `distribute.make_strategy`, which multi-worker training needs before TensorFlow runs
     anything else) spreads the global batch over replicas; like `eager` it belongs to this call, not to the run, so a
-    run can resume under another strategy with the same global batch.
+    run can resume under another strategy with the same global batch. `callbacks` are
+    more Keras callbacks for every `fit`, after the run's own (e.g. a progress printer).
 
     A model that trains in phases (`TranslationModel.phases`: TuiGAN's scales, coarse to
     fine) gets one `fit` per phase after `start_phase`, with the same checkpoints, sample
@@ -302,11 +303,13 @@ def train(model_name, data, run_dir, steps=None, epochs=None, batch_size=None, i
     if resume:
         with scope():
             load_checkpoint(model, run_dir)
+    extra_callbacks = list(callbacks)
     callbacks = [ReturnCompilerMemory(), RunCallback(run_dir, sample_batch, flags["checkpoint_every"],
                                                      flags["sample_every"], flags["log_every"], is_chief(strategy))]
     if eval_every and is_chief(strategy):
         from tf_translate.evaluation import held_out_callback
         callbacks.append(held_out_callback(model, flags["data"], run_dir, eval_every, eval_features, eval_samples))
+    callbacks += extra_callbacks
     chief = is_chief(strategy)  # only the chief owns the run directory (the workers share it)
     with RunLock(run_dir) if chief else contextlib.nullcontext(), signals_as_interrupts():
         if chief and not resume and os.path.exists(os.path.join(run_dir, RUN_FILE)):  # written while this started
