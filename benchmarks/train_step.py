@@ -172,6 +172,7 @@ def run_all(args, models):
         size, batch = args.size or DEFAULTS[model][0], args.batch or DEFAULTS[model][1]
         overrides, extra = stargan_phase(args) if model == "stargan" else (args.overrides, [])
         has_torch = model.split("_light")[0] in TORCH_STEP_MODELS or args.torch_ref_script != TORCH_STEP
+        extra = [*extra, "--iters", str(args.torch_iters)]
         torch = torch_side(model, size, batch, args.torch_ref_script, args.threads, extra) if has_torch else None
         for precision in args.precisions.split(","):
             ours = child(["--model", model, "--size", str(size), "--batch", str(batch), "--steps", str(args.steps),
@@ -205,6 +206,8 @@ def main():
                         help="the PyTorch side (default benchmarks/torch_step.py)")
     parser.add_argument("--torch-args", default="", help="extra arguments for it, e.g. '--light 1'")
     parser.add_argument("--threads", type=int, default=2, help="torch.set_num_threads of the PyTorch side")
+    parser.add_argument("--torch-iters", type=int, default=5, help="--models: timed PyTorch iterations (after 2 "
+                        "untimed, the first of them its first step)")
     parser.add_argument("--phase", choices=["d", "dg"], default="dg",
                         help="StarGAN: critic-only steps (d) or critic+generator steps (dg)")
     parser.add_argument("--json-out", help="--models: also write the raw rows and the table to this file")
