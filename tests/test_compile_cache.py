@@ -43,6 +43,7 @@ def test_a_second_train_process_loads_the_step_the_first_one_saved(tmp_path):
 
     train_process(data, str(tmp_path / "second"), environ)
     assert entries(folder) == saved  # loaded: no new entry, none compiled and rewritten
+    assert os.listdir(tmp_path / "cache" / "xla") == [os.path.basename(folder)]  # and no other folder
 
     environ["TF_TRANSLATE_CACHE"] = str(tmp_path / "off")
     train_process(data, str(tmp_path / "third"), environ, "--no-compile-cache")
