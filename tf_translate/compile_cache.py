@@ -6,11 +6,11 @@ TF_XLA_FLAGS once, when the first `tf.function` runs, so the folder is named bef
 TensorFlow is imported (`python3 -m tf_translate.compile_cache` prints it, for scripts and CI).
 
 XLA keys an entry on the step's signature and its HLO only (tensorflow/compiler/jit/
-device_executable_persistor.h): not TensorFlow's version, the CPU the code was generated for,
-XLA_FLAGS or oneDNN. Those name the folder instead, so a changed setting compiles its own
-programs. TensorFlow fails the step on an entry it cannot parse and on a folder it cannot
+device_executable_persistor.h): not TensorFlow's version, the CPU the code was generated for
+(loading another CPU's code only logs that it "could lead to ... SIGILL"), XLA_FLAGS or oneDNN.
+Those name the folder instead, so a changed setting compiles its own programs. TensorFlow fails the step on an entry it cannot parse and on a folder it cannot
 write: `prepare` drops truncated entries and skips a folder it cannot write, with one line.
-Entries are never evicted (about 6 MB for a tiny CycleGAN, 63 MB at 128 px): delete the
+Entries are never evicted (6 MB for a tiny CycleGAN, 13 MB at 128 px): delete the
 folder to reclaim the space.
 """
 
