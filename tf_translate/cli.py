@@ -11,6 +11,7 @@ import re
 import sys
 import warnings
 
+from tf_translate.compile_cache import OFF_FLAG, use_compile_cache
 from tf_translate.files import one_line
 from tf_translate.translate import AUTO_TILE, TILE_OVERLAP, TILE_PIXELS, names
 
@@ -53,6 +54,10 @@ def parse_args(argv):
         epilog="`tf-translate COMMAND --help` gives each command's flags; `tf-translate demo` runs the built-in demo.")
     parser.add_argument("--tf-logs", action="store_true", help="show TensorFlow's start-up lines and Keras' "
                         "warnings (hidden by default)")
+    parser.add_argument(OFF_FLAG, action="store_true", help="train and demo: compile XLA's train step afresh "
+                        "instead of loading it from (and saving it to) the cache folder that `python3 -m "
+                        "tf_translate.compile_cache` prints; a TF_XLA_FLAGS that names a cache folder is used as "
+                        "it is")
     commands = parser.add_subparsers(dest="command", required=True)
 
     demo = commands.add_parser("demo", help="train a small CycleGAN on built-in data and report")
@@ -451,6 +456,7 @@ def quiet_tensorflow(argv):
 
 def main(argv=None):
     argv = sys.argv[1:] if argv is None else argv
+    use_compile_cache(argv)  # before TensorFlow's import
     quiet_tensorflow(argv)
     args = parse_args(argv)
     try:
