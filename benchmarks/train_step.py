@@ -36,9 +36,10 @@ import time
 
 HERE = os.path.dirname(os.path.abspath(__file__))
 TORCH_STEP = os.path.join(HERE, "torch_step.py")
-sys.path[:0] = [HERE, os.path.join(os.path.dirname(HERE), "tests")]
-from conftest import HEADER_FLAGS, cpu_description, onednn_setting  # noqa: E402 (the suite's CPU header)
+sys.path.insert(0, HERE)
 from torch_step import MODELS as TORCH_STEP_MODELS  # noqa: E402
+
+from tf_translate.machine import cpu_description, flags_shown, onednn_setting  # noqa: E402
 
 # Our model name -> the reference script's model and the arguments that select the same variant.
 TORCH_MODELS = {"ugatit": ("ugatit", ["--light", "0"]), "ugatit_light": ("ugatit", ["--light", "1"]),
@@ -131,11 +132,10 @@ def stargan_phase(args):
 def header(cpu, onednn, rows, torch_threads):
     """The lines above the RESULTS table: CPU (model name and flags), oneDNN, versions, threads."""
     model, flags = cpu
-    present = " ".join(f"{flag}={'yes' if flag in flags else 'no'}" for flag in HEADER_FLAGS)
     ours = next((r["ours"] for r in rows if "tf_version" in r["ours"]), {})
     torch = next((r["torch"] for r in rows if r["torch"] and "torch_version" in r["torch"]), {})
     tf_threads = ours.get("tf_threads", {})
-    return [f"CPU: {model}; {present}; {os.cpu_count()} cores", f"oneDNN: {onednn}",
+    return [f"CPU: {model}; {flags_shown(flags)}; {os.cpu_count()} cores", f"oneDNN: {onednn}",
             f"TensorFlow {ours.get('tf_version', '?')}, Keras {ours.get('keras_version', '?')}, "
             f"PyTorch {torch.get('torch_version', '?')}",
             f"threads: TF intra_op {tf_threads.get('intra_op', '?')}, inter_op {tf_threads.get('inter_op', '?')} "
@@ -183,7 +183,9 @@ def run_all(args, models):
         done, elapsed = models.index(model) + 1, time.perf_counter() - started
         print(f"  {done}/{len(models)} models in {elapsed / 60:.0f} min; at this pace about "
               f"{elapsed / done * (len(models) - done) / 60:.0f} min left", file=sys.stderr)
-    table = results_table(rows, header(cpu_description(), onednn_setting(cpu_description()[1]), rows, args.threads))
+    cpu = cpu_description()
+    onednn = f"{onednn_setting(cpu[1])} (TF_ENABLE_ONEDNN_OPTS={os.environ.get('TF_ENABLE_ONEDNN_OPTS', 'unset')})"
+    table = results_table(rows, header(cpu, onednn, rows, args.threads))
     print(table)
     print(f"\nwall time of this run: {time.perf_counter() - started:.0f} s")
     if args.json_out:
@@ -253,8 +255,8 @@ def main():
 
     phase = {"d": ", critic-only steps", "dg": ", critic+generator steps"}[args.phase] if args.model == "stargan" else ""
     print(f"\n{args.model} train step{phase}, {args.size} px, batch {args.batch}, {os.cpu_count()} cores")
-    print(f"| implementation | precision | first step s | step s | images/s | peak MB | vs PyTorch |")
-    print(f"|---|---|---:|---:|---:|---:|---:|")
+    print("| implementation | precision | first step s | step s | images/s | peak MB | vs PyTorch |")
+    print("|---|---|---:|---:|---:|---:|---:|")
     for name, precision, r in rows:
         if "error" in r:
             print(f"| {name} | {precision} | error: {r['error']} | | | | |")

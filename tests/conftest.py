@@ -10,7 +10,8 @@ results differ in the last bits between oneDNN's and Eigen's kernels, so a failu
 has to say which ran (issue 33)."""
 
 import os
-import platform
+
+from tf_translate.machine import cpu_description, flags_shown, onednn_default
 
 SLOWEST_FIRST = ["test_distribute.py", "test_pix2pix.py", "test_unit.py", "test_torch_import.py", "test_drit.py",
                  "test_stargan.py", "test_tuigan.py", "test_nicegan_parity.py", "test_ugatit_parity.py",
@@ -24,43 +25,16 @@ def pytest_collection_modifyitems(session, config, items):
     items.sort(key=lambda item: rank.get(item.path.name, len(rank)))
 
 
-# TensorFlow (tensorflow/core/util/util.cc, IsMKLEnabled) turns oneDNN on by default on Linux
-# x86 when the CPU has any of these; TF_ENABLE_ONEDNN_OPTS overrides it.
-ONEDNN_DEFAULT_FLAGS = ("avx512_vnni", "avx512_bf16", "avx_vnni", "amx_tile", "amx_int8", "amx_bf16")
-# The flags the header shows (also benchmarks/train_step.py's RESULTS table header).
-HEADER_FLAGS = ("avx2", "fma", "avx512f", "avx512_vnni", "avx512_bf16", "avx512_fp16", "amx_tile", "amx_bf16")
-
-
-def cpu_description(cpuinfo="/proc/cpuinfo"):
-    """(model name, set of flags) of the first CPU in /proc/cpuinfo; ("unknown", set())
-    where there is none (macOS, Windows)."""
-    model, flags = platform.processor() or "unknown", set()
-    try:
-        with open(cpuinfo) as f:
-            for line in f:
-                key, _, value = line.partition(":")
-                if key.strip() == "model name" and model in ("unknown", "x86_64", ""):
-                    model = value.strip()
-                elif key.strip() == "flags":
-                    flags = set(value.split())
-                    break
-    except OSError:
-        pass
-    return model, flags
-
-
-def onednn_setting(flags, environ=os.environ):
+def onednn_line(flags, environ=os.environ):
     value = environ.get("TF_ENABLE_ONEDNN_OPTS")
-    default = "on" if platform.system() == "Linux" and flags & set(ONEDNN_DEFAULT_FLAGS) else "off"
     if value is None:
-        return f"TF_ENABLE_ONEDNN_OPTS unset (TensorFlow's default for this CPU: {default})"
+        return f"TF_ENABLE_ONEDNN_OPTS unset (TensorFlow's default for this CPU: {onednn_default(flags)})"
     return f"TF_ENABLE_ONEDNN_OPTS={value}"
 
 
 def pytest_report_header(config):
     model, flags = cpu_description()
-    present = " ".join(f"{flag}={'yes' if flag in flags else 'no'}" for flag in HEADER_FLAGS)
-    return [f"cpu: {model}; {present}", f"onednn: {onednn_setting(flags)}"]
+    return [f"cpu: {model}; {flags_shown(flags)}", f"onednn: {onednn_line(flags)}"]
 
 
 def pytest_terminal_summary(terminalreporter, exitstatus, config):

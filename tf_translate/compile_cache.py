@@ -17,34 +17,15 @@ folder to reclaim the space.
 import hashlib
 import importlib.metadata
 import os
-import platform
 import sys
+
+from tf_translate.machine import cpu_description, onednn_setting
 
 CACHE_FLAG = "--tf_xla_persistent_cache_directory"
 OFF_FLAG = "--no-compile-cache"
-# TensorFlow (tensorflow/core/util/util.cc, IsMKLEnabled) turns oneDNN on by default on Linux
-# x86 when the CPU has any of these; TF_ENABLE_ONEDNN_OPTS overrides it.
-ONEDNN_DEFAULT_FLAGS = {"avx512_vnni", "avx512_bf16", "avx_vnni", "amx_tile", "amx_int8", "amx_bf16"}
 # XlaSerializedCacheEntry (tensorflow/compiler/jit/xla_compilation_cache.proto): key,
 # hlo_module, executable; each a length-delimited field.
 ENTRY_FIELDS = {1, 2, 3}
-
-
-def cpu_description(cpuinfo="/proc/cpuinfo"):
-    """(model name, flags) of the first CPU in /proc/cpuinfo; (platform.processor(), "")
-    where there is none (macOS, Windows)."""
-    model, flags = platform.processor() or platform.machine(), ""
-    try:
-        with open(cpuinfo) as file:
-            for line in file:
-                key, _, value = line.partition(":")
-                if key.strip() == "model name":
-                    model = value.strip()
-                elif key.strip() == "flags":
-                    return model, value.strip()
-    except OSError:
-        pass
-    return model, flags
 
 
 def tensorflow_version():
@@ -54,22 +35,12 @@ def tensorflow_version():
     return "none"
 
 
-def onednn_setting(cpu_flags, environ=os.environ):
-    """"on" or "off": TF_ENABLE_ONEDNN_OPTS, else TensorFlow's default for this CPU."""
-    value = environ.get("TF_ENABLE_ONEDNN_OPTS", "").strip().lower()
-    if value in ("0", "false"):
-        return "off"
-    if value in ("1", "true"):
-        return "on"
-    return "on" if platform.system() == "Linux" and set(cpu_flags.split()) & ONEDNN_DEFAULT_FLAGS else "off"
-
-
 def cache_folder(environ=os.environ):
     """$TF_TRANSLATE_CACHE (default ~/.cache/tf_translate)/xla/<TF version>-onednn-<on|off>-<hash
     of the CPU's model and flags and XLA_FLAGS>."""
     root = environ.get("TF_TRANSLATE_CACHE") or os.path.join(os.path.expanduser("~"), ".cache", "tf_translate")
     model, flags = cpu_description()
-    digest = hashlib.sha256(f"{model}\n{flags}\n{environ.get('XLA_FLAGS', '')}".encode()).hexdigest()[:10]
+    digest = hashlib.sha256(f"{model}\n{' '.join(sorted(flags))}\n{environ.get('XLA_FLAGS', '')}".encode()).hexdigest()[:10]
     return os.path.join(root, "xla", f"{tensorflow_version()}-onednn-{onednn_setting(flags, environ)}-{digest}")
 
 
