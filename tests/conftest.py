@@ -108,6 +108,22 @@ def pytest_make_collect_report(collector):
                            f"{skip_reason(report)}")
 
 
+@pytest.fixture(scope="session", autouse=True)
+def one_torch_thread():
+    """PyTorch, where installed, on one thread for the whole session. The re-statements
+    run networks of a few thousand weights, where torch's OpenMP threads wait on each
+    other: beside the second xdist worker, or any other load on 2 cores, CUT's 9
+    reference FastCUT steps took 37 s on two threads and 1.2 s on one (AMD EPYC, machine
+    loaded by other jobs). Imported here (after collection, so after TensorFlow) because
+    several files import torch inside a test. The committed trajectories are recorded on
+    one thread too (tests/fixtures/record_trajectories.py)."""
+    try:
+        import torch
+    except ImportError:
+        return
+    torch.set_num_threads(1)
+
+
 @pytest.fixture(scope="module", autouse=True)
 def release_memory_after_each_file():
     """After each test file: Keras' global state cleared, garbage collected and freed heap
