@@ -9,7 +9,6 @@ import keras
 import numpy as np
 import pytest
 import tensorflow as tf
-from PIL import Image
 
 from helpers import TINY_CYCLEGAN, loop_torch_fidelity_kid
 from tf_translate import metrics
