@@ -56,6 +56,17 @@ def read_rgb(path, size=None):
     return np.asarray(rgb, dtype=np.uint8)
 
 
+def usable_images(folder, report):
+    """The readable images of `folder`; the others are added to `report` (a `SkipReport`).
+    A folder with none is a one-line error."""
+    paths, bad = check_images(list_images(folder))
+    for path, reason in bad:
+        report.add(path, reason)
+    if not paths:
+        raise ValueError(f"image folder {folder!r} holds no readable images ({len(bad)} corrupt)")
+    return paths
+
+
 def check_images(paths):
     """Splits `paths` into readable ones and (path, reason) for empty or corrupt files.
 
@@ -111,11 +122,7 @@ def image_folder_dataset(folder, image_size=256, load_size=None, training=True, 
         (dataset, number of usable images)
     """
     report = report or SkipReport()
-    paths, bad = check_images(list_images(folder))
-    for path, reason in bad:
-        report.add(path, reason)
-    if not paths:
-        raise ValueError(f"image folder {folder!r} holds no readable images ({len(bad)} corrupt)")
+    paths = usable_images(folder, report)
     decode_size = (load_size or reference_load_size(image_size)) if training else image_size
 
     dataset = decoded_images(paths, decode_size, report, deterministic=not training or seed is not None)

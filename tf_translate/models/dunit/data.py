@@ -20,7 +20,7 @@ import numpy as np
 import tensorflow as tf
 from PIL import Image
 
-from tf_translate.data import (SkipReport, check_images, decoded_images, domain_folders, list_images,
+from tf_translate.data import (SkipReport, decoded_images, domain_folders, list_images, usable_images,
                                reference_load_size, to_unit_range)
 from tf_translate.models.dunit.boxes import (BoxWarnings, clip_record, crop_boxes, flip_boxes_left_right,
                                              make_record, pad_record, read_box_json, read_init_annotations)
@@ -124,11 +124,7 @@ def box_folder_dataset(folder, image_size=256, load_size=None, training=True, re
         (dataset, number of usable images, class names from boxes.json or None)
     """
     report = report or BoxReport()
-    paths, bad = check_images(list_images(folder))
-    for path, reason in bad:
-        report.add(path, reason)
-    if not paths:
-        raise ValueError(f"image folder {folder!r} holds no readable images ({len(bad)} corrupt)")
+    paths = usable_images(folder, report)
     decode_size = (load_size or reference_load_size(image_size)) if training else image_size
     boxes, labels, classes = folder_boxes(folder, paths, decode_size, max_boxes, report.boxes, num_classes)
     dataset = decoded_images(paths, decode_size, report, not training or seed is not None, boxes, labels)
