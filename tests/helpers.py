@@ -72,3 +72,14 @@ def loop_torch_fidelity_kid(a, b, subsets, subset_size, seed):
         values.append(loop_mmd2(a[rows_a], b[rows_b]))
     mean = sum(values) / subsets
     return mean, (sum((v - mean) ** 2 for v in values) / subsets) ** 0.5
+
+
+def train_box_model(model, scenes, run_dir, options, steps=2):
+    """`tf-translate train` of a box-taking model (dunit_paper, init) on a 64 px scene
+    folder, eager, batch 2, seed 0, with the constructor `options` ({name: value}); its exit code."""
+    from tf_translate.cli import main
+
+    flags = [f"{k}={v}" for k, v in options.items() if k not in ("image_size", "seed")]
+    return main(["train", "--model", model, "--data", str(scenes), "--run-dir", str(run_dir), "--steps", str(steps),
+                 "--batch-size", "2", "--image-size", "64", "--load-size", "64", "--seed", "0", "--eager",
+                 "--sample-every", "3", "--option", *flags])

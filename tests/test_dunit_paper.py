@@ -11,6 +11,7 @@ import os
 import numpy as np
 import pytest
 import tensorflow as tf
+from helpers import train_box_model
 
 from tf_translate.models import constructor_options
 from tf_translate.models.drit.translator import DRITTranslator
@@ -126,10 +127,7 @@ def test_cli_trains_translates_and_exports(scenes, tmp_path):
     from tf_translate.runs import load_generators
 
     run_dir = str(tmp_path / "run")
-    options = [f"{k}={v}" for k, v in TINY.items() if k not in ("image_size", "seed")] + ["detector_steps=1"]
-    assert main(["train", "--model", "dunit_paper", "--data", str(scenes), "--run-dir", run_dir, "--steps", "2",
-                 "--batch-size", "2", "--image-size", "64", "--load-size", "64", "--seed", "0", "--eager",
-                 "--sample-every", "3", "--option", *options]) == 0
+    assert train_box_model("dunit_paper", scenes, run_dir, {**TINY, "detector_steps": 1}) == 0
     out, exported = tmp_path / "out", tmp_path / "export"
     inputs = os.path.join(str(scenes), "testA")
     assert main(["translate", "--run-dir", run_dir, "--input", inputs, "--output", str(out), "--code-seed", "1"]) == 0

@@ -12,6 +12,7 @@ import os
 import numpy as np
 import pytest
 import tensorflow as tf
+from helpers import train_box_model
 
 from tf_translate.models import constructor_options
 from tf_translate.models.drit.translator import DRITTranslator
@@ -163,15 +164,18 @@ def test_options_and_the_config_round_trip():
         INIT(**TINY, crop_size=6)
 
 
-def test_cli_trains_on_a_scene_folder(scenes, tmp_path):
-    from tf_translate.cli import main
+@pytest.fixture(scope="module")
+def trained_run(scenes, tmp_path_factory):
+    """A 2-step INIT run trained through the CLI (crop 16), shared by the CLI and ONNX tests."""
+    run_dir = tmp_path_factory.mktemp("init_run") / "run"
+    assert train_box_model("init", scenes, run_dir, {**TINY, "crop_size": 16}) == 0
+    return str(run_dir)
+
+
+def test_cli_trains_on_a_scene_folder(trained_run):
     from tf_translate.runs import load_generators
 
-    run_dir = str(tmp_path / "run")
-    options = [f"{k}={v}" for k, v in TINY.items() if k not in ("image_size", "seed")] + ["crop_size=16"]
-    assert main(["train", "--model", "init", "--data", str(scenes), "--run-dir", run_dir, "--steps", "2",
-                 "--batch-size", "2", "--image-size", "64", "--load-size", "64", "--seed", "0", "--eager",
-                 "--sample-every", "3", "--option", *options]) == 0
+    run_dir = trained_run
     with open(os.path.join(run_dir, "run.json")) as f:
         assert json.load(f)["model"] == "init"
     model, _ = load_generators(run_dir)
@@ -209,7 +213,7 @@ def test_instance_losses_stay_float32_and_close_under_mixed_precision():
         assert float(value) == pytest.approx(float(expected[name]), rel=2e-3), name
 
 
-def test_onnx_file_takes_the_boxes_and_matches_the_savedmodel(scenes, tmp_path, capsys):
+def test_onnx_file_takes_the_boxes_and_matches_the_savedmodel(trained_run, tmp_path, capsys):
     """INIT requires boxes: its ONNX file has the SavedModel's serving_boxes inputs and gives
     its pixels within 1 grey level (an image without objects: one padding row, label 0);
     the web page, which cannot give boxes, is refused."""
@@ -217,11 +221,7 @@ def test_onnx_file_takes_the_boxes_and_matches_the_savedmodel(scenes, tmp_path, 
     pytest.importorskip("tf2onnx")
     from tf_translate.cli import main
 
-    run_dir = str(tmp_path / "run")
-    options = [f"{k}={v}" for k, v in TINY.items() if k not in ("image_size", "seed")] + ["crop_size=16"]
-    assert main(["train", "--model", "init", "--data", str(scenes), "--run-dir", run_dir, "--steps", "1",
-                 "--batch-size", "2", "--image-size", "64", "--load-size", "64", "--seed", "0", "--eager",
-                 "--sample-every", "3", "--option", *options]) == 0
+    run_dir = trained_run
     assert main(["export", "--run-dir", run_dir, "--format", "onnx", "--output", str(tmp_path / "init.onnx")]) == 0
     assert main(["export", "--run-dir", run_dir, "--output", str(tmp_path / "saved")]) == 0
     images = np.random.default_rng(3).integers(0, 256, (1, 64, 64, 3)).astype(np.uint8)
