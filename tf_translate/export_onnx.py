@@ -70,11 +70,10 @@ def onnx_function(generator, io="uint8", heatmap=False):
     else:
         module = GeneratorModule(generator)
     translate = module._translate_pixels if io == "uint8" else module._translate
-    if capabilities(generator).takes_boxes == "required":  # INIT: the SavedModel's serving_boxes inputs
-        specs += [tf.TensorSpec([None, None, 4], tf.float32, name="boxes"),
-                  tf.TensorSpec([None, None], tf.int32, name="box_labels")]
-        with_codes = translate
-        translate = lambda images, *rest: with_codes(images, *rest[:-2], boxes=rest[-2], box_labels=rest[-1])
+    if capabilities(generator).takes_boxes == "required":  # INIT: the SavedModel's box signature, as it is
+        boxed = module.box_signatures(specs[1] if len(specs) > 1 else None)[
+            "serving_boxes" if io == "uint8" else "translate_float_boxes"]
+        translate, specs = boxed.python_function, list(boxed.input_signature)
 
     def renamed(*inputs):
         outputs = translate(*inputs)
